@@ -1,0 +1,25 @@
+"""What the daemon needs of an engine. VllmEngine is the product's; tests may pass fakes."""
+
+from typing import Protocol
+
+from engine.config import EngineConfig
+from engine.results import JsonResult, ServingResult
+
+
+class Engine(Protocol):
+    config: EngineConfig
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def chat_completion(self, body: dict) -> ServingResult: ...
+
+    async def completion(self, body: dict) -> ServingResult: ...
+
+    async def embedding(self, body: dict) -> ServingResult: ...
+
+    async def models(self) -> JsonResult: ...

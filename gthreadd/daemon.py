@@ -1,0 +1,96 @@
+"""The daemon's lifecycle: startup -> serve until a stop signal -> ordered, bounded shutdown.
+
+One task owns reconciliation: it drains a queue of rescan triggers (file events, SIGHUP, timer),
+reads models.d, builds the new desired state and hands it to the fleet whole.
+"""
+
+import asyncio
+import logging
+import signal
+from typing import Optional
+
+from aiohttp import web
+
+from gthreadd.desired import build_desired, scan_directory
+from gthreadd.fleet import Fleet
+from gthreadd.http_api import create_app, mark_ready
+from gthreadd.served_model import EngineFactory
+from gthreadd.settings import DaemonSettings
+from gthreadd.watcher import tick, watch_files
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory):
+        self.settings = settings
+        self.fleet = Fleet(engine_factory)
+        self._triggers: asyncio.Queue[str] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._runner: Optional[web.AppRunner] = None
+
+    @property
+    def base_url(self) -> str:
+        host = self.settings.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.settings.port}"
+
+    async def run(self) -> None:
+        await self.startup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.shutdown()
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self._stop.set()
+
+    def reload(self) -> None:
+        self._triggers.put_nowait("SIGHUP")
+
+    async def startup(self) -> None:
+        s = self.settings
+        s.models_dir.mkdir(parents=True, exist_ok=True)
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        app = create_app(self.fleet, self.base_url)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, s.host, s.port).start()
+        log.info("serving on %s, models from %s", self.base_url, s.models_dir)
+        await self._rescan("startup")
+        mark_ready(app)
+        self._tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(watch_files(s.models_dir, self._triggers, self._stop), name="watch"),
+            asyncio.create_task(tick(s.rescan_interval.total_seconds(), self._triggers), name="rescan-timer"),
+        ]
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.shutdown()
+        await self.fleet.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("stopped")
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            reason = await self._triggers.get()
+            while not self._triggers.empty():
+                self._triggers.get_nowait()
+            await self._rescan(reason)
+
+    async def _rescan(self, reason: str) -> None:
+        log.debug("rescanning %s (%s)", self.settings.models_dir, reason)
+        files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
+        await self.fleet.apply(build_desired(files, self.fleet.desired))

@@ -1,0 +1,48 @@
+"""Model spec -> EngineConfig: the one place where resource fields become engine settings."""
+
+from pathlib import Path
+
+from conversion.resolve import is_local
+from engine.config import EngineConfig
+from gthreadd.resource import ModelResource
+
+# Spec fields whose change needs a new engine; the rest (sleep, fairness, staging, endpoints,
+# placement hints) are read live by the daemon.
+ENGINE_FIELDS = frozenset({
+    "model_name", "revision", "model_type", "dtype", "load_format", "gpu_memory_utilization",
+    "quantization", "extra_args", "lora", "kv_cache", "replicas",
+})
+
+
+def served_names(resource: ModelResource) -> tuple[str, ...]:
+    """The names a request's `model` may use. The first is what responses report: the upstream id
+    for a hub model, the Model's name for a local directory (a path makes a poor model id)."""
+    name, upstream = resource.metadata.name, resource.spec.model_name
+    if upstream == name:
+        return (name,)
+    return (name, upstream) if is_local(upstream) else (upstream, name)
+
+
+def engine_config_for(resource: ModelResource, model_path: Path) -> EngineConfig:
+    spec = resource.spec
+    return EngineConfig(
+        name=resource.metadata.name,
+        model_path=str(model_path),
+        served_model_names=served_names(resource),
+        dtype=spec.dtype.value,
+        gpu_memory_utilization=spec.memory_fraction,
+        tensor_parallel_size=spec.tensor_parallel,
+        pipeline_parallel_size=spec.pipeline_parallel,
+        quantization=spec.quantization.value,
+        load_format=spec.load_format.value,
+        extra_args=tuple(spec.extra_args),
+    )
+
+
+def needs_restart(old: ModelResource, new: ModelResource) -> bool:
+    a, b = old.spec, new.spec
+    return (
+        a.model_dump(include=ENGINE_FIELDS) != b.model_dump(include=ENGINE_FIELDS)
+        or a.tensor_parallel != b.tensor_parallel
+        or a.pipeline_parallel != b.pipeline_parallel
+    )

@@ -1,0 +1,39 @@
+"""`gthreadd`: the daemon's command line."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gthreadd.settings import SettingsError, add_flags, load_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gthreadd", description="Serve the Models in models.d on one OpenAI-compatible port.")
+    parser.add_argument("--config", type=Path, help="settings file (default /etc/gthread/gthreadd.yaml if present)")
+    add_flags(parser)
+    parser.add_argument("--check", nargs="+", metavar="FILE", help="validate Model files and exit (0 when valid)")
+    args = parser.parse_args(argv)
+    if args.check:
+        from gthreadd.validate import validate_paths
+
+        sys.exit(validate_paths(args.check))
+    try:
+        settings = load_settings(args.config, args)
+    except SettingsError as exc:
+        print(f"gthreadd: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import uvloop
+
+    from engine.vllm_engine import VllmEngine
+    from gthreadd.daemon import Daemon
+
+    uvloop.run(Daemon(settings, VllmEngine).run())
+
+
+if __name__ == "__main__":
+    main()

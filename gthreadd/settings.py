@@ -1,0 +1,77 @@
+"""The daemon's settings: one definition per option, read from the config file and overridden by
+command-line flags that are generated from the same fields."""
+
+import argparse
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from gthreadd.duration import Duration
+
+DEFAULT_CONFIG = Path("/etc/gthread/gthreadd.yaml")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class DaemonSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    listen: str = Field("127.0.0.1:8000", description="HOST:PORT of the OpenAI-compatible API")
+    models_dir: Path = Field(Path("/etc/gthread/models.d"), description="directory of Model manifests")
+    state_dir: Path = Field(Path("/var/lib/gthread"), description="daemon state: built checkpoints, caches")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
+    rescan_interval: Duration = Field("30s", validate_default=True,
+                                      description="rescan models.d this often even without file events")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host_port(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return host_port(self.listen)[1]
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8000, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    for name, field in DaemonSettings.model_fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=field.description)
+
+
+def load_settings(config: Optional[Path], args: argparse.Namespace) -> DaemonSettings:
+    """Config file (explicit, or the default one where it exists), then flags on top."""
+    values: dict = {}
+    path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"{path}: {exc}") from None
+        if not isinstance(values, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings")
+    for name in DaemonSettings.model_fields:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    try:
+        return DaemonSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise SettingsError(f"{path or 'command line'}: {problems}") from None

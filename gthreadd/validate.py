@@ -1,0 +1,39 @@
+"""Check Model files without a daemon (`gthread validate`, `gthreadd --check`), like `nginx -t`."""
+
+import sys
+from pathlib import Path
+
+from gthreadd.desired import DesiredState, build_desired
+from gthreadd.manifests import ManifestError, load_file
+
+
+def validate_paths(paths: list[str]) -> int:
+    """Print every error to stderr; 0 when all files are valid."""
+    files = [load_file(Path(p)) for p in paths]
+    desired = build_desired(files, DesiredState())
+    errors = list(desired.errors) + _extra_args_errors(desired)
+    for error in errors:
+        print(error, file=sys.stderr)
+    for parsed in files:
+        if not any(e.file == parsed.path for e in errors):
+            print(f"{parsed.path}: {len(parsed.models)} Model(s) valid")
+    return 1 if errors else 0
+
+
+def _extra_args_errors(desired: DesiredState) -> list[ManifestError]:
+    """extraArgs through vLLM's own parser, when vLLM is installed (importing it takes seconds)."""
+    with_args = [m for m in desired.models.values() if m.resource.spec.extra_args]
+    if not with_args:
+        return []
+    try:
+        from engine.args import EngineArgsError, build_args
+        from gthreadd.engine_config import engine_config_for
+    except ImportError:
+        return []
+    errors = []
+    for m in with_args:
+        try:
+            build_args(engine_config_for(m.resource, Path("/nonexistent")))
+        except EngineArgsError as exc:
+            errors.append(ManifestError(m.source, str(exc), field=f"{m.resource.metadata.name}: spec.extraArgs"))
+    return errors
