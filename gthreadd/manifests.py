@@ -60,6 +60,9 @@ def parse_text(text: str, source: str) -> ParsedFile:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark:
+            problem += f" ({context} that starts on line {context_mark.line + 1})"
         line = mark.line + 1 if mark else None
         return ParsedFile(source, (), (ManifestError(source, f"invalid YAML: {problem}", line=line),))
 

@@ -8,16 +8,19 @@ from gthreadd.manifests import ManifestError, load_file
 
 
 def validate_paths(paths: list[str]) -> int:
-    """Print every error to stderr; 0 when all files are valid."""
-    files = [load_file(Path(p)) for p in paths]
-    desired = build_desired(files, DesiredState())
-    errors = list(desired.errors) + _extra_args_errors(desired)
-    for error in errors:
-        print(error, file=sys.stderr)
-    for parsed in files:
-        if not any(e.file == parsed.path for e in errors):
+    """Each file on its own (conflicts between files are for the daemon to report, since they
+    depend on what else is in models.d). Every error goes to stderr; 0 when all files are valid."""
+    failed = False
+    for path in paths:
+        parsed = load_file(Path(path))
+        errors = list(parsed.errors) + _extra_args_errors(build_desired([parsed], DesiredState()))
+        for error in errors:
+            print(error, file=sys.stderr)
+        if errors:
+            failed = True
+        else:
             print(f"{parsed.path}: {len(parsed.models)} Model(s) valid")
-    return 1 if errors else 0
+    return 1 if failed else 0
 
 
 def _extra_args_errors(desired: DesiredState) -> list[ManifestError]:

@@ -1,0 +1,115 @@
+"""A real gthreadd process for end-to-end tests: its own models.d, state dir, port and log."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+MODEL_TEMPLATE = """\
+apiVersion: greenthread.ai/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  modelName: {checkpoint}
+  gpuMemoryUtilization: "0.20"
+  extraArgs: [{extra}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaemonProcess:
+    def __init__(self, root: Path, checkpoint: Path):
+        self.models_dir = root / "models.d"
+        self.state_dir = root / "state"
+        self.log_path = root / "gthreadd.log"
+        self.checkpoint = checkpoint
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.models_dir.mkdir(parents=True)
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
+             "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def write_model(self, file: str, name: str, *extra: str) -> None:
+        text = MODEL_TEMPLATE.format(name=name, checkpoint=self.checkpoint,
+                                     extra=", ".join(json.dumps(a) for a in extra))
+        self.write_file(file, text)
+
+    def write_file(self, file: str, text: str) -> None:
+        tmp = self.models_dir / f".{file}.tmp"
+        tmp.write_text(text)
+        tmp.rename(self.models_dir / file)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+        except (urllib.error.URLError, ConnectionError):
+            return 0, {}
+
+    def get(self, path: str) -> tuple[int, dict]:
+        return self.request("GET", path)
+
+    def status(self, name: str) -> dict:
+        return self.get(f"/{name}/status")[1]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"gthreadd exited ({self.proc.returncode}) waiting for {what}:\n{self.log_tail()}")
+            if predicate():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.log_tail()}")
+
+    def wait_state(self, name: str, state: str, timeout: float = 300) -> dict:
+        self.wait_for(lambda: self.status(name).get("state") == state, timeout, f"{name} to be {state}")
+        return self.status(name)
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 300) -> dict:
+        self.wait_for(lambda: self.status(name).get("phase") == phase, timeout, f"{name} to be {phase}")
+        return self.status(name)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,188 @@
+"""End to end through a real gthreadd with real vLLM CPU engines (SmolLM2-135M-Instruct).
+
+The tests run in order against one daemon, as an operator would use it: serve, add a model,
+break a file, fix it, edit, delete, stop. Engines take ~30 s each to start on 2 cores.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+
+import psutil
+import pytest
+from openai import OpenAI
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+BASELINE: dict[str, int] = {}  # engine process count with only the demo model loaded
+
+
+def ask(client: OpenAI, model: str, stream: bool = False) -> str:
+    if stream:
+        chunks = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=32,
+                                                temperature=0, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    response = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=32, temperature=0)
+    return response.choices[0].message.content
+
+
+def clients(daemon, name):
+    return [(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), name),
+            (OpenAI(base_url=f"{daemon.url}/{name}/v1", api_key="unused"), name)]
+
+
+def engine_processes(daemon) -> list[psutil.Process]:
+    return psutil.Process(daemon.proc.pid).children(recursive=True)
+
+
+def gthread(daemon, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gthreadd.cli", "--server", daemon.url, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon):
+    status = daemon.wait_state("smollm2", "serving")
+    assert status == {"model": "smollm2", "state": "serving", "bootReady": True, "phase": "Ready",
+                      "queue": {"inFlight": 0, "queued": 0, "barriered": False}}
+    for client, model in clients(daemon, "smollm2"):
+        assert "Paris" in ask(client, model)
+        assert "Paris" in ask(client, model, stream=True)
+    completion = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused").completions.create(
+        model="smollm2", prompt="The capital of France is", max_tokens=5, temperature=0)
+    assert completion.choices[0].text
+    BASELINE["processes"] = len(engine_processes(daemon))
+
+
+def test_model_listings(daemon):
+    status, listing = daemon.get("/v1/models")
+    assert status == 200 and [m["id"] for m in listing["data"]] == ["smollm2"]
+    status, per_model = daemon.get("/smollm2/v1/models")
+    assert status == 200 and per_model["data"][0]["max_model_len"] == 8192
+
+
+@pytest.mark.parametrize("method,path,body,status,words", [
+    ("POST", "/v1/chat/completions", b'{"model": "nope", "messages": []}', 404, "does not exist"),
+    ("POST", "/nope/v1/chat/completions", b'{"messages": []}', 404, "no Model named 'nope'"),
+    ("POST", "/v1/chat/completions", b'{"model": "smollm2", "messages": [', 400, "malformed JSON"),
+    ("POST", "/smollm2/v1/chat/completions", b'{"messages": "not a list"}', 400, "messages"),
+    ("GET", "/nope/status", None, 404, "no Model named"),
+])
+def test_errors_are_openai_shaped(daemon, method, path, body, status, words):
+    code, payload = daemon.request(method, path, body)
+    assert code == status
+    assert payload["error"]["code"] == status and words in payload["error"]["message"]
+    assert set(payload["error"]) >= {"message", "type", "code"}
+
+
+def test_health_endpoints(daemon):
+    assert daemon.get("/healthz") == (200, {"status": "ok"})
+    assert daemon.get("/readyz") == (200, {"status": "ready"})
+
+
+def test_gthread_get_models(daemon):
+    table = gthread(daemon, "get", "models")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "PHASE", "REPLICAS", "SERVING", "SLEEPING", "NODE", "GPUS",
+                              "VRAM/GPU", "URL"]
+    assert row.split()[:6] == ["default", "smollm2", "Ready", "1", "1", "0"]
+    assert row.split()[-1] == f"{daemon.url}/smollm2/v1"
+    as_json = json.loads(gthread(daemon, "get", "models", "-o", "json").stdout)
+    (obj,) = as_json["items"]
+    assert obj["spec"]["gpuMemoryUtilization"] == "0.20" and obj["status"]["phase"] == "Ready"
+    assert "apiVersion: greenthread.ai/v1alpha1" in gthread(daemon, "get", "model", "smollm2", "-o", "yaml").stdout
+    missing = gthread(daemon, "get", "model", "nope")
+    assert missing.returncode == 1 and "no Model named 'nope'" in missing.stderr
+
+
+def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemon):
+    daemon.write_model("second.yaml", "second", "--max-model-len", "2048")
+    daemon.wait_state("second", "starting", timeout=60)
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
+    assert "Paris" in ask(client, "smollm2")
+    assert daemon.status("second")["state"] == "starting", "the first model answered while the second loaded"
+
+    daemon.wait_state("second", "serving")
+    answers = {}
+    threads = [threading.Thread(target=lambda m=m: answers.__setitem__(m, ask(client, m)))
+               for m in ("smollm2", "second", "smollm2", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(answers) == {"smollm2", "second"} and all("Paris" in a for a in answers.values())
+
+
+def test_invalid_extra_args_fail_that_model_only(daemon):
+    daemon.write_model("broken-args.yaml", "broken-args", "--no-such-flag")
+    status = daemon.wait_phase("broken-args", "Failed", timeout=60)
+    assert status["reason"] == "InvalidExtraArgs" and "unrecognized arguments: --no-such-flag" in status["message"]
+    code, payload = daemon.request("POST", "/broken-args/v1/chat/completions", json.dumps({"messages": QUESTION}).encode())
+    assert code == 503 and "no-such-flag" in payload["error"]["message"]
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/second/v1", api_key="unused"), "second")
+    (daemon.models_dir / "broken-args.yaml").unlink()
+    daemon.wait_for(lambda: daemon.get("/broken-args/status")[0] == 404, 60, "broken-args to be removed")
+
+
+def test_broken_file_keeps_the_last_good_version_serving(daemon):
+    good = (daemon.models_dir / "second.yaml").read_text()
+    daemon.write_file("second.yaml", good.replace('gpuMemoryUtilization: "0.20"', 'gpuMemoryUtilization: "2"'))
+
+    def reported():
+        code, listing = daemon.get("/apis/greenthread.ai/v1alpha1/models")
+        return any("second.yaml" in e and "spec.gpuMemoryUtilization" in e for e in listing["errors"])
+
+    daemon.wait_for(reported, 30, "the broken file to be reported")
+    obj = daemon.get("/apis/greenthread.ai/v1alpha1/models/second")[1]
+    config = next(c for c in obj["status"]["conditions"] if c["type"] == "ConfigValid")
+    assert config["status"] == "False" and "second.yaml:7" in config["message"]
+    assert daemon.status("second")["state"] == "serving"
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "second")
+    warned = gthread(daemon, "get", "models")
+    assert "second.yaml:7" in warned.stderr and warned.returncode == 0
+
+    daemon.write_file("second.yaml", good)
+    daemon.wait_for(lambda: not daemon.get("/apis/greenthread.ai/v1alpha1/models")[1]["errors"], 30, "errors to clear")
+
+
+def test_edit_restarts_the_engine_with_the_change(daemon):
+    pids_before = {p.pid for p in engine_processes(daemon)}
+    daemon.write_model("second.yaml", "second", "--max-model-len", "1024")
+    daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
+                    300, "second to serve with max_model_len 1024")
+    assert {p.pid for p in engine_processes(daemon)} != pids_before
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/second/v1", api_key="unused"), "second", stream=True)
+
+
+def test_live_edit_does_not_restart(daemon):
+    pids_before = {p.pid for p in engine_processes(daemon)}
+    text = (daemon.models_dir / "second.yaml").read_text() + "  sleep:\n    idleTimeout: 1h\n"
+    daemon.write_file("second.yaml", text)
+    daemon.wait_for(
+        lambda: daemon.get("/apis/greenthread.ai/v1alpha1/models/second")[1]["spec"]["sleep"]["idleTimeout"] == "1h",
+        30, "the edit to be applied")
+    assert daemon.status("second")["state"] == "serving"
+    assert {p.pid for p in engine_processes(daemon)} == pids_before
+
+
+def test_delete_stops_the_engine_and_frees_its_memory(daemon):
+    rss_before = sum(p.memory_info().rss for p in engine_processes(daemon))
+    (daemon.models_dir / "second.yaml").unlink()
+    daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "second to be removed")
+    daemon.wait_for(lambda: len(engine_processes(daemon)) == BASELINE["processes"], 60,
+                    "second's engine processes to exit")
+    rss_after = sum(p.memory_info().rss for p in engine_processes(daemon))
+    assert rss_after < rss_before - 200 * 2**20, (rss_before, rss_after)
+    code, payload = daemon.request("POST", "/v1/chat/completions",
+                                   json.dumps({"model": "second", "messages": QUESTION}).encode())
+    assert code == 404
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "smollm2")
+
+
+def test_sigterm_stops_engines_and_exits_cleanly(daemon):
+    children = engine_processes(daemon)
+    assert daemon.stop() == 0
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]

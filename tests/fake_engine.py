@@ -1,0 +1,49 @@
+"""FakeEngine: a test double for engine.interface.Engine, for the daemon's own logic.
+
+It records what it was asked and can be told to fail or to take time; it never runs a model.
+Every feature it stands in for is also tested through real vLLM engines in tests/e2e.
+"""
+
+import asyncio
+
+from engine.args import EngineArgsError
+from engine.config import EngineConfig
+from engine.results import JsonResult
+
+
+class FakeEngine:
+    started: list["FakeEngine"] = []
+
+    def __init__(self, config: EngineConfig, *, fail_with: Exception | None = None, start_delay: float = 0):
+        self.config = config
+        self._fail_with = fail_with
+        self._start_delay = start_delay
+        self.is_running = False
+        self.stopped = False
+
+    @property
+    def running(self) -> bool:
+        return self.is_running
+
+    async def start(self) -> None:
+        await asyncio.sleep(self._start_delay)
+        if "--invalid" in self.config.extra_args:
+            raise EngineArgsError("unrecognized arguments: --invalid")
+        if self._fail_with is not None:
+            raise self._fail_with
+        self.is_running = True
+        FakeEngine.started.append(self)
+
+    async def stop(self) -> None:
+        self.is_running = False
+        self.stopped = True
+
+    async def chat_completion(self, body: dict) -> JsonResult:
+        return JsonResult(200, {"object": "chat.completion", "model": self.config.served_model_names[0],
+                                "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
+
+    completion = chat_completion
+    embedding = chat_completion
+
+    async def models(self) -> JsonResult:
+        return JsonResult(200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]})

@@ -1,0 +1,45 @@
+"""extraArgs through vLLM's own parser (the real one; no engine is started)."""
+
+import pytest
+
+from engine.args import EngineArgsError, build_args
+from engine.config import EngineConfig
+
+
+def config(*extra: str, **kw) -> EngineConfig:
+    return EngineConfig(name="m", model_path="/models/m", served_model_names=("org/m", "m"),
+                        extra_args=tuple(extra), **kw)
+
+
+def test_spec_fields_become_engine_arguments():
+    args = build_args(config("--max-model-len", "2048", dtype="float16", gpu_memory_utilization=0.5,
+                             tensor_parallel_size=2, quantization="awq"))
+    assert args.model == "/models/m" and args.served_model_name == ["org/m", "m"]
+    assert (args.dtype, args.gpu_memory_utilization, args.tensor_parallel_size) == ("float16", 0.5, 2)
+    assert (args.quantization, args.max_model_len) == ("awq", 2048)
+
+
+def test_eager_by_default_on_the_cpu_and_extra_args_can_say_otherwise():
+    assert build_args(config()).enforce_eager is True
+    assert build_args(config("--no-enforce-eager")).enforce_eager is False
+
+
+def test_unknown_flag_gets_vllms_message():
+    with pytest.raises(EngineArgsError, match="unrecognized arguments: --no-such-flag"):
+        build_args(config("--no-such-flag"))
+
+
+def test_malformed_value_gets_vllms_message():
+    with pytest.raises(EngineArgsError, match="max-model-len"):
+        build_args(config("--max-model-len", "lots"))
+
+
+def test_serve_checks_run_too():
+    with pytest.raises(EngineArgsError, match="--enable-auto-tool-choice requires --tool-call-parser"):
+        build_args(config("--enable-auto-tool-choice"))
+
+
+@pytest.mark.parametrize("flag", ["--dtype", "--gpu-memory-utilization=0.5", "-tp", "--port"])
+def test_flags_owned_by_the_spec_are_refused(flag):
+    with pytest.raises(EngineArgsError, match="set it there"):
+        build_args(config(flag, "1"))
