@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The repo id under which the e2e tests' offline Hugging Face cache holds the demo checkpoint."""
+
 MODEL_TEMPLATE = """\
 apiVersion: greenthread.ai/v1alpha1
 kind: Model
@@ -31,7 +34,7 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, checkpoint: Path):
+    def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None):
         self.models_dir = root / "models.d"
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
@@ -39,6 +42,7 @@ class DaemonProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, **(env or {})}
         self.models_dir.mkdir(parents=True)
 
     def start(self) -> None:
@@ -46,7 +50,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
              "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env,
         )
         self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")
 
@@ -65,8 +69,8 @@ class DaemonProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def write_model(self, file: str, name: str, *extra: str) -> None:
-        text = MODEL_TEMPLATE.format(name=name, checkpoint=self.checkpoint,
+    def write_model(self, file: str, name: str, *extra: str, model_name: str | None = None) -> None:
+        text = MODEL_TEMPLATE.format(name=name, checkpoint=model_name or self.checkpoint,
                                      extra=", ".join(json.dumps(a) for a in extra))
         self.write_file(file, text)
 

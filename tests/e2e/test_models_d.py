@@ -13,6 +13,8 @@ import psutil
 import pytest
 from openai import OpenAI
 
+from tests.e2e.daemon_process import HUB_ID
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -98,7 +100,8 @@ def test_gthread_get_models(daemon):
 
 
 def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemon):
-    daemon.write_model("second.yaml", "second", "--max-model-len", "2048")
+    """The second Model names a Hugging Face repo id, resolved from the (offline) HF cache."""
+    daemon.write_model("second.yaml", "second", "--max-model-len", "2048", model_name=HUB_ID)
     daemon.wait_state("second", "starting", timeout=60)
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
     assert "Paris" in ask(client, "smollm2")
@@ -107,12 +110,14 @@ def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemo
     daemon.wait_state("second", "serving")
     answers = {}
     threads = [threading.Thread(target=lambda m=m: answers.__setitem__(m, ask(client, m)))
-               for m in ("smollm2", "second", "smollm2", "second")]
+               for m in ("smollm2", HUB_ID, "smollm2", "second")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert set(answers) == {"smollm2", "second"} and all("Paris" in a for a in answers.values())
+    assert set(answers) == {"smollm2", "second", HUB_ID} and all("Paris" in a for a in answers.values())
+    listed = [m["id"] for m in daemon.get("/v1/models")[1]["data"]]
+    assert sorted(listed) == sorted([HUB_ID, "smollm2"])
 
 
 def test_invalid_extra_args_fail_that_model_only(daemon):
@@ -149,7 +154,7 @@ def test_broken_file_keeps_the_last_good_version_serving(daemon):
 
 def test_edit_restarts_the_engine_with_the_change(daemon):
     pids_before = {p.pid for p in engine_processes(daemon)}
-    daemon.write_model("second.yaml", "second", "--max-model-len", "1024")
+    daemon.write_model("second.yaml", "second", "--max-model-len", "1024", model_name=HUB_ID)
     daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
                     300, "second to serve with max_model_len 1024")
     assert {p.pid for p in engine_processes(daemon)} != pids_before

@@ -1,0 +1,52 @@
+"""`gthread validate` / `gthreadd --check` as a user runs them, and the table format."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from gthreadd.table import human_bytes, render
+
+SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.yaml"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_validate_accepts_every_seed_example():
+    result = run("gthreadd.cli", "validate", *map(str, SEEDS))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("valid") == len(SEEDS)
+
+
+def test_check_reports_every_error_and_fails(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: greenthread.ai/v1alpha1\nkind: Model\nmetadata:\n  name: a\nspec:\n"
+                   "  modelName: x/y\n  dtype: int3\n  extraArgs: [--no-such-flag]\n  sleep: {idelTimeout: 5m}\n")
+    result = run("gthreadd.main", "--check", str(bad), str(SEEDS[0]))
+    assert result.returncode == 1
+    assert f"{bad}:7 (document 0): spec.dtype:" in result.stderr
+    assert f"{bad}:9 (document 0): spec.sleep.idelTimeout: unknown field" in result.stderr
+    assert f"{SEEDS[0]}: 1 Model(s) valid" in result.stdout
+
+
+def test_check_runs_extra_args_through_vllms_parser(tmp_path):
+    bad = tmp_path / "args.yaml"
+    bad.write_text("apiVersion: greenthread.ai/v1alpha1\nkind: Model\nmetadata:\n  name: a\nspec:\n"
+                   "  modelName: x/y\n  extraArgs: [--max-model-len, lots]\n")
+    result = run("gthreadd.cli", "validate", str(bad))
+    assert result.returncode == 1 and "a: spec.extraArgs" in result.stderr and "max-model-len" in result.stderr
+
+
+def test_get_models_without_a_daemon_fails_clearly():
+    result = run("gthreadd.cli", "--server", "http://127.0.0.1:9", "get", "models")
+    assert result.returncode == 1 and result.stderr.startswith("error: cannot reach gthreadd at http://127.0.0.1:9")
+
+
+def test_render_pads_columns_like_kubectl():
+    assert render(["NAME", "PHASE"], [["a", "Ready"], ["longer-name", ""]]).splitlines() == [
+        "NAME          PHASE", "a             Ready", "longer-name   <none>"]
+
+
+def test_human_bytes():
+    assert (human_bytes(None), human_bytes(512), human_bytes(17.2 * 2**30)) == ("-", "512 B", "17.2 GiB")
