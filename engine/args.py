@@ -24,6 +24,8 @@ OWNED_FLAGS = {
     "--quantization": "spec.quantization",
     "-q": "spec.quantization",
     "--load-format": "spec.loadFormat",
+    "--runner": "spec.modelType",
+    "--convert": "spec.modelType",
     "--host": "the daemon's listen address",
     "--port": "the daemon's listen address",
 }
@@ -72,6 +74,8 @@ def build_args(config: EngineConfig) -> Namespace:
         "--disable-log-stats",
         *platform_defaults(config.extra_args),
     ]
+    if config.task != "generate":
+        argv += ["--runner", "pooling", "--convert", config.task]
     if config.quantization:
         argv += ["--quantization", config.quantization]
     argv += list(config.extra_args)

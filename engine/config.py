@@ -14,4 +14,6 @@ class EngineConfig:
     pipeline_parallel_size: int = 1
     quantization: str = ""
     load_format: str = "auto"
+    task: str = "generate"
+    """generate, embed or classify: which of vLLM's runners the model needs."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)

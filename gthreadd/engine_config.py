@@ -4,7 +4,9 @@ from pathlib import Path
 
 from conversion.resolve import is_local
 from engine.config import EngineConfig
-from gthreadd.resource import ModelResource
+from gthreadd.resource import ModelResource, ModelType
+
+TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
 
 # Spec fields whose change needs a new engine; the rest (sleep, fairness, staging, endpoints,
 # placement hints) are read live by the daemon.
@@ -35,6 +37,7 @@ def engine_config_for(resource: ModelResource, model_path: Path) -> EngineConfig
         pipeline_parallel_size=spec.pipeline_parallel,
         quantization=spec.quantization.value,
         load_format=spec.load_format.value,
+        task=TASKS[spec.model_type],
         extra_args=tuple(spec.extra_args),
     )
 

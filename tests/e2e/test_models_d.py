@@ -5,9 +5,11 @@ break a file, fix it, edit, delete, stop. Engines take ~30 s each to start on 2 
 """
 
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 import pytest
@@ -18,7 +20,7 @@ from tests.e2e.daemon_process import HUB_ID
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-BASELINE: dict[str, int] = {}  # engine process count with only the demo model loaded
+BASELINE: dict[str, set[int]] = {}  # the engine processes of the demo model alone
 
 
 def ask(client: OpenAI, model: str, stream: bool = False) -> str:
@@ -36,7 +38,12 @@ def clients(daemon, name):
 
 
 def engine_processes(daemon) -> list[psutil.Process]:
-    return psutil.Process(daemon.proc.pid).children(recursive=True)
+    """vLLM's EngineCore and worker processes under the daemon (they name themselves VLLM::...)."""
+    return [p for p in psutil.Process(daemon.proc.pid).children(recursive=True) if p.name().startswith("VLLM::")]
+
+
+def engine_pids(daemon) -> set[int]:
+    return {p.pid for p in engine_processes(daemon)}
 
 
 def gthread(daemon, *args) -> subprocess.CompletedProcess:
@@ -54,7 +61,8 @@ def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon):
     completion = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused").completions.create(
         model="smollm2", prompt="The capital of France is", max_tokens=5, temperature=0)
     assert completion.choices[0].text
-    BASELINE["processes"] = len(engine_processes(daemon))
+    BASELINE["pids"] = engine_pids(daemon)
+    assert BASELINE["pids"], "the engine runs in processes of its own"
 
 
 def test_model_listings(daemon):
@@ -153,31 +161,59 @@ def test_broken_file_keeps_the_last_good_version_serving(daemon):
 
 
 def test_edit_restarts_the_engine_with_the_change(daemon):
-    pids_before = {p.pid for p in engine_processes(daemon)}
+    pids_before = engine_pids(daemon)
     daemon.write_model("second.yaml", "second", "--max-model-len", "1024", model_name=HUB_ID)
     daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
                     300, "second to serve with max_model_len 1024")
-    assert {p.pid for p in engine_processes(daemon)} != pids_before
+    assert engine_pids(daemon) - pids_before, "a new engine process serves the edited model"
+    assert BASELINE["pids"] <= engine_pids(daemon), "the other model's engine was left alone"
     assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/second/v1", api_key="unused"), "second", stream=True)
 
 
 def test_live_edit_does_not_restart(daemon):
-    pids_before = {p.pid for p in engine_processes(daemon)}
+    pids_before = engine_pids(daemon)
     text = (daemon.models_dir / "second.yaml").read_text() + "  sleep:\n    idleTimeout: 1h\n"
     daemon.write_file("second.yaml", text)
     daemon.wait_for(
         lambda: daemon.get("/apis/greenthread.ai/v1alpha1/models/second")[1]["spec"]["sleep"]["idleTimeout"] == "1h",
         30, "the edit to be applied")
     assert daemon.status("second")["state"] == "serving"
-    assert {p.pid for p in engine_processes(daemon)} == pids_before
+    assert engine_pids(daemon) == pids_before
+
+
+def engines_busy(daemon) -> float:
+    """CPU use of all engine processes over one second, in cores: ~1 while one generates."""
+    procs = engine_processes(daemon)
+    for p in procs:
+        p.cpu_percent(None)
+    time.sleep(1)
+    return sum(p.cpu_percent(None) for p in procs) / 100
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
+def test_client_disconnect_aborts_the_generation(daemon, stream):
+    body = json.dumps({"model": "smollm2", "messages": QUESTION, "max_tokens": 4000, "ignore_eos": True,
+                       "stream": stream}).encode()
+    with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        if stream:
+            received = b""
+            while b"data:" not in received:
+                chunk = sock.recv(65536)
+                assert chunk, "the stream ended before its first event"
+                received += chunk
+        daemon.wait_for(lambda: daemon.status("smollm2")["queue"]["inFlight"] == 1, 30, "the request to run")
+        assert engines_busy(daemon) > 0.5, "the engine generates while the client is connected"
+    daemon.wait_for(lambda: daemon.status("smollm2")["queue"]["inFlight"] == 0, 20, "the request to be aborted")
+    daemon.wait_for(lambda: engines_busy(daemon) < 0.2, 20, "the engines to go idle")
 
 
 def test_delete_stops_the_engine_and_frees_its_memory(daemon):
     rss_before = sum(p.memory_info().rss for p in engine_processes(daemon))
     (daemon.models_dir / "second.yaml").unlink()
     daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "second to be removed")
-    daemon.wait_for(lambda: len(engine_processes(daemon)) == BASELINE["processes"], 60,
-                    "second's engine processes to exit")
+    daemon.wait_for(lambda: engine_pids(daemon) == BASELINE["pids"], 60, "second's engine processes to exit")
     rss_after = sum(p.memory_info().rss for p in engine_processes(daemon))
     assert rss_after < rss_before - 200 * 2**20, (rss_before, rss_after)
     code, payload = daemon.request("POST", "/v1/chat/completions",
@@ -186,8 +222,30 @@ def test_delete_stops_the_engine_and_frees_its_memory(daemon):
     assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "smollm2")
 
 
+def test_embedding_model_serves_embeddings_only(daemon, embedding_checkpoint):
+    daemon.write_file("minilm.yaml", f"""\
+apiVersion: greenthread.ai/v1alpha1
+kind: Model
+metadata:
+  name: minilm
+spec:
+  modelName: file://{embedding_checkpoint}
+  modelType: embedding
+  dtype: float32
+  gpuMemoryUtilization: "0.10"
+""")
+    daemon.wait_state("minilm", "serving")
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
+    result = client.embeddings.create(model="minilm", input=["Paris is the capital of France.", "Bonjour"])
+    assert [len(d.embedding) for d in result.data] == [384, 384]
+    code, payload = daemon.request("POST", "/minilm/v1/chat/completions", json.dumps({"messages": QUESTION}).encode())
+    assert code == 404 and "chat_completions is not enabled for model minilm" in payload["error"]["message"]
+    (daemon.models_dir / "minilm.yaml").unlink()
+    daemon.wait_for(lambda: daemon.get("/minilm/status")[0] == 404, 60, "minilm to be removed")
+
+
 def test_sigterm_stops_engines_and_exits_cleanly(daemon):
-    children = engine_processes(daemon)
+    children = psutil.Process(daemon.proc.pid).children(recursive=True)
     assert daemon.stop() == 0
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
