@@ -88,7 +88,10 @@ class Daemon:
             reason = await self._triggers.get()
             while not self._triggers.empty():
                 self._triggers.get_nowait()
-            await self._rescan(reason)
+            try:
+                await self._rescan(reason)
+            except Exception:
+                log.exception("reconcile failed (%s); the current models stay as they are", reason)
 
     async def _rescan(self, reason: str) -> None:
         log.debug("rescanning %s (%s)", self.settings.models_dir, reason)

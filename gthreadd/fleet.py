@@ -20,9 +20,11 @@ class Fleet:
         self._engine_factory = engine_factory
 
     async def apply(self, desired: DesiredState) -> None:
-        self.desired = desired
-        for error in desired.errors:
+        """Bring the models in line with `desired`. Errors are logged when they appear, not on
+        every rescan."""
+        for error in set(desired.errors) - set(self.desired.errors):
             log.error("models.d: %s", error)
+        self.desired = desired
         removed = [self.models.pop(name) for name in list(self.models) if name not in desired.models]
         for name, wanted in desired.models.items():
             model = self.models.get(name)

@@ -46,17 +46,14 @@ def error_response(status: int, message: str, param: Optional[str] = None,
     return web.json_response(body, status=status, headers=headers)
 
 
-@web.middleware
-async def request_id(request: web.Request, handler):
-    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    request["request_id"] = rid
-    response = await handler(request)
-    response.headers["X-Request-Id"] = rid
-    return response
+async def request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Echo the caller's X-Request-Id, or give one, on every response, streams included."""
+    response.headers["X-Request-Id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
 
 
 def create_app(fleet: Fleet, base_url: str) -> web.Application:
-    app = web.Application(middlewares=[request_id], client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.on_response_prepare.append(request_id)
     app[FLEET], app[BASE_URL], app[READY] = fleet, base_url, {"ready": False}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

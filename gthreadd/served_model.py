@@ -136,7 +136,7 @@ class ServedModel:
 
     async def _stop_engine(self) -> None:
         engine, self.engine = self.engine, None
-        if self.engine_state in (EngineState.stopped,):
+        if self.engine_state == EngineState.stopped:
             return
         self.set_engine_state(EngineState.stopping)
         if engine is not None:

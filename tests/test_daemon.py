@@ -1,0 +1,95 @@
+"""The daemon in-process with FakeEngine: models.d handling and HTTP routing in milliseconds.
+The same paths run with real vLLM engines in tests/e2e."""
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gthreadd.daemon import Daemon
+from gthreadd.settings import DaemonSettings
+from tests.e2e.daemon_process import free_port
+from tests.fake_engine import FakeEngine
+
+MODEL = """\
+apiVersion: greenthread.ai/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  modelName: {path}
+{extra}"""
+
+
+@pytest.fixture
+async def daemon(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
+                              state_dir=tmp_path / "state", rescan_interval="1h")
+    d = Daemon(settings, FakeEngine)
+    await d.startup()
+    yield d
+    await d.shutdown()
+
+
+def write(d: Daemon, file: str, name: str, extra: str = "") -> None:
+    path = Path(d.settings.models_dir) / file
+    path.write_text(MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra))
+
+
+async def until(predicate, what: str, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(d.base_url + path, json=body) as r:
+            return r.status, await r.json()
+
+
+async def test_file_events_add_and_remove_models(daemon):
+    write(daemon, "a.yaml", "a")
+    await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engine is not None, "a to serve")
+    assert await post(daemon, "/v1/chat/completions", {"model": "a", "messages": []}) == (
+        200, {"object": "chat.completion", "model": "a", "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
+    (Path(daemon.settings.models_dir) / "a.yaml").unlink()
+    await until(lambda: "a" not in daemon.fleet.models, "a to be removed")
+
+
+async def test_sighup_rescans(daemon):
+    """With the file watcher ended (stop() ends it first), only the reload can find the file."""
+    daemon.stop()
+    await asyncio.sleep(0.5)
+    write(daemon, "b.yaml", "b")
+    await asyncio.sleep(0.5)
+    assert "b" not in daemon.fleet.models
+    daemon.reload()
+    await until(lambda: "b" in daemon.fleet.models, "b after SIGHUP")
+
+
+async def test_disabled_endpoint_is_refused_by_name(daemon):
+    write(daemon, "c.yaml", "c", "  endpoints: [completions]\n")
+    await until(lambda: "c" in daemon.fleet.models and daemon.fleet.models["c"].engine is not None, "c to serve")
+    status, body = await post(daemon, "/c/v1/chat/completions", {"messages": []})
+    assert status == 404 and "chat_completions is not enabled for model c (spec.endpoints: completions)" == \
+        body["error"]["message"]
+    assert (await post(daemon, "/c/v1/completions", {"prompt": "x"}))[0] == 200
+
+
+async def test_request_ids_are_echoed_or_given(daemon):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(daemon.base_url + "/healthz", headers={"X-Request-Id": "abc"}) as r:
+            assert r.headers["X-Request-Id"] == "abc"
+        async with s.get(daemon.base_url + "/healthz") as r:
+            assert len(r.headers["X-Request-Id"]) == 32
+
+
+async def test_body_must_be_a_json_object(daemon):
+    status, body = await post(daemon, "/v1/chat/completions", ["not", "an", "object"])
+    assert status == 400 and body["error"]["message"] == "the request body must be a JSON object"
