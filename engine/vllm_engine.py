@@ -8,6 +8,7 @@ KV-cache profiling), so it runs in a worker thread and the event loop keeps serv
 import asyncio
 import json
 import logging
+import multiprocessing
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -62,6 +63,9 @@ class VllmEngine:
         llm, self._llm, self._state = self._llm, None, None
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
+            # vLLM may SIGKILL an EngineCore that is slow to exit and not wait for it: reap it, or a
+            # daemon that starts and stops engines for weeks collects zombies.
+            multiprocessing.active_children()
 
     def _serving(self, attribute: str) -> Any:
         if self._state is None:
