@@ -1,0 +1,20 @@
+"""The accelerators the scheduler hands out, as plain values (probing them is the daemon's job)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Device:
+    index: int
+    uuid: str
+    product: str
+    """In the `nvidia.com/gpu.product` form, e.g. NVIDIA-A40; `cpu` for the CPU device."""
+    total_bytes: int
+    """What a model's gpuMemoryUtilization is a fraction of (vLLM's own basis)."""
+    capacity_bytes: int
+    """What models may claim in all; below total_bytes for the CPU device (a share of RAM)."""
+    healthy: bool = True
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.product == "cpu"

@@ -1,0 +1,133 @@
+"""What flows into the decision core (events) and out of it (actions). Frozen values only."""
+
+from dataclasses import dataclass
+from typing import Union
+
+from scheduler.units import Policy, UnitId
+
+
+# Events -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelUpserted:
+    model: str
+    policy: Policy
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ModelRemoved:
+    model: str
+
+
+@dataclass(frozen=True)
+class RequestArrived:
+    model: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestLeft:
+    """A queued request gave up (client went away) before it was admitted."""
+
+    model: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestFinished:
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class EngineAwake:
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class EngineAsleep:
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class EngineFailed:
+    unit: UnitId
+    reason: str
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    key: tuple
+
+
+@dataclass(frozen=True)
+class DeviceMemoryRead:
+    """Free memory as the driver reports it: whatever our claims do not explain belongs to others."""
+
+    device: int
+    free_bytes: int
+
+
+Event = Union[ModelUpserted, ModelRemoved, RequestArrived, RequestLeft, RequestFinished, EngineAwake,
+              EngineAsleep, EngineFailed, TimerFired, DeviceMemoryRead]
+
+
+# Actions ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Boot:
+    unit: UnitId
+    devices: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wake:
+    unit: UnitId
+    devices: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Raise the unit's barrier; its in-flight requests may finish until the drain deadline."""
+
+    unit: UnitId
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sleep:
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class AbortInFlight:
+    unit: UnitId
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class Admit:
+    request_id: str
+    unit: UnitId
+
+
+@dataclass(frozen=True)
+class Reject:
+    request_id: str
+    status: int
+    reason: str
+    retry_after: float = 0.0
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    at: float
+    key: tuple
+
+
+Action = Union[Boot, Wake, Drain, Sleep, AbortInFlight, Stop, Admit, Reject, SetTimer]

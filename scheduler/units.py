@@ -1,0 +1,91 @@
+"""A unit is one engine: replica `replica` of a Model. Its state is a small machine of its own."""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+
+@dataclass(frozen=True, order=True)
+class UnitId:
+    model: str
+    replica: int
+
+    def __str__(self) -> str:
+        return f"{self.model}/{self.replica}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the scheduler needs of a Model's spec, in seconds and fractions."""
+
+    tensor_parallel: int = 1
+    memory_fraction: float = 0.9
+    popular: bool = False
+    min_runtime: float = 10.0
+    max_wait: float = 5.0
+    idle_timeout: float = 300.0
+    drain_timeout: float = 30.0
+    product: str = ""
+    unschedulable_reason: str = ""
+    """Set by the caller when the host cannot satisfy the Model's nodeSelector."""
+
+
+class UnitState(str, Enum):
+    cold = "cold"            # no engine
+    booting = "booting"      # engine starting; claims its devices
+    awake = "awake"          # serving
+    draining = "draining"    # barrier up, waiting for in-flight requests
+    sleeping = "sleeping"    # sleep call in progress
+    asleep = "asleep"        # engine alive, no accelerator memory
+    waking = "waking"
+    failed = "failed"        # engine gone; retried with backoff
+    unschedulable = "unschedulable"
+
+
+CLAIMING = frozenset({UnitState.booting, UnitState.awake, UnitState.draining, UnitState.sleeping, UnitState.waking})
+"""States in which a unit holds accelerator memory."""
+
+TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
+    UnitState.cold: frozenset({UnitState.booting, UnitState.unschedulable}),
+    UnitState.booting: frozenset({UnitState.awake, UnitState.failed}),
+    UnitState.awake: frozenset({UnitState.draining}),
+    UnitState.draining: frozenset({UnitState.sleeping}),
+    UnitState.sleeping: frozenset({UnitState.asleep, UnitState.failed}),
+    UnitState.asleep: frozenset({UnitState.waking}),
+    UnitState.waking: frozenset({UnitState.awake, UnitState.failed}),
+    UnitState.failed: frozenset({UnitState.booting}),
+    UnitState.unschedulable: frozenset({UnitState.cold}),
+}
+
+
+@dataclass
+class Unit:
+    id: UnitId
+    policy: Policy
+    state: UnitState = UnitState.cold
+    devices: tuple[int, ...] = ()
+    in_flight: int = 0
+    awake_since: float = 0.0
+    last_used: float = 0.0
+    failures: int = 0
+    retry_at: float = 0.0
+    reason: str = ""
+    booted: bool = False
+    """The engine has come up at least once (`bootReady`)."""
+
+    def to(self, state: UnitState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise ValueError(f"unit {self.id}: {self.state.value} -> {state.value} is not allowed")
+        self.state = state
+
+
+@dataclass
+class ModelQueue:
+    """Requests waiting for one of a model's units to be awake, oldest first."""
+
+    waiting: dict[str, float] = field(default_factory=dict)
+    """request id -> when it was queued (dicts keep insertion order)."""
+
+    @property
+    def oldest(self) -> Optional[float]:
+        return next(iter(self.waiting.values()), None)

@@ -1,0 +1,79 @@
+"""SimulatedHost: a test double that plays the effects layer for the scheduler's decision core.
+
+Engines wake, sleep and finish requests after fixed delays on a simulated clock; timers fire as
+events. Used by the property tests to drive `Scheduler.decide` through long random histories.
+"""
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+from scheduler.fairness import Scheduler
+from scheduler.messages import (
+    AbortInFlight, Admit, Boot, EngineAsleep, EngineAwake, Event, Reject, RequestFinished, SetTimer, Sleep,
+    TimerFired, Wake,
+)
+
+
+@dataclass
+class SimulatedHost:
+    scheduler: Scheduler
+    wake_s: float = 2.0
+    sleep_s: float = 0.5
+    request_s: float = 1.0
+    now: float = 0.0
+    admitted: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    in_flight: dict = field(default_factory=dict)
+    actions: list = field(default_factory=list)
+    _queue: list = field(default_factory=list)
+    _seq: itertools.count = field(default_factory=itertools.count)
+    _timers: dict = field(default_factory=dict)
+
+    def at(self, when: float, event: Event) -> None:
+        heapq.heappush(self._queue, (when, next(self._seq), event))
+
+    def feed(self, event: Event, check=None) -> None:
+        before = {uid: (u.state, u.in_flight, u.awake_since, u.last_used) for uid, u in self.scheduler.units.items()}
+        actions = self.scheduler.decide(event, self.now)
+        if check is not None:
+            check(self, before, actions)
+        self.actions.extend((self.now, a) for a in actions)
+        for action in actions:
+            self._perform(action)
+
+    def _perform(self, action) -> None:
+        if isinstance(action, (Boot, Wake)):
+            self.at(self.now + self.wake_s, EngineAwake(action.unit))
+        elif isinstance(action, Sleep):
+            self.at(self.now + self.sleep_s, EngineAsleep(action.unit))
+        elif isinstance(action, Admit):
+            self.admitted[action.request_id] = self.now
+            self.in_flight.setdefault(action.unit, set()).add(action.request_id)
+            self.at(self.now + self.request_s, ("finish", action.unit, action.request_id))
+        elif isinstance(action, AbortInFlight):
+            for rid in self.in_flight.pop(action.unit, set()):
+                self.at(self.now, ("finish", action.unit, rid))
+        elif isinstance(action, Reject):
+            self.rejected[action.request_id] = action.status
+        elif isinstance(action, SetTimer):
+            self._timers[action.key] = action.at
+            self.at(action.at, ("timer", action.key, action.at))
+
+    def run_until(self, until: float, check=None) -> None:
+        while self._queue and self._queue[0][0] <= until:
+            when, _, item = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            if isinstance(item, tuple) and item[0] == "finish":
+                _, unit, rid = item
+                if rid in self.in_flight.get(unit, set()):
+                    self.in_flight[unit].discard(rid)
+                    self.feed(RequestFinished(unit), check)
+            elif isinstance(item, tuple) and item[0] == "timer":
+                _, key, at = item
+                if self._timers.get(key) == at:  # re-armed timers replace earlier ones
+                    del self._timers[key]
+                    self.feed(TimerFired(key), check)
+            else:
+                self.feed(item, check)
+        self.now = max(self.now, until)

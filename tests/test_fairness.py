@@ -1,0 +1,231 @@
+"""Each scheduling rule, driven with a fake clock through SimulatedHost (tests/scheduler_sim.py)."""
+
+from scheduler.fairness import Scheduler, SchedulerConfig
+from scheduler.inventory import Device
+from scheduler.messages import (
+    AbortInFlight, Admit, Boot, DeviceMemoryRead, Drain, EngineFailed, ModelRemoved, ModelUpserted, Reject,
+    RequestArrived, RequestLeft, Sleep, Stop, Wake,
+)
+from scheduler.units import Policy, UnitId, UnitState
+from tests.scheduler_sim import SimulatedHost
+
+GIB = 2**30
+
+
+def gpus(n=1, total=80 * GIB, product="NVIDIA-H100"):
+    return [Device(i, f"GPU-{i}", product, total, total) for i in range(n)]
+
+
+def host(devices=None, request_s=1.0, **config) -> SimulatedHost:
+    return SimulatedHost(Scheduler(devices or gpus(), SchedulerConfig(**config)), request_s=request_s)
+
+
+def policy(**kw) -> Policy:
+    base = dict(memory_fraction=0.6, min_runtime=10, max_wait=5, idle_timeout=300, drain_timeout=30)
+    return Policy(**{**base, **kw})
+
+
+def add(h: SimulatedHost, model: str, replicas=1, **kw) -> None:
+    h.feed(ModelUpserted(model, policy(**kw), replicas))
+
+
+def state(h, model, replica=0) -> UnitState:
+    return h.scheduler.units[UnitId(model, replica)].state
+
+
+def kinds(h, since=0.0):
+    return [(type(a).__name__, str(getattr(a, "unit", "")) or getattr(a, "request_id", "")) for t, a in h.actions
+            if t >= since]
+
+
+def test_first_model_boots_into_free_capacity_and_serves():
+    h = host()
+    add(h, "a")
+    assert kinds(h) == [("Boot", "a/0")]
+    h.run_until(5)
+    assert state(h, "a") == UnitState.awake
+    h.feed(RequestArrived("a", "r1"))
+    assert h.admitted == {"r1": 5}
+
+
+def test_a_second_model_that_does_not_fit_waits_asleep_until_asked():
+    h = host()
+    add(h, "a")
+    add(h, "b")
+    h.run_until(5)
+    assert (state(h, "a"), state(h, "b")) == (UnitState.awake, UnitState.cold)
+
+
+def test_request_for_a_sleeping_model_queues_and_uses_an_idle_one():
+    h = host()
+    add(h, "a")
+    add(h, "b")
+    h.run_until(5)
+    h.feed(RequestArrived("b", "r1"))
+    # a was booted but never used: idle, so it is slept for b at once, without waiting maxWaitTime
+    assert ("Drain", "a/0") in kinds(h) and ("Sleep", "a/0") in kinds(h)
+    h.run_until(10)
+    assert state(h, "b") == UnitState.awake and "r1" in h.admitted
+
+
+def test_busy_model_is_preempted_only_after_max_wait_and_min_runtime():
+    h = host(request_s=100)
+    add(h, "a")
+    add(h, "b")
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))      # a is busy from t=2, awake since t=2
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))      # t=3: b waits
+    h.run_until(7.9)
+    assert state(h, "a") == UnitState.awake, "before maxWaitTime (5s) b may not preempt"
+    h.run_until(11.9)
+    assert state(h, "a") == UnitState.awake, "before a's minRuntime (10s from t=2) it is not preempted"
+    h.run_until(12.1)
+    assert state(h, "a") == UnitState.draining
+    drain = next(a for t, a in h.actions if isinstance(a, Drain))
+    assert drain.reason.startswith("preempted for b")
+
+
+def test_draining_waits_for_in_flight_then_aborts_at_drain_timeout():
+    h = host(request_s=1000)
+    add(h, "a", drain_timeout=30)
+    add(h, "b")
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(12.5)
+    assert state(h, "a") == UnitState.draining
+    h.feed(RequestArrived("a", "ra2"))
+    assert "ra2" not in h.admitted, "the barrier holds new requests back"
+    h.run_until(42.1)
+    assert any(isinstance(a, AbortInFlight) for _, a in h.actions)
+    h.run_until(50)
+    assert state(h, "b") == UnitState.awake and "rb" in h.admitted
+
+
+def test_queued_requests_are_served_after_the_next_wake():
+    h = host(request_s=1)
+    add(h, "a", drain_timeout=30)
+    add(h, "b")
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.feed(RequestArrived("b", "rb"))  # a is busy, but only for 1s
+    h.run_until(200)
+    assert {"ra", "rb"} <= set(h.admitted)
+
+
+def test_idle_timeout_puts_a_model_to_sleep_by_itself():
+    h = host()
+    add(h, "a", idle_timeout=60)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "r"))
+    h.run_until(62)
+    assert state(h, "a") == UnitState.awake
+    h.run_until(64)
+    assert state(h, "a") == UnitState.asleep
+    h.feed(RequestArrived("a", "r2"))
+    assert ("Wake", "a/0") in kinds(h, since=64)
+
+
+def test_popular_models_boot_first_and_are_never_preempted():
+    h = host()
+    add(h, "p", popular=True, idle_timeout=1)
+    add(h, "b")
+    h.run_until(5)
+    assert state(h, "p") == UnitState.awake
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(400)
+    assert state(h, "p") == UnitState.awake
+    assert h.rejected == {"rb": 503}, "b never fits beside p: it times out rather than preempting p"
+
+
+def test_popular_models_beyond_capacity_stay_pending_with_a_reason():
+    h = host()
+    add(h, "p1", popular=True)
+    add(h, "p2", popular=True)
+    h.run_until(5)
+    assert state(h, "p2") == UnitState.cold
+    assert "popular models hold p1/0" in h.scheduler.units[UnitId("p2", 0)].reason
+
+
+def test_unplaceable_models_are_refused_with_the_reason():
+    h = host(gpus(2))
+    add(h, "big", tensor_parallel=4)
+    h.feed(RequestArrived("big", "r"))
+    assert state(h, "big") == UnitState.unschedulable
+    assert h.rejected == {"r": 503}
+    assert "needs 4 contiguous" in h.scheduler.units[UnitId("big", 0)].reason
+
+
+def test_product_must_match():
+    h = host(gpus(1, product="NVIDIA-A40"))
+    add(h, "a", product="NVIDIA-H100")
+    assert state(h, "a") == UnitState.unschedulable
+
+
+def test_tensor_parallel_takes_contiguous_devices_and_replicas_their_own():
+    h = host(gpus(4))
+    add(h, "tp2", tensor_parallel=2, replicas=2)
+    boots = [a for _, a in h.actions if isinstance(a, Boot)]
+    assert sorted(b.devices for b in boots) == [(0, 1), (2, 3)]
+
+
+def test_queue_limit_gives_429_and_timeout_503():
+    h = host(queue_limit=1, queue_timeout=20)
+    add(h, "a", popular=True)
+    add(h, "b")
+    h.run_until(5)
+    h.feed(RequestArrived("b", "r1"))
+    h.feed(RequestArrived("b", "r2"))
+    assert h.rejected == {"r2": 429}
+    h.run_until(30)
+    assert h.rejected["r1"] == 503
+
+
+def test_a_request_that_leaves_the_queue_is_forgotten():
+    h = host()
+    add(h, "a", popular=True)
+    add(h, "b")
+    h.run_until(5)
+    h.feed(RequestArrived("b", "r1"))
+    h.feed(RequestLeft("b", "r1"))
+    assert not h.scheduler.queues["b"].waiting
+
+
+def test_failed_wake_is_retried_with_backoff():
+    h = host()
+    add(h, "a")
+    h.feed(EngineFailed(UnitId("a", 0), "CUDA out of memory"))
+    assert state(h, "a") == UnitState.failed
+    h.feed(RequestArrived("a", "r"))
+    h.run_until(0.5)
+    assert not [a for t, a in h.actions if isinstance(a, Boot) and t > 0]
+    h.run_until(5)
+    assert state(h, "a") == UnitState.awake and "r" in h.admitted
+
+
+def test_memory_used_by_others_is_not_ours_to_take():
+    h = host()
+    h.feed(DeviceMemoryRead(0, free_bytes=30 * GIB))  # someone else holds 50 GiB
+    add(h, "a")  # needs 0.6 * 80 = 48 GiB
+    assert state(h, "a") == UnitState.cold
+    h.feed(DeviceMemoryRead(0, free_bytes=80 * GIB))
+    assert state(h, "a") == UnitState.booting
+
+
+def test_removing_a_model_stops_its_units_and_rejects_its_queue():
+    h = host()
+    add(h, "a", popular=True)
+    add(h, "b")
+    h.run_until(5)
+    h.feed(RequestArrived("b", "r"))
+    h.feed(ModelRemoved("b"))
+    assert ("Stop", "b/0") in kinds(h) and h.rejected == {"r": 404}
+    assert UnitId("b", 0) not in h.scheduler.units
+
+
+def test_fewer_replicas_stop_the_extra_units():
+    h = host(gpus(2))
+    add(h, "a", replicas=2)
+    add(h, "a", replicas=1)
+    assert ("Stop", "a/1") in kinds(h)
