@@ -1,0 +1,69 @@
+"""Invariants of the decision core over random histories (hypothesis), on SimulatedHost:
+capacity is never exceeded, popular units are never preempted, nothing busy is preempted before
+its minRuntime, and no request starves: each is admitted or rejected once the host goes quiet."""
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from scheduler.fairness import Scheduler, SchedulerConfig
+from scheduler.inventory import Device
+from scheduler.messages import Drain, EngineFailed, ModelUpserted, RequestArrived
+from scheduler.units import Policy, UnitId
+from tests.scheduler_sim import SimulatedHost
+
+GIB = 2**30
+
+policies = st.builds(
+    Policy,
+    tensor_parallel=st.sampled_from([1, 1, 2]),
+    memory_fraction=st.sampled_from([0.3, 0.45, 0.6, 0.9]),
+    popular=st.sampled_from([False, False, False, True]),
+    min_runtime=st.floats(0, 20),
+    max_wait=st.floats(0, 10),
+    idle_timeout=st.floats(1, 60),
+    drain_timeout=st.floats(0, 10),
+)
+events = st.lists(
+    st.tuples(st.floats(0, 5), st.integers(0, 3), st.sampled_from(["request", "request", "request", "fail"])),
+    min_size=1, max_size=40,
+)
+
+
+def check_invariants(h: SimulatedHost, before, actions) -> None:
+    s = h.scheduler
+    for index, used in s.claimed().items():
+        assert used <= s.devices[index].capacity_bytes, f"device {index} over capacity"
+    for action in actions:
+        if not isinstance(action, Drain):
+            continue
+        unit = s.units[action.unit]
+        assert not unit.policy.popular, f"popular {action.unit} drained"
+        state, in_flight, awake_since, last_used = before[action.unit]
+        idle = in_flight == 0 and (last_used <= awake_since or h.now - last_used >= unit.policy.idle_timeout)
+        assert idle or h.now - awake_since >= unit.policy.min_runtime, f"{action.unit} preempted before minRuntime"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(models=st.lists(st.tuples(policies, st.integers(1, 2)), min_size=1, max_size=4), history=events,
+       gpus=st.integers(1, 3))
+def test_invariants_hold_and_nothing_starves(models, history, gpus):
+    devices = [Device(i, f"GPU-{i}", "NVIDIA-H100", 80 * GIB, 80 * GIB) for i in range(gpus)]
+    h = SimulatedHost(Scheduler(devices, SchedulerConfig(queue_limit=8, queue_timeout=120)))
+    for index, (policy, replicas) in enumerate(models):
+        h.feed(ModelUpserted(f"m{index}", policy, replicas), check_invariants)
+    sent = []
+    for n, (delay, which, kind) in enumerate(history):
+        h.run_until(h.now + delay, check_invariants)
+        model = f"m{which % len(models)}"
+        if kind == "request":
+            sent.append(f"r{n}")
+            h.feed(RequestArrived(model, f"r{n}"), check_invariants)
+        else:
+            h.feed(EngineFailed(UnitId(model, 0), "simulated crash"), check_invariants)
+    h.run_until(h.now + 10_000, check_invariants)
+    for rid in sent:
+        assert rid in h.admitted or rid in h.rejected, f"{rid} starved"
+    preempted = any(isinstance(a, Drain) and a.reason.startswith("preempted") for _, a in h.actions)
+    event("some unit preempted" if preempted else "no preemption")
+    event("some request rejected" if h.rejected else "all admitted")
+    assert not any(q.waiting for q in h.scheduler.queues.values())
