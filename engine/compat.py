@@ -12,6 +12,7 @@ from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionReque
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse
 from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
+from vllm.platforms import current_platform
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -24,6 +25,7 @@ __all__ = [
     "ErrorResponse",
     "FlexibleArgumentParser",
     "create_error_response",
+    "current_platform",
     "init_app_state",
     "make_arg_parser",
     "validate_parsed_serve_args",

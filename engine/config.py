@@ -16,4 +16,6 @@ class EngineConfig:
     load_format: str = "auto"
     task: str = "generate"
     """generate, embed or classify: which of vLLM's runners the model needs."""
+    devices: tuple[int, ...] = ()
+    """Accelerator indices the engine may use (CUDA_VISIBLE_DEVICES); empty on the CPU."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -22,6 +23,7 @@ from engine.compat import (
     CompletionRequest,
     ErrorResponse,
     create_error_response,
+    current_platform,
     init_app_state,
 )
 from engine.config import EngineConfig
@@ -49,7 +51,8 @@ class VllmEngine:
         """Parse the arguments (EngineArgsError on bad extraArgs), then build the engine off-loop."""
         args = build_args(self.config)
         engine_args = AsyncEngineArgs.from_cli_args(args)
-        llm = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
+        async with _spawn_lock:
+            llm = await asyncio.to_thread(_build, engine_args, self.config.devices)
         try:
             self.supported_tasks = tuple(await llm.get_supported_tasks())
             state = State()
@@ -66,6 +69,26 @@ class VllmEngine:
             # vLLM may SIGKILL an EngineCore that is slow to exit and not wait for it: reap it, or a
             # daemon that starts and stops engines for weeks collects zombies.
             multiprocessing.active_children()
+
+    async def sleep(self) -> None:
+        llm = self._running()
+        await llm.reset_prefix_cache()  # the cached blocks are about to be freed
+        if current_platform.is_cpu():
+            await llm.collective_rpc("gthread_sleep")
+        else:
+            await llm.sleep(level=1)
+
+    async def wake(self) -> None:
+        llm = self._running()
+        if current_platform.is_cpu():
+            await llm.collective_rpc("gthread_wake")
+        else:
+            await llm.wake_up()
+
+    def _running(self) -> AsyncLLM:
+        if self._llm is None:
+            raise EngineNotRunning(f"engine for {self.config.name} is not running")
+        return self._llm
 
     def _serving(self, attribute: str) -> Any:
         if self._state is None:
@@ -111,6 +134,24 @@ class VllmEngine:
         if hasattr(result, "status_code") and hasattr(result, "body"):  # starlette Response (pooling)
             return JsonResult(result.status_code, json.loads(result.body))
         return JsonResult(200, result.model_dump())
+
+
+_spawn_lock = asyncio.Lock()
+"""Engines are built one at a time: each takes its devices from the environment it is spawned in."""
+
+
+def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...]) -> AsyncLLM:
+    if not devices:
+        return AsyncLLM.from_engine_args(engine_args)
+    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+    try:
+        return AsyncLLM.from_engine_args(engine_args)
+    finally:
+        if previous is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -72,6 +72,24 @@ def get_models(args: argparse.Namespace) -> int:
     return 0
 
 
+GPU_COLUMNS = ["NAME", "NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]
+
+
+def get_gpus(args: argparse.Namespace) -> int:
+    items = _get(args.server, "/apis/greenthread.ai/v1alpha1/gpus")["items"]
+    if args.output == "json":
+        print(json.dumps({"kind": "List", "items": items}, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump({"kind": "List", "items": items}, sort_keys=False), end="")
+    else:
+        wide = args.output == "wide"
+        headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
+        rows = [[g["name"], g["node"], g["index"], g["product"], g["mode"], g["health"], g["available"]]
+                + ([g["uuid"], g["totalBytes"]] if wide else []) for g in items]
+        print(render(headers, rows))
+    return 0
+
+
 def validate(args: argparse.Namespace) -> int:
     from gthreadd.validate import validate_paths
 
@@ -93,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-A", "--all-namespaces", action="store_true", help="accepted for kubectl habits; "
                        "a host shows all namespaces")
         p.set_defaults(func=get_models)
+
+    for kind in ("gpus", "gpu"):
+        p = kinds.add_parser(kind, help="this host's accelerators (the CPU device where there is no GPU)")
+        p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
+        p.set_defaults(func=get_gpus)
 
     v = verbs.add_parser("validate", help="check Model files; exit 0 when valid")
     v.add_argument("files", nargs="+", metavar="FILE")

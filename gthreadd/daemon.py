@@ -11,20 +11,32 @@ from typing import Optional
 
 from aiohttp import web
 
+from gthreadd import devices as device_probe
 from gthreadd.desired import build_desired, scan_directory
 from gthreadd.fleet import Fleet
 from gthreadd.http_api import create_app, mark_ready
+from gthreadd.scheduling import SchedulerLoop
 from gthreadd.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
 from gthreadd.watcher import tick, watch_files
+from scheduler.fairness import Scheduler, SchedulerConfig
+from scheduler.inventory import Device
 
 log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory):
+    def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
+                 devices: Optional[list[Device]] = None):
         self.settings = settings
-        self.fleet = Fleet(engine_factory)
+        self.devices = devices if devices is not None else device_probe.probe(settings.cpu_memory_share)
+        config = SchedulerConfig(queue_limit=settings.queue_limit,
+                                 queue_timeout=settings.queue_timeout.total_seconds())
+        has_gpus = any(not d.is_cpu for d in self.devices)
+        events: asyncio.Queue = asyncio.Queue()
+        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait)
+        self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
+                                        free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -59,14 +71,15 @@ class Daemon:
         s = self.settings
         s.models_dir.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        app = create_app(self.fleet, self.base_url)
+        app = create_app(self.fleet, self.scheduling, self.base_url)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
         log.info("serving on %s, models from %s", self.base_url, s.models_dir)
+        self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler")]
         await self._rescan("startup")
         mark_ready(app)
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(watch_files(s.models_dir, self._triggers, self._stop), name="watch"),
             asyncio.create_task(tick(s.rescan_interval.total_seconds(), self._triggers), name="rescan-timer"),
@@ -78,6 +91,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.shutdown()
+        await self.scheduling.settle()
         await self.fleet.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -96,4 +110,4 @@ class Daemon:
     async def _rescan(self, reason: str) -> None:
         log.debug("rescanning %s (%s)", self.settings.models_dir, reason)
         files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
-        await self.fleet.apply(build_desired(files, self.fleet.desired))
+        self.fleet.apply(build_desired(files, self.fleet.desired))

@@ -8,11 +8,11 @@ from gthreadd.resource import ModelResource, ModelType
 
 TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
 
-# Spec fields whose change needs a new engine; the rest (sleep, fairness, staging, endpoints,
-# placement hints) are read live by the daemon.
+# Spec fields whose change needs new engines; the rest (sleep, fairness, staging, endpoints,
+# replicas, placement hints) are applied live by the daemon and its scheduler.
 ENGINE_FIELDS = frozenset({
     "model_name", "revision", "model_type", "dtype", "load_format", "gpu_memory_utilization",
-    "quantization", "extra_args", "lora", "kv_cache", "replicas",
+    "quantization", "extra_args", "lora", "kv_cache",
 })
 
 
@@ -25,7 +25,7 @@ def served_names(resource: ModelResource) -> tuple[str, ...]:
     return (name, upstream) if is_local(upstream) else (upstream, name)
 
 
-def engine_config_for(resource: ModelResource, model_path: Path) -> EngineConfig:
+def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = ()) -> EngineConfig:
     spec = resource.spec
     return EngineConfig(
         name=resource.metadata.name,
@@ -38,6 +38,7 @@ def engine_config_for(resource: ModelResource, model_path: Path) -> EngineConfig
         quantization=spec.quantization.value,
         load_format=spec.load_format.value,
         task=TASKS[spec.model_type],
+        devices=devices,
         extra_args=tuple(spec.extra_args),
     )
 

@@ -1,44 +1,84 @@
-"""The set of served models, brought in line with each new desired state.
+"""The set of served models, brought in line with each new desired state, and the engine
+operations the scheduler asks for (Fleet is the scheduler loop's UnitOps).
 
-Adds start a model, deletes stop it (and wait for its memory to be freed), edits go to the
-model itself, which knows whether they need a new engine.
+Adds and edits become ModelUpserted events (a new generation when engines must restart),
+deletes become ModelRemoved; the scheduler then boots, stops, sleeps and wakes engines. A
+removed model is kept until its engines are stopped, so its memory is really freed.
 """
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 
 from gthreadd.desired import DesiredState
+from gthreadd.policy import policy_for
 from gthreadd.served_model import EngineFactory, ServedModel
+from scheduler.inventory import Device
+from scheduler.messages import Event, ModelRemoved, ModelUpserted
+from scheduler.units import UnitId
 
 log = logging.getLogger(__name__)
 
 
 class Fleet:
-    def __init__(self, engine_factory: EngineFactory):
+    def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None]):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
+        self.devices = devices
+        self._retired: dict[str, ServedModel] = {}
         self._engine_factory = engine_factory
+        self._submit = submit
 
-    async def apply(self, desired: DesiredState) -> None:
+    def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
         every rescan."""
         for error in set(desired.errors) - set(self.desired.errors):
             log.error("models.d: %s", error)
         self.desired = desired
-        removed = [self.models.pop(name) for name in list(self.models) if name not in desired.models]
+        for name in [n for n in self.models if n not in desired.models]:
+            log.info("model %s: removed", name)
+            self._retired[name] = self.models.pop(name)
+            self._submit(ModelRemoved(name))
         for name, wanted in desired.models.items():
             model = self.models.get(name)
             if model is None:
                 log.info("model %s: added from %s", name, wanted.source)
                 model = self.models[name] = ServedModel(wanted, self._engine_factory)
-                model.start()
-            else:
+                self._upsert(model)
+            elif wanted.resource != model.resource or wanted.source != model.source:
                 model.update(wanted)
+                self._upsert(model)
             model.set_config_errors(desired.errors_for(wanted.source))
-        for model in removed:
-            log.info("model %s: removed", model.name)
-        await asyncio.gather(*(model.remove() for model in removed))
+
+    def _upsert(self, model: ServedModel) -> None:
+        policy = policy_for(model.resource, self.devices)
+        if invalid := model.check_engine_args():
+            policy = replace(policy, unschedulable_reason=invalid)
+        model.note_waiting(policy.unschedulable_reason)
+        self._submit(ModelUpserted(model.name, policy, model.resource.spec.replicas, model.generation))
+
+    def _model(self, unit: UnitId) -> ServedModel:
+        return self.models.get(unit.model) or self._retired[unit.model]
+
+    async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None:
+        await self._model(unit).boot(unit.replica, devices)
+
+    async def wake(self, unit: UnitId) -> None:
+        await self._model(unit).wake(unit.replica)
+
+    async def sleep(self, unit: UnitId) -> None:
+        await self._model(unit).sleep(unit.replica)
+
+    async def stop(self, unit: UnitId) -> None:
+        model = self.models.get(unit.model) or self._retired.get(unit.model)
+        if model is None:
+            return
+        await model.stop(unit.replica)
+        if unit.model in self._retired and not model.engines:
+            del self._retired[unit.model]
 
     async def shutdown(self) -> None:
-        models, self.models = list(self.models.values()), {}
-        await asyncio.gather(*(model.remove() for model in models))
+        models = list(self.models.values()) + list(self._retired.values())
+        self.models, self._retired = {}, {}
+        await asyncio.gather(*(m.stop(r) for m in models for r in list(m.engines)))

@@ -6,6 +6,7 @@ built with `handler_cancellation=True`, so a client that disconnects cancels its
 cancellation inside vLLM's generator aborts the generation.
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -15,14 +16,15 @@ from typing import Optional
 
 from aiohttp import web
 
-from engine.results import JsonResult, StreamResult
+from engine.results import JsonResult
 from gthreadd.engine_config import served_names
 from gthreadd.fleet import Fleet
-from gthreadd.lifecycle import EngineState
 from gthreadd.resource import Endpoint, Phase
 from gthreadd.router import RouteError, by_body, by_path
+from gthreadd.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.served_model import ServedModel
-from gthreadd.status import model_object, sidecar_status
+from gthreadd.status import gpu_objects, model_object, sidecar_status
+from scheduler.messages import EngineFailed
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ INFERENCE = {
     "embeddings": (Endpoint.embeddings, "embedding"),
 }
 FLEET = web.AppKey("fleet", Fleet)
+SCHEDULING = web.AppKey("scheduling", SchedulerLoop)
 BASE_URL = web.AppKey("base_url", str)
 READY = web.AppKey("ready", dict)
 
@@ -51,15 +54,16 @@ async def request_id(request: web.Request, response: web.StreamResponse) -> None
     response.headers["X-Request-Id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
 
 
-def create_app(fleet: Fleet, base_url: str) -> web.Application:
+def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.on_response_prepare.append(request_id)
-    app[FLEET], app[BASE_URL], app[READY] = fleet, base_url, {"ready": False}
+    app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get(f"{API_PREFIX}/models", get_model_objects)
     app.router.add_get(API_PREFIX + "/models/{name}", get_model_object)
+    app.router.add_get(f"{API_PREFIX}/gpus", get_gpus)
     app.router.add_get("/{name}/status", model_status)
     app.router.add_get("/{name}/v1/models", model_models)
     for tail in INFERENCE:
@@ -94,9 +98,13 @@ async def list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
+async def get_gpus(request: web.Request) -> web.Response:
+    return web.json_response({"kind": "List", "items": gpu_objects(request.app[SCHEDULING].scheduler)})
+
+
 async def get_model_objects(request: web.Request) -> web.Response:
-    fleet = request.app[FLEET]
-    items = [model_object(m, request.app[BASE_URL]) for m in fleet.models.values()]
+    fleet, scheduler = request.app[FLEET], request.app[SCHEDULING].scheduler
+    items = [model_object(m, scheduler, request.app[BASE_URL]) for m in fleet.models.values()]
     errors = [str(e) for e in fleet.desired.errors]
     return web.json_response({"apiVersion": "v1", "kind": "List", "items": items, "errors": errors})
 
@@ -106,7 +114,7 @@ async def get_model_object(request: web.Request) -> web.Response:
         model = by_path(request.app[FLEET].models, request.match_info["name"])
     except RouteError as exc:
         return error_response(exc.status, exc.message)
-    return web.json_response(model_object(model, request.app[BASE_URL]))
+    return web.json_response(model_object(model, request.app[SCHEDULING].scheduler, request.app[BASE_URL]))
 
 
 async def model_status(request: web.Request) -> web.Response:
@@ -114,7 +122,7 @@ async def model_status(request: web.Request) -> web.Response:
         model = by_path(request.app[FLEET].models, request.match_info["name"])
     except RouteError as exc:
         return error_response(exc.status, exc.message)
-    return web.json_response(sidecar_status(model))
+    return web.json_response(sidecar_status(model, request.app[SCHEDULING].scheduler))
 
 
 async def model_models(request: web.Request) -> web.StreamResponse:
@@ -122,9 +130,11 @@ async def model_models(request: web.Request) -> web.StreamResponse:
         model = by_path(request.app[FLEET].models, request.match_info["name"])
     except RouteError as exc:
         return error_response(exc.status, exc.message)
-    if (refusal := _unavailable(model)) is not None:
-        return refusal
-    return _json(await model.engine.models())
+    engine = next(iter(model.engines.values()), None)
+    if engine is None:
+        return error_response(503, f"model {model.name} has not started yet ({model.ready_condition.message})",
+                              headers={"Retry-After": "5"})
+    return _json(await engine.models())
 
 
 async def infer_by_path(request: web.Request) -> web.StreamResponse:
@@ -160,43 +170,58 @@ async def _read_body(request: web.Request) -> dict | web.Response:
     return body
 
 
-def _unavailable(model: ServedModel) -> Optional[web.Response]:
-    if model.phase == Phase.ready and model.engine_state == EngineState.serving:
-        return None
-    ready = model.ready_condition
-    if model.phase == Phase.failed:
-        return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}")
-    return error_response(503, f"model {model.name} is not ready ({model.phase.value}: {ready.message})",
-                          headers={"Retry-After": "5"})
-
-
 async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
+    """Admit the request through the scheduler (it may wait for a wake), then serve it; if the
+    scheduler aborts it (drainTimeout), answer 503 or end the stream with an error event."""
     tail = request.path.split("/v1/", 1)[1]
     endpoint, method = INFERENCE[tail]
     if endpoint not in model.resource.spec.enabled_endpoints:
         enabled = ", ".join(e.value for e in model.resource.spec.enabled_endpoints)
         return error_response(404, f"{endpoint.value} is not enabled for model {model.name} "
                                    f"(spec.endpoints: {enabled})", "model")
-    if (refusal := _unavailable(model)) is not None:
-        return refusal
-    with model.track_request():
-        result = await getattr(model.engine, method)(body)
+    if model.phase == Phase.failed:
+        ready = model.ready_condition
+        return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}")
+    scheduling = request.app[SCHEDULING]
+    try:
+        ticket = await scheduling.admit(model.name)
+    except Rejected as exc:
+        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+        return error_response(exc.status, exc.reason, headers=headers)
+    response: Optional[web.StreamResponse] = None
+    try:
+        engine = model.engines.get(ticket.unit.replica)
+        if engine is None:
+            return error_response(503, f"model {model.name} stopped while the request was admitted")
+        result = await getattr(engine, method)(body)
         if isinstance(result, JsonResult):
-            if result.status >= 500:
-                model.notice_engine_death()
+            if result.status >= 500 and not engine.running:
+                scheduling.submit(EngineFailed(ticket.unit, "the vLLM engine process exited"))
             return _json(result)
-        return await _stream(request, result)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        async with aclosing(result.chunks) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk.encode())
+        await response.write_eof()
+        return response
+    except asyncio.CancelledError:
+        if not ticket.aborted:
+            raise
+        asyncio.current_task().uncancel()
+        return await _aborted(request, ticket, response)
+    finally:
+        scheduling.finished(ticket)
+
+
+async def _aborted(request: web.Request, ticket: Ticket, response: Optional[web.StreamResponse]) -> web.StreamResponse:
+    if response is None:
+        return error_response(503, ticket.aborted, headers={"Retry-After": "5"})
+    error = {"error": {"message": ticket.aborted, "type": "ServiceUnavailableError", "param": None, "code": 503}}
+    await response.write(f"data: {json.dumps(error)}\n\n".encode())
+    await response.write_eof()
+    return response
 
 
 def _json(result: JsonResult) -> web.Response:
     return web.json_response(result.body, status=result.status)
-
-
-async def _stream(request: web.Request, result: StreamResult) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    async with aclosing(result.chunks) as chunks:
-        async for chunk in chunks:
-            await response.write(chunk.encode())
-    await response.write_eof()
-    return response

@@ -1,26 +1,28 @@
-"""One Model from models.d and the engine that serves it.
+"""One Model from models.d: its spec, the engines of its replicas, and what users see of it.
 
-Each ServedModel owns one task that applies its wanted spec: start, restart on an engine-relevant
-edit, stop on delete. Edits arriving while an engine starts are applied once the start settles,
-so operations on one model never overlap, and other models are never waited on.
+The scheduler decides when a replica's engine boots, sleeps, wakes or stops (scheduler/), and the
+effects layer (scheduling.py) calls the operations here. This object owns the user-facing phase
+and conditions, and turns engine errors into reasons: a failure that retrying cannot fix (bad
+extraArgs, no checkpoint) is a PermanentFailure; anything else is retried with backoff.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional
 
 from conversion.resolve import SourceError, resolve_source
-from engine.args import EngineArgsError
+from engine.args import EngineArgsError, build_args
 from engine.config import EngineConfig
 from engine.interface import Engine
 from gthreadd.desired import DesiredModel
 from gthreadd.engine_config import engine_config_for, needs_restart
-from gthreadd.lifecycle import ENGINE_TRANSITIONS, PHASE_TRANSITIONS, EngineState, check
+from gthreadd.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.manifests import ManifestError
 from gthreadd.resource import Condition, ModelResource, Phase
+from gthreadd.scheduling import PermanentFailure
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +34,12 @@ class ServedModel:
         self.resource: ModelResource = desired.resource
         self.source: str = desired.source
         self.phase = Phase.pending
-        self.engine_state = EngineState.stopped
-        self.engine: Optional[Engine] = None
-        self.in_flight = 0
+        self.generation = 0
+        self.engines: dict[int, Engine] = {}
         self.conditions: dict[str, Condition] = {}
         self._engine_factory = engine_factory
-        self._wanted: Optional[DesiredModel] = desired
-        self._restart = True
-        self._changed = asyncio.Event()
-        self._changed.set()
-        self._task: Optional[asyncio.Task] = None
-        self._set_condition("Ready", "False", "Pending", "waiting to start")
+        self._checkpoint: Optional[Path] = None
+        self._set_condition("Ready", "False", "Pending", "waiting for a device")
 
     @property
     def name(self) -> str:
@@ -52,28 +49,31 @@ class ServedModel:
     def ready_condition(self) -> Condition:
         return self.conditions["Ready"]
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"model:{self.name}")
-
     def update(self, desired: DesiredModel) -> None:
-        """Take a new version of the spec: live fields now, engine fields by restarting."""
-        if desired.resource == self.resource and desired.source == self.source:
-            return
+        """Take a new version of the spec; a new generation when its engines must be replaced."""
         restart = needs_restart(self.resource, desired.resource) or self.phase == Phase.failed
-        self.resource, self.source, self._wanted = desired.resource, desired.source, desired
-        if restart:
-            log.info("model %s: spec changed, restarting its engine", self.name)
-            self._restart = True
-            self._changed.set()
-        else:
+        changed = desired.resource != self.resource
+        self.resource, self.source = desired.resource, desired.source
+        if changed and restart:
+            log.info("model %s: spec changed, its engines restart", self.name)
+            self.generation += 1
+            self._checkpoint = None
+            if self.phase != Phase.pending:
+                self.set_phase(Phase.pending)
+            self._set_condition("Ready", "False", "Restarting", "the spec changed; new engines start")
+        elif changed:
             log.info("model %s: spec changed, applied without restart", self.name)
 
-    async def remove(self) -> None:
-        """Stop the engine and free its memory; returns when done."""
-        self._wanted = None
-        self._changed.set()
-        if self._task is not None:
-            await self._task
+    def check_engine_args(self) -> str:
+        """Run extraArgs through vLLM's parser now, not when a device frees up: a model that can
+        never start fails at once, with the parser's message. Returns the reason, or ""."""
+        try:
+            build_args(engine_config_for(self.resource, Path("/unresolved")))
+        except EngineArgsError as exc:
+            if self.phase != Phase.failed:
+                self._failed("InvalidExtraArgs", str(exc))
+            return f"InvalidExtraArgs: {exc}"
+        return ""
 
     def set_config_errors(self, errors: tuple[ManifestError, ...]) -> None:
         if errors:
@@ -82,86 +82,62 @@ class ServedModel:
         else:
             self._set_condition("ConfigValid", "True", "Valid", "")
 
-    @contextmanager
-    def track_request(self):
-        self.in_flight += 1
+    def note_waiting(self, reason: str) -> None:
+        if self.phase == Phase.pending and reason:
+            self._set_condition("Ready", "False", "Unschedulable", reason)
+
+    # -- operations for the scheduler's effects layer --------------------------------------------
+    async def boot(self, replica: int, devices: tuple[int, ...]) -> None:
+        await self.stop(replica)  # a dead engine, when this boot is a retry
+        first = self.phase in (Phase.pending, Phase.failed)
+        if first:
+            if self.phase == Phase.failed:
+                self.set_phase(Phase.pending)
+            self.set_phase(Phase.staging)
+            self._set_condition("Ready", "False", "Staging", f"resolving {self.resource.spec.model_name}")
         try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-    def notice_engine_death(self) -> None:
-        """Called when a request finds the engine gone: fail visibly, the user edits or restarts."""
-        if self.engine is not None and not self.engine.running and self.phase == Phase.ready:
-            self.set_engine_state(EngineState.failed)
-            self._fail("EngineDied", "the vLLM engine process exited; see the daemon log")
-
-    async def _run(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            if self._wanted is None:
-                await self._stop_engine()
-                return
-            if self._restart:
-                self._restart = False
-                await self._stop_engine()
-                await self._start_engine(self._wanted.resource)
-
-    async def _start_engine(self, resource: ModelResource) -> None:
-        if self.phase != Phase.pending:
-            self.set_phase(Phase.pending)
-        self.set_phase(Phase.staging)
-        self._set_condition("Ready", "False", "Staging", f"resolving {resource.spec.model_name}")
-        try:
-            path = await asyncio.to_thread(resolve_source, resource.spec.model_name, resource.spec.revision)
+            if self._checkpoint is None:
+                self._checkpoint = await asyncio.to_thread(
+                    resolve_source, self.resource.spec.model_name, self.resource.spec.revision)
         except SourceError as exc:
-            return self._fail("SourceUnavailable", str(exc))
-        engine = self._engine_factory(engine_config_for(resource, path))
-        self.set_engine_state(EngineState.starting)
-        self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
+            raise self._failed("SourceUnavailable", str(exc)) from None
+        engine = self._engine_factory(engine_config_for(self.resource, self._checkpoint, devices))
+        if first:
+            self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
             await engine.start()
         except EngineArgsError as exc:
-            self.set_engine_state(EngineState.failed)
-            return self._fail("InvalidExtraArgs", str(exc))
+            raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
-            log.exception("model %s: engine failed to start", self.name)
-            self.set_engine_state(EngineState.failed)
-            return self._fail("EngineStartFailed", f"{type(exc).__name__}: {exc}")
-        self.engine = engine
-        self.set_engine_state(EngineState.serving)
-        self.set_phase(Phase.ready)
-        self._set_condition("Ready", "True", "Serving", "")
+            self._set_condition("Ready", "False", "EngineStartFailed", f"{type(exc).__name__}: {exc}; retrying")
+            raise
+        self.engines[replica] = engine
+        if self.phase != Phase.ready:
+            self.set_phase(Phase.ready)
+        self._set_condition("Ready", "True", "Ready", "")
 
-    async def _stop_engine(self) -> None:
-        engine, self.engine = self.engine, None
-        if self.engine_state == EngineState.stopped:
-            return
-        self.set_engine_state(EngineState.stopping)
+    async def wake(self, replica: int) -> None:
+        await self.engines[replica].wake()
+
+    async def sleep(self, replica: int) -> None:
+        await self.engines[replica].sleep()
+
+    async def stop(self, replica: int) -> None:
+        engine = self.engines.pop(replica, None)
         if engine is not None:
-            try:
-                await engine.stop()
-            except Exception:
-                log.exception("model %s: error while stopping the engine", self.name)
-        self.set_engine_state(EngineState.stopped)
+            await engine.stop()
 
-    def _fail(self, reason: str, message: str) -> None:
+    def _failed(self, reason: str, message: str) -> PermanentFailure:
         self.set_phase(Phase.failed)
         self._set_condition("Ready", "False", reason, message)
         log.error("model %s: %s: %s", self.name, reason, message)
+        return PermanentFailure(f"{reason}: {message}")
 
     def set_phase(self, phase: Phase) -> None:
         check(PHASE_TRANSITIONS, self.phase, phase)
         if phase != self.phase:
             log.info("model %s: phase %s -> %s", self.name, self.phase.value, phase.value)
             self.phase = phase
-
-    def set_engine_state(self, state: EngineState) -> None:
-        check(ENGINE_TRANSITIONS, self.engine_state, state)
-        if state != self.engine_state:
-            log.info("model %s: engine %s -> %s", self.name, self.engine_state.value, state.value)
-            self.engine_state = state
 
     def _set_condition(self, type_: str, status: str, reason: str, message: str) -> None:
         old = self.conditions.get(type_)

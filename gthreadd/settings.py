@@ -27,6 +27,11 @@ class DaemonSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")
+    cpu_memory_share: float = Field(0.5, gt=0, le=1, description="without GPUs: the share of the CPU "
+                                    "device's memory (NUMA node 0) that awake models may claim in all")
+    queue_limit: int = Field(256, ge=1, description="requests that may wait for a sleeping model (then 429)")
+    queue_timeout: Duration = Field("5m", validate_default=True,
+                                    description="how long a request waits for its model to wake (then 503)")
 
     @field_validator("listen")
     @classmethod

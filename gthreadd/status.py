@@ -1,23 +1,49 @@
-"""Views of a served model: the Model object with its status, and the `/<name>/status` JSON."""
+"""Views of a served model: the Model object with its status, the `/<name>/status` JSON, and the
+GPU objects of `gthread get gpus`."""
 
 import socket
 
-from gthreadd.lifecycle import EngineState
-from gthreadd.resource import ModelResource, ModelStatus, Phase
+from gthreadd.resource import MemoryStatus, ModelResource, ModelStatus, Phase
 from gthreadd.served_model import ServedModel
+from gthreadd.table import human_bytes
+from scheduler.fairness import Scheduler
+from scheduler.placement import claim_bytes
+from scheduler.units import CLAIMING, UnitState
+
+# The sidecar state of seeds 002, from the states of a model's units (the first that applies).
+_STATES = [
+    ({UnitState.awake}, "serving"),
+    ({UnitState.waking}, "waking"),
+    ({UnitState.draining, UnitState.sleeping}, "draining"),
+    ({UnitState.asleep}, "sleeping"),
+    ({UnitState.booting}, "starting"),
+    ({UnitState.failed}, "failed"),
+]
 
 
-def model_object(model: ServedModel, base_url: str) -> dict:
-    serving = model.engine_state == EngineState.serving
+def engine_state(model: ServedModel, scheduler: Scheduler) -> str:
+    states = {u.state for u in scheduler.units_of(model.name)}
+    for group, name in _STATES:
+        if states & group:
+            return name
+    return "failed" if model.phase == Phase.failed else "pending"
+
+
+def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dict:
+    units = scheduler.units_of(model.name)
+    claiming = [u for u in units if u.state in CLAIMING]
+    per_gpu = max((claim_bytes(u.policy, scheduler.devices[i]) for u in claiming for i in u.devices), default=None)
     status = ModelStatus(
         phase=model.phase,
         url=f"{base_url}/{model.name}/v1",
-        replicas=1 if model.engine_state != EngineState.stopped else 0,
-        ready_replicas=int(serving),
-        serving_replicas=int(serving),
-        sleeping_replicas=0,
+        serving_memory_per_gpu=per_gpu,
+        memory=MemoryStatus(serving_human=human_bytes(per_gpu)) if per_gpu else None,
+        replicas=model.resource.spec.replicas,
+        ready_replicas=sum(u.booted and u.state not in (UnitState.failed, UnitState.cold) for u in units),
+        serving_replicas=sum(u.state == UnitState.awake for u in units),
+        sleeping_replicas=sum(u.state == UnitState.asleep for u in units),
         node=socket.gethostname(),
-        gpus="",
+        gpus=",".join(str(i) for u in claiming for i in u.devices if not scheduler.devices[i].is_cpu),
         conditions=list(model.conditions.values()),
         source_file=model.source,
     )
@@ -28,17 +54,41 @@ def model_object(model: ServedModel, base_url: str) -> dict:
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def sidecar_status(model: ServedModel) -> dict:
-    """The JSON of `GET /<name>/status` (seeds 002), plus phase and the reason when not serving."""
-    ready = model.ready_condition
+def sidecar_status(model: ServedModel, scheduler: Scheduler) -> dict:
+    """The JSON of `GET /<name>/status` (seeds 002), plus phase and the reason when not ready."""
+    units = scheduler.units_of(model.name)
+    queue = scheduler.queues.get(model.name)
     body = {
         "model": model.name,
-        "state": model.engine_state.value,
-        "bootReady": model.phase == Phase.ready,
+        "state": engine_state(model, scheduler),
+        "bootReady": any(u.booted for u in units),
         "phase": model.phase.value,
-        "queue": {"inFlight": model.in_flight, "queued": 0, "barriered": False},
+        "queue": {
+            "inFlight": sum(u.in_flight for u in units),
+            "queued": len(queue.waiting) if queue else 0,
+            "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
+        },
     }
+    ready = model.ready_condition
     if ready.status != "True":
         body["reason"] = ready.reason
         body["message"] = ready.message
+    unschedulable = [u.reason for u in units if u.state == UnitState.unschedulable and u.reason]
+    if unschedulable and model.phase != Phase.failed:
+        body["reason"], body["message"] = "Unschedulable", unschedulable[0]
     return body
+
+
+def gpu_objects(scheduler: Scheduler) -> list[dict]:
+    """`kubectl get gpus` rows (seeds 002): MODE is inference while a model holds the device."""
+    node = socket.gethostname()
+    free = scheduler.free()
+    held = {i for u in scheduler.units.values() if u.state in CLAIMING for i in u.devices}
+    return [{
+        "name": f"{'cpu' if d.is_cpu else 'gpu'}-{node}-{d.index}",
+        "node": node, "index": d.index, "uuid": d.uuid, "product": d.product,
+        "mode": "inference" if d.index in held else "idle",
+        "health": "Healthy" if d.healthy else "Unhealthy",
+        "available": max(0, free[d.index]),
+        "totalBytes": d.total_bytes, "capacityBytes": d.capacity_bytes,
+    } for d in scheduler.devices.values()]

@@ -74,8 +74,13 @@ class Scheduler:
         self.queues.setdefault(e.model, ModelQueue())
         reason = e.policy.unschedulable_reason or unplaceable_reason(list(self.devices.values()), e.policy)
         for replica in range(max(e.replicas, 0)):
-            unit = self.units.setdefault(UnitId(e.model, replica), Unit(UnitId(e.model, replica), e.policy))
+            unit = self.units.setdefault(UnitId(e.model, replica),
+                                         Unit(UnitId(e.model, replica), e.policy, generation=e.generation))
             unit.policy = e.policy
+            if unit.generation != e.generation:  # new engines: stop the old one, start over cold
+                if unit.state not in (UnitState.cold, UnitState.unschedulable):
+                    actions.append(Stop(unit.id))
+                self.units[unit.id] = unit = Unit(unit.id, e.policy, generation=e.generation)
             if reason and unit.state == UnitState.cold:
                 unit.to(UnitState.unschedulable)
             elif not reason and unit.state == UnitState.unschedulable:
@@ -155,6 +160,14 @@ class Scheduler:
         unit.state = UnitState.failed  # from any engine state: the engine is gone
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
         unit.failures += 1
+        if not e.retry:
+            unit.retry_at = float("inf")
+            if all(u.state == UnitState.failed and u.retry_at == float("inf") for u in self.units_of(unit.id.model)):
+                queue = self.queues[unit.id.model]
+                rejected = [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.waiting]
+                queue.waiting.clear()
+                return rejected
+            return []
         unit.retry_at = now + min(self.config.retry_max, self.config.retry_base * 2 ** (unit.failures - 1))
         return [SetTimer(unit.retry_at, ("retry", unit.id))]
 

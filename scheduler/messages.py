@@ -12,6 +12,8 @@ class ModelUpserted:
     model: str
     policy: Policy
     replicas: int
+    generation: int = 0
+    """Bumped when the model needs new engines (an edit of an engine field): units restart."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class EngineAsleep:
 class EngineFailed:
     unit: UnitId
     reason: str
+    retry: bool = True
+    """False when retrying cannot help (bad extraArgs, missing checkpoint): only an edit can."""
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ class Unit:
     reason: str = ""
     booted: bool = False
     """The engine has come up at least once (`bootReady`)."""
+    generation: int = 0
 
     def to(self, state: UnitState) -> None:
         if state not in TRANSITIONS[self.state]:

@@ -20,6 +20,7 @@ class FakeEngine:
         self._start_delay = start_delay
         self.is_running = False
         self.stopped = False
+        self.asleep = False
 
     @property
     def running(self) -> bool:
@@ -37,6 +38,12 @@ class FakeEngine:
     async def stop(self) -> None:
         self.is_running = False
         self.stopped = True
+
+    async def sleep(self) -> None:
+        self.asleep = True
+
+    async def wake(self) -> None:
+        self.asleep = False
 
     async def chat_completion(self, body: dict) -> JsonResult:
         return JsonResult(200, {"object": "chat.completion", "model": self.config.served_model_names[0],

@@ -9,6 +9,7 @@ import pytest
 
 from gthreadd.daemon import Daemon
 from gthreadd.settings import DaemonSettings
+from scheduler.inventory import Device
 from tests.e2e.daemon_process import free_port
 from tests.fake_engine import FakeEngine
 
@@ -19,6 +20,7 @@ metadata:
   name: {name}
 spec:
   modelName: {path}
+  gpuMemoryUtilization: "0.3"
 {extra}"""
 
 
@@ -28,7 +30,8 @@ async def daemon(tmp_path):
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
                               state_dir=tmp_path / "state", rescan_interval="1h")
-    d = Daemon(settings, FakeEngine)
+    gpu = Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)
+    d = Daemon(settings, FakeEngine, devices=[gpu])
     await d.startup()
     yield d
     await d.shutdown()
@@ -55,7 +58,7 @@ async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
 
 async def test_file_events_add_and_remove_models(daemon):
     write(daemon, "a.yaml", "a")
-    await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engine is not None, "a to serve")
+    await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
     assert await post(daemon, "/v1/chat/completions", {"model": "a", "messages": []}) == (
         200, {"object": "chat.completion", "model": "a", "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
     (Path(daemon.settings.models_dir) / "a.yaml").unlink()
@@ -75,7 +78,7 @@ async def test_sighup_rescans(daemon):
 
 async def test_disabled_endpoint_is_refused_by_name(daemon):
     write(daemon, "c.yaml", "c", "  endpoints: [completions]\n")
-    await until(lambda: "c" in daemon.fleet.models and daemon.fleet.models["c"].engine is not None, "c to serve")
+    await until(lambda: "c" in daemon.fleet.models and daemon.fleet.models["c"].engines, "c to serve")
     status, body = await post(daemon, "/c/v1/chat/completions", {"messages": []})
     assert status == 404 and "chat_completions is not enabled for model c (spec.endpoints: completions)" == \
         body["error"]["message"]

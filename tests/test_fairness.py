@@ -229,3 +229,23 @@ def test_fewer_replicas_stop_the_extra_units():
     add(h, "a", replicas=2)
     add(h, "a", replicas=1)
     assert ("Stop", "a/1") in kinds(h)
+
+
+def test_a_new_generation_restarts_the_units_and_keeps_the_queue():
+    h = host()
+    add(h, "a", popular=True)
+    add(h, "b")
+    h.run_until(5)
+    h.feed(RequestArrived("b", "r"))
+    h.feed(ModelUpserted("b", policy(), 1, generation=1))
+    assert state(h, "b") == UnitState.cold and "r" in h.scheduler.queues["b"].waiting
+
+
+def test_a_failure_that_retrying_cannot_fix_rejects_the_queue():
+    h = host()
+    add(h, "a")
+    h.feed(RequestArrived("a", "r"))
+    h.feed(EngineFailed(UnitId("a", 0), "unrecognized arguments: --x", retry=False))
+    assert h.rejected == {"r": 503}
+    h.run_until(1000)
+    assert state(h, "a") == UnitState.failed

@@ -1,13 +1,12 @@
-"""A model's lifecycle: start, live edits, restarting edits, failures, removal (with FakeEngine)."""
-
-import asyncio
+"""A model's side of the engine operations (boot, sleep, wake, stop), its phase, conditions and
+edits, with FakeEngine. The scheduler's decisions are tested in test_fairness.py."""
 
 import pytest
 
 from gthreadd.desired import DesiredModel
-from gthreadd.lifecycle import EngineState
 from gthreadd.manifests import ManifestError
 from gthreadd.resource import ModelResource, Phase
+from gthreadd.scheduling import PermanentFailure
 from gthreadd.served_model import ServedModel
 from tests.fake_engine import FakeEngine
 
@@ -21,91 +20,76 @@ def desired(tmp_path, **spec) -> DesiredModel:
     return DesiredModel(resource, "m.yaml")
 
 
-async def settled(model: ServedModel) -> None:
-    for _ in range(200):
-        await asyncio.sleep(0.005)
-        if model.engine_state in (EngineState.serving, EngineState.failed, EngineState.stopped) \
-                and not model._changed.is_set():
-            return
-    raise AssertionError("model did not settle")
+async def test_boot_reaches_ready_with_the_devices_given(tmp_path):
+    model = ServedModel(desired(tmp_path), FakeEngine)
+    assert model.phase == Phase.pending
+    await model.boot(0, (2, 3))
+    assert model.phase == Phase.ready and model.ready_condition.status == "True"
+    assert model.engines[0].config.devices == (2, 3)
+    assert model.engines[0].config.served_model_names == ("m", str(tmp_path))
 
 
-@pytest.fixture
-async def model(tmp_path):
-    m = ServedModel(desired(tmp_path), FakeEngine)
-    m.start()
-    await settled(m)
-    yield m
-    await m.remove()
+async def test_sleep_wake_and_stop_reach_the_engine(tmp_path):
+    model = ServedModel(desired(tmp_path), FakeEngine)
+    await model.boot(0, (0,))
+    engine = model.engines[0]
+    await model.sleep(0)
+    assert engine.asleep
+    await model.wake(0)
+    assert not engine.asleep
+    await model.stop(0)
+    assert engine.stopped and not model.engines
 
 
-async def test_start_reaches_ready(model):
-    assert model.phase == Phase.ready and model.engine_state == EngineState.serving
-    assert model.engine.config.served_model_names == ("m", model.resource.spec.model_name)
-    assert model.ready_condition.status == "True"
+async def test_invalid_extra_args_fail_for_good_with_the_reason(tmp_path):
+    model = ServedModel(desired(tmp_path, extraArgs=["--invalid"]), FakeEngine)
+    with pytest.raises(PermanentFailure, match="InvalidExtraArgs: unrecognized arguments: --invalid"):
+        await model.boot(0, ())
+    assert model.phase == Phase.failed and model.ready_condition.reason == "InvalidExtraArgs"
 
 
-async def test_live_edit_keeps_the_engine(model, tmp_path):
-    engine = model.engine
+async def test_missing_checkpoint_fails_for_good(tmp_path):
+    model = ServedModel(desired(tmp_path, modelName=str(tmp_path / "nowhere")), FakeEngine)
+    with pytest.raises(PermanentFailure, match="no config.json"):
+        await model.boot(0, ())
+    assert model.ready_condition.reason == "SourceUnavailable"
+
+
+async def test_other_start_failures_are_retried(tmp_path):
+    model = ServedModel(desired(tmp_path), lambda c: FakeEngine(c, fail_with=RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError):
+        await model.boot(0, ())
+    assert model.phase == Phase.staging and "out of memory; retrying" in model.ready_condition.message
+
+
+async def test_engine_edits_start_a_new_generation_and_live_edits_do_not(tmp_path):
+    model = ServedModel(desired(tmp_path), FakeEngine)
+    await model.boot(0, ())
     model.update(desired(tmp_path, sleep={"idleTimeout": "1m"}))
-    await settled(model)
-    assert model.engine is engine and model.resource.spec.sleep.idle_timeout.total_seconds() == 60
-
-
-async def test_engine_edit_restarts(model, tmp_path):
-    engine = model.engine
+    assert (model.generation, model.phase) == (0, Phase.ready)
     model.update(desired(tmp_path, extraArgs=["--max-model-len", "1024"]))
-    await settled(model)
-    assert engine.stopped and model.engine is not engine
-    assert model.engine.config.extra_args == ("--max-model-len", "1024") and model.phase == Phase.ready
+    assert (model.generation, model.phase) == (1, Phase.pending)
 
 
-async def test_invalid_extra_args_fail_with_the_reason_and_an_edit_recovers(model, tmp_path):
-    model.update(desired(tmp_path, extraArgs=["--invalid"]))
-    await settled(model)
-    assert model.phase == Phase.failed and model.engine is None
-    assert (model.ready_condition.reason, model.ready_condition.message) == (
-        "InvalidExtraArgs", "unrecognized arguments: --invalid")
+async def test_a_failed_model_retries_on_any_edit(tmp_path):
+    model = ServedModel(desired(tmp_path, extraArgs=["--invalid"]), FakeEngine)
+    with pytest.raises(PermanentFailure):
+        await model.boot(0, ())
     model.update(desired(tmp_path))
-    await settled(model)
+    assert model.generation == 1
+    await model.boot(0, ())
     assert model.phase == Phase.ready
 
 
-async def test_missing_checkpoint_fails_clearly(tmp_path):
-    m = ServedModel(desired(tmp_path, modelName=str(tmp_path / "nowhere")), FakeEngine)
-    m.start()
-    await settled(m)
-    assert m.phase == Phase.failed and m.ready_condition.reason == "SourceUnavailable"
-    assert "no config.json" in m.ready_condition.message
-    await m.remove()
-
-
-async def test_engine_crash_at_start(tmp_path):
-    m = ServedModel(desired(tmp_path), lambda c: FakeEngine(c, fail_with=RuntimeError("out of memory")))
-    m.start()
-    await settled(m)
-    assert m.ready_condition.reason == "EngineStartFailed" and "out of memory" in m.ready_condition.message
-    await m.remove()
-
-
-async def test_remove_stops_the_engine(model):
-    engine = model.engine
-    await model.remove()
-    assert engine.stopped and model.engine_state == EngineState.stopped
-
-
-async def test_edits_during_start_wait_for_it(tmp_path):
-    m = ServedModel(desired(tmp_path), lambda c: FakeEngine(c, start_delay=0.05))
-    m.start()
-    await asyncio.sleep(0.01)
-    m.update(desired(tmp_path, dtype="float16"))
-    await asyncio.sleep(0.2)
-    await settled(m)
-    assert m.engine.config.dtype == "float16" and m.phase == Phase.ready
-    await m.remove()
-
-
-async def test_config_errors_show_as_a_condition(model):
+def test_config_errors_show_as_a_condition(tmp_path):
+    model = ServedModel(desired(tmp_path), FakeEngine)
     model.set_config_errors((ManifestError("m.yaml", "unknown field", 0, "spec.x", 7),))
     cond = model.conditions["ConfigValid"]
     assert cond.status == "False" and "m.yaml:7" in cond.message and "last good version" in cond.message
+
+
+def test_bad_extra_args_fail_before_any_device_is_needed(tmp_path):
+    model = ServedModel(desired(tmp_path, extraArgs=["--no-such-flag"]), FakeEngine)
+    assert "unrecognized arguments: --no-such-flag" in model.check_engine_args()
+    assert model.phase == Phase.failed and model.ready_condition.reason == "InvalidExtraArgs"
+    assert ServedModel(desired(tmp_path), FakeEngine).check_engine_args() == ""

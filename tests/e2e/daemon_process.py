@@ -24,7 +24,7 @@ spec:
   modelName: {checkpoint}
   gpuMemoryUtilization: "0.20"
   extraArgs: [{extra}]
-"""
+{more}"""
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None):
+    def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()):
         self.models_dir = root / "models.d"
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
@@ -43,13 +43,14 @@ class DaemonProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, **(env or {})}
+        self.flags = flags
         self.models_dir.mkdir(parents=True)
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
-             "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s"],
+             "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s", *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env,
         )
         self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")
@@ -69,9 +70,9 @@ class DaemonProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def write_model(self, file: str, name: str, *extra: str, model_name: str | None = None) -> None:
+    def write_model(self, file: str, name: str, *extra: str, model_name: str | None = None, more: str = "") -> None:
         text = MODEL_TEMPLATE.format(name=name, checkpoint=model_name or self.checkpoint,
-                                     extra=", ".join(json.dumps(a) for a in extra))
+                                     extra=", ".join(json.dumps(a) for a in extra), more=more)
         self.write_file(file, text)
 
     def write_file(self, file: str, text: str) -> None:

@@ -1,0 +1,81 @@
+"""What accelerators this host has: NVIDIA GPUs through NVML, or else one CPU device.
+
+The CPU device stands for the RAM that vLLM's CPU backend draws from (the first NUMA node, which
+is what it multiplies gpuMemoryUtilization by); models may claim `cpu_share` of it in all, so the
+same scheduler time-shares CPU engines.
+"""
+
+import logging
+import re
+from pathlib import Path
+from typing import Optional
+
+from scheduler.inventory import Device
+
+log = logging.getLogger(__name__)
+
+
+def probe(cpu_share: float) -> list[Device]:
+    gpus = nvml_devices()
+    return gpus if gpus else [cpu_device(cpu_share)]
+
+
+def nvml_devices() -> list[Device]:
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        log.info("no NVIDIA driver (%s): using the CPU device", exc)
+        return []
+    devices = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        devices.append(Device(index, pynvml.nvmlDeviceGetUUID(handle), gpu_product(pynvml.nvmlDeviceGetName(handle)),
+                              total, total, healthy=_healthy(pynvml, handle)))
+    return devices
+
+
+def free_bytes(index: int) -> Optional[int]:
+    """NVML's free memory of a GPU, None without NVML."""
+    try:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).free
+    except Exception:
+        return None
+
+
+def gpu_product(name: str | bytes) -> str:
+    """NVML's name in the `nvidia.com/gpu.product` label form: 'NVIDIA A40' -> 'NVIDIA-A40'."""
+    if isinstance(name, bytes):
+        name = name.decode()
+    return re.sub(r"[^A-Za-z0-9.]+", "-", name.strip()).strip("-")
+
+
+def _healthy(pynvml, handle) -> bool:
+    try:
+        pending = pynvml.nvmlDeviceGetRetiredPagesPendingStatus(handle)
+        return pending != pynvml.NVML_FEATURE_ENABLED
+    except pynvml.NVMLError:
+        return True
+
+
+def cpu_device(share: float) -> Device:
+    total = _numa_node0_bytes() or _meminfo_bytes(Path("/proc/meminfo"))
+    return Device(0, "cpu-0", "cpu", total, int(total * share))
+
+
+def _numa_node0_bytes() -> int:
+    return _meminfo_bytes(Path("/sys/devices/system/node/node0/meminfo"))
+
+
+def _meminfo_bytes(path: Path) -> int:
+    try:
+        match = re.search(r"MemTotal:\s+(\d+) kB", path.read_text())
+    except OSError:
+        return 0
+    return int(match.group(1)) * 1024 if match else 0

@@ -1,0 +1,189 @@
+"""The scheduler's effects layer: one task owns the decision core, feeds it events, and carries
+out its actions on engines, request waiters and timers. Outcomes come back as events.
+
+Requests meet the scheduler here: `admit()` waits for an Admit (or a Reject) of its own request
+id, `finished()` reports it done. Engine operations (boot, wake, sleep, stop) run as tasks,
+chained per unit so that they never overlap, and report EngineAwake/EngineAsleep/EngineFailed.
+"""
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from scheduler.fairness import Scheduler
+from scheduler.messages import (
+    AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event,
+    Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
+)
+from scheduler.units import UnitId
+
+log = logging.getLogger(__name__)
+
+
+class PermanentFailure(Exception):
+    """An engine failure that retrying cannot fix (bad extraArgs, no checkpoint)."""
+
+
+class UnitOps(Protocol):
+    async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None: ...
+
+    async def wake(self, unit: UnitId) -> None: ...
+
+    async def sleep(self, unit: UnitId) -> None: ...
+
+    async def stop(self, unit: UnitId) -> None: ...
+
+
+@dataclass(frozen=True)
+class Rejected(Exception):
+    status: int
+    reason: str
+    retry_after: float = 0.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One admitted request: which unit serves it, and whether the scheduler has aborted it."""
+
+    request_id: str
+    model: str
+    unit: UnitId
+    task: Optional[asyncio.Task]
+    aborted: str = ""
+
+
+@dataclass
+class SchedulerLoop:
+    scheduler: Scheduler
+    ops: UnitOps
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    free_bytes: Callable[[int], Optional[int]] = lambda index: None
+    """The driver's free memory of a device (NVML), None where there is none to ask."""
+    memory_poll_s: float = 5.0
+    _waiters: dict[str, asyncio.Future] = field(default_factory=dict)
+    _tickets: dict[UnitId, set[Ticket]] = field(default_factory=dict)
+    _timers: dict[tuple, asyncio.TimerHandle] = field(default_factory=dict)
+    _unit_ops: dict[UnitId, asyncio.Task] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=itertools.count)
+
+    @property
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def submit(self, event: Event) -> None:
+        self.events.put_nowait(event)
+
+    async def run(self) -> None:
+        poller = asyncio.create_task(self._poll_memory()) if self.free_bytes(0) is not None else None
+        try:
+            while True:
+                event = await self.events.get()
+                for action in self.scheduler.decide(event, self.now):
+                    self._perform(action)
+        finally:
+            if poller is not None:
+                poller.cancel()
+
+    async def settle(self) -> None:
+        """Wait for engine operations under way (a boot cannot be interrupted)."""
+        await asyncio.gather(*self._unit_ops.values(), return_exceptions=True)
+
+    # -- requests --------------------------------------------------------------------------------
+    async def admit(self, model: str) -> Ticket:
+        """Wait until one of the model's units may serve a request; raises Rejected."""
+        request_id = f"q{next(self._ids)}"
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        self.submit(RequestArrived(model, request_id))
+        try:
+            unit = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.submit(RequestFinished(waiter.result()))  # admitted just as the client left
+            else:
+                self.submit(RequestLeft(model, request_id))
+            raise
+        finally:
+            self._waiters.pop(request_id, None)
+        ticket = Ticket(request_id, model, unit, asyncio.current_task())
+        self._tickets.setdefault(unit, set()).add(ticket)
+        return ticket
+
+    def finished(self, ticket: Ticket) -> None:
+        self._tickets.get(ticket.unit, set()).discard(ticket)
+        self.submit(RequestFinished(ticket.unit))
+
+    # -- actions ---------------------------------------------------------------------------------
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Admit):
+            self._resolve(action.request_id, result=action.unit)
+        elif isinstance(action, Reject):
+            self._resolve(action.request_id, error=Rejected(action.status, action.reason, action.retry_after))
+        elif isinstance(action, SetTimer):
+            if (old := self._timers.pop(action.key, None)) is not None:
+                old.cancel()
+            delay = max(0.0, action.at - self.now)
+            self._timers[action.key] = asyncio.get_running_loop().call_later(
+                delay, self.submit, TimerFired(action.key))
+        elif isinstance(action, Boot):
+            log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
+            self._chain(action.unit, self.ops.boot(action.unit, action.devices), EngineAwake(action.unit))
+        elif isinstance(action, Wake):
+            log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
+            self._chain(action.unit, self.ops.wake(action.unit), EngineAwake(action.unit))
+        elif isinstance(action, Drain):
+            log.info("scheduler: sleep %s: %s", action.unit, action.reason)
+        elif isinstance(action, Sleep):
+            self._chain(action.unit, self.ops.sleep(action.unit), EngineAsleep(action.unit))
+        elif isinstance(action, AbortInFlight):
+            log.warning("scheduler: aborting the requests of %s: %s", action.unit, action.reason)
+            for ticket in self._tickets.get(action.unit, set()):
+                ticket.aborted = action.reason
+                if ticket.task is not None:
+                    ticket.task.cancel()
+        elif isinstance(action, Stop):
+            log.info("scheduler: stop %s", action.unit)
+            self._chain(action.unit, self.ops.stop(action.unit), None)
+
+    def _resolve(self, request_id: str, result=None, error: Optional[Exception] = None) -> None:
+        waiter = self._waiters.get(request_id)
+        if waiter is None or waiter.done():
+            if error is None and result is not None:  # admitted, but nobody waits: give it back
+                self.submit(RequestFinished(result))
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+
+    def _chain(self, unit: UnitId, operation, success: Optional[Event]) -> None:
+        """Run `operation` after the unit's previous one, then report how it went."""
+        previous = self._unit_ops.get(unit)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await operation
+            except PermanentFailure as exc:
+                self.submit(EngineFailed(unit, str(exc), retry=False))
+                return
+            except Exception as exc:
+                log.exception("scheduler: %s failed", unit)
+                self.submit(EngineFailed(unit, f"{type(exc).__name__}: {exc}"))
+                return
+            if success is not None:
+                self.submit(success)
+
+        self._unit_ops[unit] = asyncio.create_task(run(), name=f"unit:{unit}")
+
+    async def _poll_memory(self) -> None:
+        while True:
+            for index in self.scheduler.devices:
+                free = self.free_bytes(index)
+                if free is not None:
+                    self.submit(DeviceMemoryRead(index, free))
+            await asyncio.sleep(self.memory_poll_s)

@@ -1,0 +1,78 @@
+"""Two real CPU engines on a capacity that fits one: the scheduler time-shares the CPU device.
+
+Each model claims 0.2 of the CPU device; the daemon lets awake models claim 0.3 in all, so one is
+awake at a time. Sleeping is gthreadd's in-process CPU sleep (engine/cpu_sleep.py).
+"""
+
+import threading
+
+import psutil
+import pytest
+from openai import OpenAI
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+FAIRNESS = """\
+  fairness: {minRuntime: 1s, maxWaitTime: 1s}
+  sleep: {idleTimeout: 20s, drainTimeout: 30s}
+"""
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, checkpoint):
+    from tests.e2e.daemon_process import DaemonProcess
+
+    d = DaemonProcess(tmp_path_factory.mktemp("shared"), checkpoint, flags=("--cpu-memory-share", "0.3"))
+    d.write_model("alpha.yaml", "alpha", more=FAIRNESS)
+    d.write_model("beta.yaml", "beta", more=FAIRNESS)
+    d.start()
+    yield d
+    d.kill()
+
+
+def ask(daemon, model: str) -> str:
+    client = OpenAI(base_url=f"{daemon.url}/{model}/v1", api_key="unused", timeout=600)
+    response = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=32, temperature=0)
+    return response.choices[0].message.content
+
+
+def states(daemon) -> tuple[str, str]:
+    return daemon.status("alpha")["state"], daemon.status("beta")["state"]
+
+
+def test_only_one_fits_so_only_one_boots(shared):
+    shared.wait_state("alpha", "serving")
+    assert shared.status("beta")["state"] == "pending"
+    gpus = shared.get("/apis/greenthread.ai/v1alpha1/gpus")[1]["items"]
+    assert [(g["product"], g["mode"], g["health"]) for g in gpus] == [("cpu", "inference", "Healthy")]
+
+
+def test_a_request_for_the_other_model_swaps_them(shared):
+    assert "Paris" in ask(shared, "beta")
+    assert states(shared) == ("sleeping", "serving")
+    assert "Paris" in ask(shared, "alpha")
+    assert states(shared) == ("serving", "sleeping")
+
+
+def test_interleaved_requests_are_all_answered(shared):
+    answers: list[str] = []
+    threads = [threading.Thread(target=lambda m=m: answers.append(ask(shared, m)))
+               for m in ["alpha", "beta", "alpha", "beta", "beta", "alpha"]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 6 and all("Paris" in a for a in answers)
+
+
+def test_a_sleeping_engine_gives_its_memory_back(shared):
+    shared.wait_for(lambda: "sleeping" in states(shared) and "serving" in states(shared), 120, "one awake, one asleep")
+    engines = [p for p in psutil.Process(shared.proc.pid).children(recursive=True) if p.name() == "VLLM::Worker"]
+    rss = sorted(p.memory_info().rss for p in engines)
+    assert len(rss) == 2 and rss[0] < rss[1] / 2, rss
+
+
+def test_idle_timeout_puts_the_awake_model_to_sleep(shared):
+    shared.wait_for(lambda: states(shared) == ("sleeping", "sleeping"), 120, "both to sleep when idle")
+    assert "Paris" in ask(shared, "alpha")
