@@ -4,6 +4,8 @@ Each model claims 0.2 of the CPU device; the daemon lets awake models claim 0.3 
 awake at a time. Sleeping is gthreadd's in-process CPU sleep (engine/cpu_sleep.py).
 """
 
+import subprocess
+import sys
 import threading
 
 import psutil
@@ -46,6 +48,11 @@ def test_only_one_fits_so_only_one_boots(shared):
     assert shared.status("beta")["state"] == "pending"
     gpus = shared.get("/apis/greenthread.ai/v1alpha1/gpus")[1]["items"]
     assert [(g["product"], g["mode"], g["health"]) for g in gpus] == [("cpu", "inference", "Healthy")]
+    table = subprocess.run([sys.executable, "-m", "gthreadd.cli", "--server", shared.url, "get", "gpus"],
+                           capture_output=True, text=True, timeout=60)
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["NAME", "NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]
+    assert row.split()[2:6] == ["0", "cpu", "inference", "Healthy"] and int(row.split()[6]) > 0
 
 
 def test_a_request_for_the_other_model_swaps_them(shared):
