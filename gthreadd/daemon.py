@@ -34,7 +34,7 @@ class Daemon:
                                  queue_timeout=settings.queue_timeout.total_seconds())
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
-        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait)
+        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from gthreadd.desired import DesiredState
 from gthreadd.policy import policy_for
@@ -22,13 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class Fleet:
-    def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None]):
+    def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None],
+                 store: Path):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
         self.devices = devices
         self._retired: dict[str, ServedModel] = {}
         self._engine_factory = engine_factory
         self._submit = submit
+        self._store = store
 
     def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
@@ -44,7 +47,7 @@ class Fleet:
             model = self.models.get(name)
             if model is None:
                 log.info("model %s: added from %s", name, wanted.source)
-                model = self.models[name] = ServedModel(wanted, self._engine_factory)
+                model = self.models[name] = ServedModel(wanted, self._engine_factory, self._store)
                 self._upsert(model)
             elif wanted.resource != model.resource or wanted.source != model.source:
                 model.update(wanted)
@@ -65,7 +68,9 @@ class Fleet:
         await self._model(unit).boot(unit.replica, devices)
 
     async def wake(self, unit: UnitId) -> None:
-        await self._model(unit).wake(unit.replica)
+        model = self._model(unit)
+        await model.wake(unit.replica)
+        model.note_awake()
 
     async def sleep(self, unit: UnitId) -> None:
         await self._model(unit).sleep(unit.replica)

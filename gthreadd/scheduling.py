@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 from scheduler.fairness import Scheduler
+from scheduler.placement import claim_bytes
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event,
     Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
@@ -130,10 +131,13 @@ class SchedulerLoop:
                 delay, self.submit, TimerFired(action.key))
         elif isinstance(action, Boot):
             log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self.ops.boot(action.unit, action.devices), EngineAwake(action.unit))
+            self._chain(action.unit, self._when_free(action.unit, action.devices,
+                                                     self.ops.boot(action.unit, action.devices)),
+                        EngineAwake(action.unit))
         elif isinstance(action, Wake):
             log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self.ops.wake(action.unit), EngineAwake(action.unit))
+            self._chain(action.unit, self._when_free(action.unit, action.devices, self.ops.wake(action.unit)),
+                        EngineAwake(action.unit))
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):
@@ -158,6 +162,25 @@ class SchedulerLoop:
             waiter.set_exception(error)
         else:
             waiter.set_result(result)
+
+    async def _when_free(self, unit: UnitId, devices: tuple[int, ...], operation) -> None:
+        """Run a boot or wake only if the driver really has the memory free: what other processes
+        took is not ours to take. Otherwise fail it (retried with backoff) and tell the core."""
+        short = []
+        for index in devices:
+            free = self.free_bytes(index)
+            if free is None:
+                continue
+            need = claim_bytes(self.scheduler.units[unit].policy, self.scheduler.devices[index]) \
+                if unit in self.scheduler.units else 0
+            if free < need:
+                self.submit(DeviceMemoryRead(index, free))
+                short.append(f"GPU {index} has {free >> 20} MiB free, {unit} needs {need >> 20} MiB")
+        if short:
+            operation.close()
+            raise RuntimeError("not enough free device memory (used by processes gthreadd does not own): "
+                               + "; ".join(short))
+        await operation
 
     def _chain(self, unit: UnitId, operation, success: Optional[Event]) -> None:
         """Run `operation` after the unit's previous one, then report how it went."""

@@ -13,15 +13,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from conversion.gthread_format import ConversionError, Manifest, convert, converted, corruption
 from conversion.resolve import SourceError, resolve_source
 from engine.args import EngineArgsError, build_args
 from engine.config import EngineConfig
 from engine.interface import Engine
+from gthreadd.conversion_key import conversion_key
 from gthreadd.desired import DesiredModel
 from gthreadd.engine_config import engine_config_for, needs_restart
 from gthreadd.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.manifests import ManifestError
-from gthreadd.resource import Condition, ModelResource, Phase
+from gthreadd.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
 from gthreadd.scheduling import PermanentFailure
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ EngineFactory = Callable[[EngineConfig], Engine]
 
 
 class ServedModel:
-    def __init__(self, desired: DesiredModel, engine_factory: EngineFactory):
+    def __init__(self, desired: DesiredModel, engine_factory: EngineFactory, store: Path = Path("/nonexistent")):
         self.resource: ModelResource = desired.resource
         self.source: str = desired.source
         self.phase = Phase.pending
@@ -38,7 +40,10 @@ class ServedModel:
         self.engines: dict[int, Engine] = {}
         self.conditions: dict[str, Condition] = {}
         self._engine_factory = engine_factory
+        self._store = store
         self._checkpoint: Optional[Path] = None
+        self.conversion: Optional[ConversionStatus] = None
+        self._progress = 0.0
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
 
     @property
@@ -87,21 +92,31 @@ class ServedModel:
             self._set_condition("Ready", "False", "Unschedulable", reason)
 
     # -- operations for the scheduler's effects layer --------------------------------------------
+    @property
+    def conversion_status(self) -> Optional[ConversionStatus]:
+        if self.conversion is not None and self.conversion.status == "Running":
+            return self.conversion.model_copy(update={"progress": round(self._progress, 3)})
+        return self.conversion
+
     async def boot(self, replica: int, devices: tuple[int, ...]) -> None:
         await self.stop(replica)  # a dead engine, when this boot is a retry
         first = self.phase in (Phase.pending, Phase.failed)
+        if self.phase == Phase.failed:
+            self.set_phase(Phase.pending)
         if first:
-            if self.phase == Phase.failed:
-                self.set_phase(Phase.pending)
-            self.set_phase(Phase.staging)
-            self._set_condition("Ready", "False", "Staging", f"resolving {self.resource.spec.model_name}")
+            self._set_condition("Ready", "False", "Resolving", f"resolving {self.resource.spec.model_name}")
         try:
             if self._checkpoint is None:
                 self._checkpoint = await asyncio.to_thread(
                     resolve_source, self.resource.spec.model_name, self.resource.spec.revision)
         except SourceError as exc:
             raise self._failed("SourceUnavailable", str(exc)) from None
-        engine = self._engine_factory(engine_config_for(self.resource, self._checkpoint, devices))
+        weights = self._checkpoint
+        if self.resource.spec.load_format == LoadFormat.gthread:
+            weights = await self._converted(self._checkpoint)
+        if self.phase in (Phase.pending, Phase.converting):
+            self.set_phase(Phase.staging)
+        engine = self._engine_factory(engine_config_for(self.resource, weights, devices))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
@@ -116,8 +131,47 @@ class ServedModel:
             self.set_phase(Phase.ready)
         self._set_condition("Ready", "True", "Ready", "")
 
+    def note_awake(self) -> None:
+        """A wake succeeded: clear the reason a failed one left."""
+        if self.phase == Phase.ready:
+            self._set_condition("Ready", "True", "Ready", "")
+
+    async def _converted(self, checkpoint: Path) -> Path:
+        """The model in the gthread format, converting it first if the store lacks it (or holds a
+        copy the loader found corrupt)."""
+        key = conversion_key(self.resource, checkpoint)
+        if (done := converted(self._store, key)) is not None:
+            return done
+        if reason := corruption(self._store, key):
+            log.error("model %s: converted weights were corrupt (%s); converting again", self.name, reason)
+            self._set_condition("Ready", "False", "CorruptWeights", f"{reason}; converting again")
+        if self.phase == Phase.pending:
+            self.set_phase(Phase.converting)
+        self.conversion, self._progress = ConversionStatus(status="Running", progress=0.0), 0.0
+        source = {"modelName": self.resource.spec.model_name, "revision": self.resource.spec.revision,
+                  "checkpoint": str(checkpoint)}
+        try:
+            path = await asyncio.to_thread(convert, checkpoint, self._store, key, source,
+                                           self.resource.spec.dtype.value, self._set_progress)
+        except ConversionError as exc:
+            self.conversion = ConversionStatus(status="Failed")
+            self._set_condition("Ready", "False", "ConversionFailed", f"{exc}; retrying")
+            raise
+        total = Manifest.read(path).total_bytes
+        self.conversion = ConversionStatus(status="Complete", total_size_bytes=total, progress=1.0)
+        log.info("model %s: converted to %s (%d bytes)", self.name, path, total)
+        return path
+
+    def _set_progress(self, done: float) -> None:
+        """Called from the conversion thread; a float store is atomic."""
+        self._progress = done
+
     async def wake(self, replica: int) -> None:
-        await self.engines[replica].wake()
+        try:
+            await self.engines[replica].wake()
+        except Exception as exc:
+            self._set_condition("Ready", "False", "WakeFailed", f"{type(exc).__name__}: {exc}; retrying")
+            raise
 
     async def sleep(self, replica: int) -> None:
         await self.engines[replica].sleep()

@@ -24,6 +24,8 @@ class DaemonSettings(BaseModel):
     listen: str = Field("127.0.0.1:8000", description="HOST:PORT of the OpenAI-compatible API")
     models_dir: Path = Field(Path("/etc/gthread/models.d"), description="directory of Model manifests")
     state_dir: Path = Field(Path("/var/lib/gthread"), description="daemon state: built checkpoints, caches")
+    model_store: Optional[Path] = Field(None, description="converted models (loadFormat gthread); meant for "
+                                        "NVMe. Default: STATE_DIR/models")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")
@@ -38,6 +40,10 @@ class DaemonSettings(BaseModel):
     def _host_port(cls, value: str) -> str:
         host_port(value)
         return value
+
+    @property
+    def store(self) -> Path:
+        return self.model_store or self.state_dir / "models"
 
     @property
     def host(self) -> str:

@@ -44,6 +44,7 @@ def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dic
         sleeping_replicas=sum(u.state == UnitState.asleep for u in units),
         node=socket.gethostname(),
         gpus=",".join(str(i) for u in claiming for i in u.devices if not scheduler.devices[i].is_cpu),
+        conversion=model.conversion_status,
         conditions=list(model.conditions.values()),
         source_file=model.source,
     )

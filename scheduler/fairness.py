@@ -51,10 +51,10 @@ class Scheduler:
     def units_of(self, model: str) -> list[Unit]:
         return [u for u in self.units.values() if u.id.model == model]
 
-    def claimed(self) -> dict[int, int]:
+    def claimed(self, states: frozenset[UnitState] = CLAIMING) -> dict[int, int]:
         used = {i: 0 for i in self.devices}
         for unit in self.units.values():
-            if unit.state in CLAIMING:
+            if unit.state in states:
                 for i in unit.devices:
                     used[i] += claim_bytes(unit.policy, self.devices[i])
         return used
@@ -196,7 +196,10 @@ class Scheduler:
     def _on_DeviceMemoryRead(self, e: DeviceMemoryRead, now: float) -> list[Action]:
         device = self.devices.get(e.device)
         if device is not None:
-            self.foreign[e.device] = max(0, device.total_bytes - e.free_bytes - self.claimed()[e.device])
+            # Booting and waking units may not have allocated yet: counting their claims as ours
+            # would hide memory that others hold. Over-counting others' memory is the safe side.
+            ours = self.claimed(CLAIMING - {UnitState.booting, UnitState.waking})[e.device]
+            self.foreign[e.device] = max(0, device.total_bytes - e.free_bytes - ours)
         return []
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """A model's side of the engine operations (boot, sleep, wake, stop), its phase, conditions and
 edits, with FakeEngine. The scheduler's decisions are tested in test_fairness.py."""
 
+from pathlib import Path
+
 import pytest
 
 from gthreadd.desired import DesiredModel
@@ -93,3 +95,24 @@ def test_bad_extra_args_fail_before_any_device_is_needed(tmp_path):
     assert "unrecognized arguments: --no-such-flag" in model.check_engine_args()
     assert model.phase == Phase.failed and model.ready_condition.reason == "InvalidExtraArgs"
     assert ServedModel(desired(tmp_path), FakeEngine).check_engine_args() == ""
+
+
+async def test_load_format_gthread_converts_first_then_boots_from_the_store(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    save_file({"w": torch.ones(4, 4)}, src / "model.safetensors")
+    phases = []
+    model = ServedModel(desired(src, loadFormat="gthread"), FakeEngine, store=tmp_path / "store")
+    model.set_phase = lambda phase, original=model.set_phase: (phases.append(phase), original(phase))
+    await model.boot(0, ())
+    assert phases == [Phase.converting, Phase.staging, Phase.ready]
+    assert model.conversion.status == "Complete" and model.conversion.total_size_bytes == 4096
+    engine_dir = Path(model.engines[0].config.model_path)
+    assert engine_dir.parent == tmp_path / "store" and model.engines[0].config.load_format == "gthread"
+    await model.stop(0)
+    model.update(desired(src, loadFormat="gthread", extraArgs=["--max-model-len", "64"]))
+    await model.boot(0, ())
+    assert Path(model.engines[0].config.model_path) == engine_dir, "unchanged weights are reused"

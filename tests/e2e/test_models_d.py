@@ -244,6 +244,32 @@ spec:
     daemon.wait_for(lambda: daemon.get("/minilm/status")[0] == 404, 60, "minilm to be removed")
 
 
+def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemon):
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
+    reference = ask(client, "smollm2")
+    daemon.write_model("fast.yaml", "fast", more="  loadFormat: gthread\n")
+    daemon.wait_state("fast", "serving")
+    assert ask(client, "fast") == reference
+    obj = daemon.get("/apis/greenthread.ai/v1alpha1/models/fast")[1]
+    assert obj["status"]["conversion"]["status"] == "Complete"
+    assert obj["status"]["conversion"]["totalSizeBytes"] % 4096 == 0
+
+    (weights,) = (daemon.state_dir / "models").glob("*/weights.gthread")
+    with open(weights, "r+b") as f:  # flip one byte of the first tensor
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    daemon.write_model("fast.yaml", "fast", "--max-model-len", "2048", more="  loadFormat: gthread\n")
+    daemon.wait_for(lambda: "converted weights were corrupt" in daemon.log_path.read_text(), 300,
+                    "the corruption to be detected")
+    daemon.wait_for(lambda: daemon.get("/fast/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 2048,
+                    300, "fast to serve again from re-converted weights")
+    assert ask(client, "fast") == reference
+    (daemon.models_dir / "fast.yaml").unlink()
+    daemon.wait_for(lambda: daemon.get("/fast/status")[0] == 404, 60, "fast to be removed")
+
+
 def test_sigterm_stops_engines_and_exits_cleanly(daemon):
     children = psutil.Process(daemon.proc.pid).children(recursive=True)
     assert daemon.stop() == 0

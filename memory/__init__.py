@@ -1,0 +1,1 @@
+"""Weight tiers: disk (the converted model store), pinned host RAM, device memory."""

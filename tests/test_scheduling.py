@@ -1,0 +1,80 @@
+"""The scheduler's effects layer with a recording UnitOps double (RecordingOps) and a fake driver
+reading: admission, and the free-memory check before a boot."""
+
+import asyncio
+
+import pytest
+
+from gthreadd.scheduling import Rejected, SchedulerLoop
+from scheduler.fairness import Scheduler, SchedulerConfig
+from scheduler.inventory import Device
+from scheduler.messages import ModelUpserted
+from scheduler.units import Policy, UnitId, UnitState
+
+GIB = 2**30
+
+
+class RecordingOps:
+    """Test double for UnitOps: engine operations succeed at once and are recorded."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, UnitId]] = []
+
+    async def boot(self, unit, devices):
+        self.calls.append(("boot", unit))
+
+    async def wake(self, unit):
+        self.calls.append(("wake", unit))
+
+    async def sleep(self, unit):
+        self.calls.append(("sleep", unit))
+
+    async def stop(self, unit):
+        self.calls.append(("stop", unit))
+
+
+def loop_with(free_gib: float | None, **config) -> tuple[SchedulerLoop, RecordingOps]:
+    ops = RecordingOps()
+    gpu = Device(0, "GPU-0", "NVIDIA-H100", 80 * GIB, 80 * GIB)
+    free = (lambda index: None) if free_gib is None else (lambda index: int(free_gib * GIB))
+    return SchedulerLoop(Scheduler([gpu], SchedulerConfig(**config)), ops, free_bytes=free), ops
+
+
+async def until(predicate, timeout=5.0):
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_requests_wait_for_the_boot_and_are_admitted():
+    loop, ops = loop_with(None)
+    runner = asyncio.create_task(loop.run())
+    loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
+    ticket = await asyncio.wait_for(loop.admit("a"), 5)
+    assert ticket.unit == UnitId("a", 0) and ("boot", UnitId("a", 0)) in ops.calls
+    loop.finished(ticket)
+    runner.cancel()
+
+
+async def test_unknown_model_is_rejected():
+    loop, _ = loop_with(None)
+    runner = asyncio.create_task(loop.run())
+    with pytest.raises(Rejected) as info:
+        await asyncio.wait_for(loop.admit("nope"), 5)
+    assert info.value.status == 404
+    runner.cancel()
+
+
+async def test_a_boot_waits_for_memory_that_others_hold():
+    loop, ops = loop_with(free_gib=10)  # another process holds 70 GiB
+    runner = asyncio.create_task(loop.run())
+    loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
+    unit = UnitId("a", 0)
+    await until(lambda: loop.scheduler.units.get(unit) is not None
+                and loop.scheduler.units[unit].state == UnitState.failed)
+    assert "GPU 0 has 10240 MiB free, a/0 needs 40960 MiB" in loop.scheduler.units[unit].reason
+    assert ("boot", unit) not in ops.calls
+    assert loop.scheduler.foreign[0] == 70 * GIB
+    runner.cancel()
