@@ -42,6 +42,7 @@ class VllmEngine:
         self._llm: AsyncLLM | None = None
         self._state: State | None = None
         self.supported_tasks: tuple[str, ...] = ()
+        self._processes: set[multiprocessing.process.BaseProcess] = set()
 
     @property
     def running(self) -> bool:
@@ -52,7 +53,9 @@ class VllmEngine:
         args = build_args(self.config)
         engine_args = AsyncEngineArgs.from_cli_args(args)
         async with _spawn_lock:
+            before = set(multiprocessing.active_children())
             llm = await asyncio.to_thread(_build, engine_args, self.config.devices)
+            self._processes = set(multiprocessing.active_children()) - before
         try:
             self.supported_tasks = tuple(await llm.get_supported_tasks())
             state = State()
@@ -66,9 +69,11 @@ class VllmEngine:
         llm, self._llm, self._state = self._llm, None, None
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
-            # vLLM may SIGKILL an EngineCore that is slow to exit and not wait for it: reap it, or a
-            # daemon that starts and stops engines for weeks collects zombies.
-            multiprocessing.active_children()
+            # vLLM may SIGKILL an EngineCore that is slow to exit and return before it is dead,
+            # without waiting for it: join it, or a daemon that starts and stops engines for weeks
+            # collects zombies.
+            processes, self._processes = self._processes, set()
+            await asyncio.to_thread(lambda: [p.join(timeout=30) for p in processes])
 
     async def sleep(self) -> None:
         llm = self._running()

@@ -316,9 +316,10 @@ class Scheduler:
             if not ok:
                 recheck += self._recheck_times(unit.policy, oldest, now)
 
-        # 3. Units never booted: boot into free capacity, so first requests find them ready.
+        # 3. Units never booted (or whose first boot failed, once their backoff is over): boot
+        #    into free capacity, so first requests find them ready.
         for unit in sorted(self.units.values(), key=lambda u: u.id):
-            if not unit.booted and unit.state == UnitState.cold:
+            if not unit.booted and unit.state in (UnitState.cold, UnitState.failed) and self._startable(unit, now):
                 for window in windows(list(self.devices.values()), unit.policy):
                     if fits(window, unit.policy, self.devices, free):
                         actions.append(self._start(unit, window, "first boot", free))

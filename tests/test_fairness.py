@@ -249,3 +249,11 @@ def test_a_failure_that_retrying_cannot_fix_rejects_the_queue():
     assert h.rejected == {"r": 503}
     h.run_until(1000)
     assert state(h, "a") == UnitState.failed
+
+
+def test_a_failed_first_boot_is_retried_without_waiting_for_a_request():
+    h = host()
+    add(h, "a")
+    h.feed(EngineFailed(UnitId("a", 0), "checksum mismatch"))
+    h.run_until(5)
+    assert state(h, "a") == UnitState.awake
