@@ -12,8 +12,12 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conversion.gthread_format import WEIGHTS, ChecksumError, Manifest
+
+if TYPE_CHECKING:
+    import torch
 
 READERS = 4
 

@@ -12,8 +12,6 @@ from engine.results import JsonResult
 
 
 class FakeEngine:
-    started: list["FakeEngine"] = []
-
     def __init__(self, config: EngineConfig, *, fail_with: Exception | None = None, start_delay: float = 0):
         self.config = config
         self._fail_with = fail_with
@@ -33,7 +31,6 @@ class FakeEngine:
         if self._fail_with is not None:
             raise self._fail_with
         self.is_running = True
-        FakeEngine.started.append(self)
 
     async def stop(self) -> None:
         self.is_running = False

@@ -3,8 +3,7 @@
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
-    AbortInFlight, Admit, Boot, DeviceMemoryRead, Drain, EngineFailed, ModelRemoved, ModelUpserted, Reject,
-    RequestArrived, RequestLeft, Sleep, Stop, Wake,
+    AbortInFlight, Boot, DeviceMemoryRead, Drain, EngineFailed, ModelRemoved, ModelUpserted, RequestArrived, RequestLeft,
 )
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
