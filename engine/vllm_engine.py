@@ -6,6 +6,7 @@ KV-cache profiling), so it runs in a worker thread and the event loop keeps serv
 """
 
 import asyncio
+import functools
 import json
 import logging
 import multiprocessing
@@ -107,9 +108,7 @@ class VllmEngine:
         return await self._call("openai_serving_completion", "create_completion", CompletionRequest, body)
 
     async def embedding(self, body: dict) -> ServingResult:
-        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
-
-        return await self._call("serving_embedding", None, TypeAdapter(EmbeddingRequest), body)
+        return await self._call("serving_embedding", None, _embedding_request(), body)
 
     async def models(self) -> JsonResult:
         listing = await self._serving("openai_serving_models").show_available_models()
@@ -139,6 +138,14 @@ class VllmEngine:
         if hasattr(result, "status_code") and hasattr(result, "body"):  # starlette Response (pooling)
             return JsonResult(result.status_code, json.loads(result.body))
         return JsonResult(200, result.model_dump())
+
+
+@functools.cache
+def _embedding_request() -> TypeAdapter:
+    """Built once: a TypeAdapter over vLLM's request union costs milliseconds to construct."""
+    from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+
+    return TypeAdapter(EmbeddingRequest)
 
 
 _spawn_lock = asyncio.Lock()

@@ -16,7 +16,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from engine.results import JsonResult
+from engine.results import JsonResult, openai_error
 from gthreadd.engine_config import served_names
 from gthreadd.fleet import Fleet
 from gthreadd.resource import Endpoint, Phase
@@ -45,8 +45,7 @@ def error_response(status: int, message: str, param: Optional[str] = None,
                    headers: Optional[dict] = None) -> web.Response:
     kind = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError",
             503: "ServiceUnavailableError"}.get(status, "InternalServerError")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(openai_error(status, message, kind, param).body, status=status, headers=headers)
 
 
 async def request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -217,7 +216,7 @@ async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.St
 async def _aborted(request: web.Request, ticket: Ticket, response: Optional[web.StreamResponse]) -> web.StreamResponse:
     if response is None:
         return error_response(503, ticket.aborted, headers={"Retry-After": "5"})
-    error = {"error": {"message": ticket.aborted, "type": "ServiceUnavailableError", "param": None, "code": 503}}
+    error = openai_error(503, ticket.aborted, "ServiceUnavailableError").body
     await response.write(f"data: {json.dumps(error)}\n\n".encode())
     await response.write_eof()
     return response
