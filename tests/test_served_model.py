@@ -14,7 +14,9 @@ from tests.fake_engine import FakeEngine
 
 
 def desired(tmp_path, **spec) -> DesiredModel:
-    (tmp_path / "config.json").write_text("{}")
+    config = tmp_path / "config.json"
+    if not config.exists():  # rewriting it would change the checkpoint's mtime, and so its conversion key
+        config.write_text("{}")
     resource = ModelResource.model_validate({
         "apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"},
         "spec": {"modelName": str(tmp_path), **spec},
