@@ -43,7 +43,7 @@ def start_once(model_dir: Path, load_format: str, cold: bool) -> tuple[float, fl
     out = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), load_format],
                          capture_output=True, text=True, timeout=600)
     start = re.search(r"^START ([\d.]+)", out.stdout, re.M)
-    weights = re.search(r"(?:Loading weights took|weights in) ([\d.]+) seconds", out.stdout + out.stderr)
+    weights = re.search(r"(?:Loading weights took|filled the model with \d+ bytes in) ([\d.]+) seconds", out.stdout + out.stderr)
     if start is None:
         sys.exit(f"{load_format} engine did not start:\n{out.stderr[-3000:]}")
     return float(start.group(1)), float(weights.group(1)) if weights else float("nan")

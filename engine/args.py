@@ -6,10 +6,12 @@ parallelism...) may not be set again in extraArgs: two sources for one value is 
 """
 
 import functools
+import json
 from argparse import Namespace
 
 from engine.compat import FlexibleArgumentParser, current_platform, make_arg_parser, validate_parsed_serve_args
 from engine.config import EngineConfig
+from engine.gthread_loader import HOST_TIER
 
 # Flag in extraArgs -> the spec field that owns it.
 OWNED_FLAGS = {
@@ -31,6 +33,7 @@ OWNED_FLAGS = {
     "--host": "the daemon's listen address",
     "--port": "the daemon's listen address",
 }
+GTHREAD_OWNED_FLAGS = {"--model-loader-extra-config": "gthreadd (the gthread loader reads its host tier)"}
 
 
 def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
@@ -65,10 +68,11 @@ def _serve_parser() -> FlexibleArgumentParser:
 
 
 def build_args(config: EngineConfig) -> Namespace:
+    owned = OWNED_FLAGS | (GTHREAD_OWNED_FLAGS if config.load_format == "gthread" else {})
     for arg in config.extra_args:
         flag = arg.split("=", 1)[0]
-        if flag in OWNED_FLAGS:
-            raise EngineArgsError(f"extraArgs sets {flag}, which {OWNED_FLAGS[flag]} controls; set it there")
+        if flag in owned:
+            raise EngineArgsError(f"extraArgs sets {flag}, which {owned[flag]} controls; set it there")
     argv = [
         "--model", config.model_path,
         "--served-model-name", *config.served_model_names,
@@ -84,6 +88,8 @@ def build_args(config: EngineConfig) -> Namespace:
         argv += ["--runner", "pooling", "--convert", config.task]
     if config.quantization:
         argv += ["--quantization", config.quantization]
+    if config.load_format == "gthread" and config.host_tier:
+        argv += ["--model-loader-extra-config", json.dumps({HOST_TIER: config.host_tier})]
     argv += list(config.extra_args)
     args = _serve_parser().parse_args(argv)
     try:

@@ -19,3 +19,5 @@ class EngineConfig:
     devices: tuple[int, ...] = ()
     """Accelerator indices the engine may use (CUDA_VISIBLE_DEVICES); empty on the CPU."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    host_tier: str = ""
+    """Directory of the daemon's host-tier segments, for the gthread loader; empty: read the disk."""

@@ -82,14 +82,24 @@ class VllmEngine:
         if current_platform.is_cpu():
             await llm.collective_rpc("gthread_sleep")
         else:
-            await llm.sleep(level=1)
+            await llm.sleep(level=self._sleep_level)
 
     async def wake(self) -> None:
         llm = self._running()
         if current_platform.is_cpu():
-            await llm.collective_rpc("gthread_wake")
+            await llm.collective_rpc("gthread_wake")  # reloads through the model's loader
+        elif self._sleep_level == 2:
+            await llm.wake_up(tags=["weights"])  # allocate the weights' memory again...
+            await llm.collective_rpc("reload_weights")  # ...fill it from the host tier...
+            await llm.wake_up(tags=["kv_cache"])  # ...then the KV cache
         else:
             await llm.wake_up()
+
+    @property
+    def _sleep_level(self) -> int:
+        """Level 2 (discard the weights) where the gthread loader can reload them from the host
+        tier; level 1 (vLLM keeps a copy in its own CPU memory) for every other load format."""
+        return 2 if self.config.load_format == "gthread" else 1
 
     def _running(self) -> AsyncLLM:
         if self._llm is None:

@@ -19,6 +19,7 @@ from gthreadd.scheduling import SchedulerLoop
 from gthreadd.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
 from gthreadd.watcher import tick, watch_files
+from memory.host_tier import HostTier
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 
@@ -34,7 +35,8 @@ class Daemon:
                                  queue_timeout=settings.queue_timeout.total_seconds())
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
-        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store)
+        self.host_tier = HostTier(settings.host_tier_dir, settings.host_tier_bytes)
+        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()
@@ -93,6 +95,7 @@ class Daemon:
             await self._runner.shutdown()
         await self.scheduling.settle()
         await self.fleet.shutdown()
+        self.host_tier.close()
         if self._runner is not None:
             await self._runner.cleanup()
         log.info("stopped")

@@ -25,7 +25,8 @@ def served_names(resource: ModelResource) -> tuple[str, ...]:
     return (name, upstream) if is_local(upstream) else (upstream, name)
 
 
-def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = ()) -> EngineConfig:
+def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = (),
+                      host_tier: str = "") -> EngineConfig:
     spec = resource.spec
     return EngineConfig(
         name=resource.metadata.name,
@@ -40,6 +41,7 @@ def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[
         task=TASKS[spec.model_type],
         devices=devices,
         extra_args=tuple(spec.extra_args),
+        host_tier=host_tier if spec.load_format.value == "gthread" else "",
     )
 
 

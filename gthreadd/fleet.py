@@ -11,10 +11,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 from gthreadd.desired import DesiredState
 from gthreadd.policy import policy_for
 from gthreadd.served_model import EngineFactory, ServedModel
+from memory.host_tier import HostTier
 from scheduler.inventory import Device
 from scheduler.messages import Event, ModelRemoved, ModelUpserted
 from scheduler.units import UnitId
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 class Fleet:
     def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None],
-                 store: Path):
+                 store: Path, host_tier: Optional[HostTier] = None):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
         self.devices = devices
@@ -32,6 +34,7 @@ class Fleet:
         self._engine_factory = engine_factory
         self._submit = submit
         self._store = store
+        self._host_tier = host_tier
 
     def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
@@ -47,7 +50,7 @@ class Fleet:
             model = self.models.get(name)
             if model is None:
                 log.info("model %s: added from %s", name, wanted.source)
-                model = self.models[name] = ServedModel(wanted, self._engine_factory, self._store)
+                model = self.models[name] = ServedModel(wanted, self._engine_factory, self._store, self._host_tier)
                 self._upsert(model)
             elif wanted.resource != model.resource or wanted.source != model.source:
                 model.update(wanted)
@@ -82,6 +85,7 @@ class Fleet:
         await model.stop(unit.replica)
         if unit.model in self._retired and not model.engines:
             del self._retired[unit.model]
+            model.forget_staged()
 
     async def shutdown(self) -> None:
         models = list(self.models.values()) + list(self._retired.values())

@@ -7,13 +7,14 @@ extraArgs, no checkpoint) is a PermanentFailure; anything else is retried with b
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from conversion.gthread_format import ConversionError, Manifest, convert, converted, corruption
+from conversion.gthread_format import ChecksumError, ConversionError, Manifest, convert, converted, corruption, mark_corrupt
 from conversion.resolve import SourceError, resolve_source
 from engine.args import EngineArgsError, build_args
 from engine.config import EngineConfig
@@ -25,6 +26,7 @@ from gthreadd.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.manifests import ManifestError
 from gthreadd.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
 from gthreadd.scheduling import PermanentFailure
+from memory.host_tier import HostTier
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ EngineFactory = Callable[[EngineConfig], Engine]
 
 
 class ServedModel:
-    def __init__(self, desired: DesiredModel, engine_factory: EngineFactory, store: Path = Path("/nonexistent")):
+    def __init__(self, desired: DesiredModel, engine_factory: EngineFactory, store: Path = Path("/nonexistent"),
+                 host_tier: Optional[HostTier] = None):
         self.resource: ModelResource = desired.resource
         self.source: str = desired.source
         self.phase = Phase.pending
@@ -42,6 +45,9 @@ class ServedModel:
         self._engine_factory = engine_factory
         self._store = store
         self._checkpoint: Optional[Path] = None
+        self._weights: Optional[Path] = None
+        self._host_tier = host_tier
+        self._tier_owner = f"{self.name}@{id(self):x}"  # a re-added Model of the same name is another owner
         self.conversion: Optional[ConversionStatus] = None
         self._progress = 0.0
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
@@ -59,6 +65,8 @@ class ServedModel:
         restart = needs_restart(self.resource, desired.resource) or self.phase == Phase.failed
         changed = desired.resource != self.resource
         self.resource, self.source = desired.resource, desired.source
+        if self._host_tier is not None:
+            self._host_tier.set_pinned(self._tier_owner, self.resource.spec.staging.pinned)
         if changed and restart:
             log.info("model %s: spec changed, its engines restart", self.name)
             self.generation += 1
@@ -116,11 +124,16 @@ class ServedModel:
             weights = await self._converted(self._checkpoint)
         if self.phase in (Phase.pending, Phase.converting):
             self.set_phase(Phase.staging)
-        engine = self._engine_factory(engine_config_for(self.resource, weights, devices))
+        if self.resource.spec.load_format == LoadFormat.gthread:
+            weights = await self._staged(self._checkpoint, weights)
+        self._weights = weights
+        host_tier = str(self._host_tier.directory) if self._host_tier is not None else ""
+        engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
-            await engine.start()
+            async with self._loading():
+                await engine.start()
         except EngineArgsError as exc:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
@@ -166,9 +179,65 @@ class ServedModel:
         """Called from the conversion thread; a float store is atomic."""
         self._progress = done
 
+    async def _staged(self, checkpoint: Path, weights: Path) -> Path:
+        """Stage the converted model in the host tier. Staging verifies every chunk: a corrupt
+        copy is taken out of use and converted again, before any engine sees it."""
+        if self._host_tier is None:
+            return weights
+        try:
+            staged = await self._stage(weights)
+        except ChecksumError as exc:
+            mark_corrupt(weights, str(exc))
+            weights = await self._converted(checkpoint)
+            staged = await self._stage(weights)
+        if staged:
+            self._host_tier.release(weights)  # the lease is taken again around each load
+        return weights
+
+    async def _stage(self, weights: Path) -> bool:
+        """Whether the weights are resident (and leased)."""
+        pinned = self.resource.spec.staging.pinned
+        return await asyncio.to_thread(self._host_tier.stage, self._tier_owner, weights, pinned) is not None
+
+    @contextlib.asynccontextmanager
+    async def _loading(self):
+        """Hold the host tier's copy (staging it again if it was evicted) while an engine loads
+        from it, so it is not evicted mid-load."""
+        weights = self._weights
+        if self._host_tier is None or self.resource.spec.load_format != LoadFormat.gthread or weights is None:
+            yield
+            return
+        try:
+            staged = await self._stage(weights)
+        except ChecksumError as exc:
+            mark_corrupt(weights, str(exc))
+            raise
+        try:
+            yield
+        finally:
+            if staged:
+                self._host_tier.release(weights)
+
+    @property
+    def weights_on_host(self) -> bool:
+        """Resolved (and converted, for loadFormat gthread) on this host."""
+        return self._weights is not None
+
+    @property
+    def staging_tier(self) -> str:
+        if self._host_tier is None or self.resource.spec.load_format != LoadFormat.gthread:
+            return "disk"
+        return self._host_tier.tier(self._tier_owner)
+
+    def forget_staged(self) -> None:
+        """The Model is gone: its host-tier copy may be freed."""
+        if self._host_tier is not None:
+            self._host_tier.forget(self._tier_owner)
+
     async def wake(self, replica: int) -> None:
         try:
-            await self.engines[replica].wake()
+            async with self._loading():
+                await self.engines[replica].wake()
         except Exception as exc:
             self._set_condition("Ready", "False", "WakeFailed", f"{type(exc).__name__}: {exc}; retrying")
             raise

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from gthreadd.byte_size import ByteSize, host_memory, parse_size
 from gthreadd.duration import Duration
 
 DEFAULT_CONFIG = Path("/etc/gthread/gthreadd.yaml")
@@ -26,6 +27,10 @@ class DaemonSettings(BaseModel):
     state_dir: Path = Field(Path("/var/lib/gthread"), description="daemon state: built checkpoints, caches")
     model_store: Optional[Path] = Field(None, description="converted models (loadFormat gthread); meant for "
                                         "NVMe. Default: STATE_DIR/models")
+    host_tier_dir: Path = Field(Path("/dev/shm/gthread"), description="tmpfs directory for the host tier: "
+                                "converted weights held in shared memory for fast wakes")
+    host_tier_size: ByteSize = Field("40%", description="the host tier's budget: a size (64Gi) or a share of "
+                                     "host RAM (40%%); least recently used unpinned models are evicted past it")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")
@@ -44,6 +49,10 @@ class DaemonSettings(BaseModel):
     @property
     def store(self) -> Path:
         return self.model_store or self.state_dir / "models"
+
+    @property
+    def host_tier_bytes(self) -> int:
+        return parse_size(self.host_tier_size, host_memory())
 
     @property
     def host(self) -> str:

@@ -3,7 +3,7 @@ GPU objects of `gthread get gpus`."""
 
 import socket
 
-from gthreadd.resource import MemoryStatus, ModelResource, ModelStatus, Phase
+from gthreadd.resource import DistributionStatus, MemoryStatus, ModelResource, ModelStatus, Phase
 from gthreadd.served_model import ServedModel
 from gthreadd.table import human_bytes
 from scheduler.fairness import Scheduler
@@ -33,6 +33,10 @@ def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dic
     units = scheduler.units_of(model.name)
     claiming = [u for u in units if u.state in CLAIMING]
     per_gpu = max((claim_bytes(u.policy, scheduler.devices[i]) for u in claiming for i in u.devices), default=None)
+    node = socket.gethostname()
+    distribution = None
+    if model.weights_on_host:
+        distribution = DistributionStatus(available_on_nodes=[node], staging_tier={node: model.staging_tier})
     status = ModelStatus(
         phase=model.phase,
         url=f"{base_url}/{model.name}/v1",
@@ -42,9 +46,10 @@ def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dic
         ready_replicas=sum(u.booted and u.state not in (UnitState.failed, UnitState.cold) for u in units),
         serving_replicas=sum(u.state == UnitState.awake for u in units),
         sleeping_replicas=sum(u.state == UnitState.asleep for u in units),
-        node=socket.gethostname(),
+        node=node,
         gpus=",".join(str(i) for u in claiming for i in u.devices if not scheduler.devices[i].is_cpu),
         conversion=model.conversion_status,
+        distribution=distribution,
         conditions=list(model.conditions.values()),
         source_file=model.source,
     )

@@ -25,23 +25,28 @@ READERS = 4
 def read_weights(directory: Path) -> tuple[Manifest, mmap.mmap]:
     """The model's weights in one page-aligned anonymous buffer, verified."""
     manifest = Manifest.read(directory)
+    buffer = mmap.mmap(-1, max(manifest.total_bytes, 1))
+    read_into(directory, manifest, buffer)
+    return manifest, buffer
+
+
+def read_into(directory: Path, manifest: Manifest, buffer: mmap.mmap) -> None:
+    """Fill `buffer` (page-aligned, at least manifest.total_bytes) with the verified weights."""
     path = directory / WEIGHTS
     size = os.path.getsize(path)
     if size != manifest.total_bytes:
         raise ChecksumError(f"{path}: {size} bytes on disk, the manifest says {manifest.total_bytes}")
-    buffer = mmap.mmap(-1, max(size, 1))
     view = memoryview(buffer)
     fd = _open(path)
     step = manifest.chunk_bytes
 
     def read_and_check(index: int) -> None:
         start = index * step
-        chunk = view[start:start + min(step, size - start)]
-        _read_into(fd, chunk, start)
-        if zlib.crc32(chunk) != manifest.chunk_crc32[index]:  # zlib drops the GIL: checks overlap reads
-            raise ChecksumError(f"{path}: chunk {index} (bytes {start}-{start + len(chunk)}) does not match "
-                                "its checksum; the converted model is corrupt")
-        chunk.release()
+        with view[start:start + min(step, size - start)] as chunk:  # released, or the buffer cannot close
+            _read_into(fd, chunk, start)
+            if zlib.crc32(chunk) != manifest.chunk_crc32[index]:  # zlib drops the GIL: checks overlap reads
+                raise ChecksumError(f"{path}: chunk {index} (bytes {start}-{start + len(chunk)}) does not "
+                                    "match its checksum; the converted model is corrupt")
 
     try:
         with ThreadPoolExecutor(READERS) as pool:
@@ -49,7 +54,6 @@ def read_weights(directory: Path) -> tuple[Manifest, mmap.mmap]:
     finally:
         os.close(fd)
         view.release()
-    return manifest, buffer
 
 
 def tensors(manifest: Manifest, buffer: mmap.mmap) -> Iterator[tuple[str, "torch.Tensor"]]:

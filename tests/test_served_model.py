@@ -118,3 +118,35 @@ async def test_load_format_gthread_converts_first_then_boots_from_the_store(tmp_
     model.update(desired(src, loadFormat="gthread", extraArgs=["--max-model-len", "64"]))
     await model.boot(0, ())
     assert Path(model.engines[0].config.model_path) == engine_dir, "unchanged weights are reused"
+
+
+async def test_gthread_weights_are_staged_in_the_host_tier_and_corruption_converts_again(tmp_path, caplog):
+    import torch
+    from safetensors.torch import save_file
+
+    from memory.host_tier import HostTier
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    save_file({"w": torch.ones(64, 64)}, src / "model.safetensors")
+    tier = HostTier(tmp_path / "shm", budget=2**20)
+    model = ServedModel(desired(src, loadFormat="gthread", staging={"pinned": True}), FakeEngine,
+                        store=tmp_path / "store", host_tier=tier)
+    await model.boot(0, ())
+    config = model.engines[0].config
+    assert config.host_tier == str(tmp_path / "shm") and model.staging_tier == "system"
+    assert (tmp_path / "shm" / Path(config.model_path).name).is_file()
+    await model.sleep(0)
+    await model.wake(0)
+    assert tier.used == 8192, "64x64 in bfloat16"
+    assert not any(s.leases for s in tier._segments.values()), "a lease ends with its load"
+
+    await model.stop(0)
+    model.forget_staged()
+    assert model.staging_tier == "disk" and tier.used == 0
+    with open(Path(config.model_path) / "weights.gthread", "r+b") as f:
+        f.write(b"\xff")
+    await model.boot(0, ())
+    assert model.ready_condition.reason == "Ready" and model.staging_tier == "system"
+    assert "converted weights were corrupt" in caplog.text and model.conversion.status == "Complete"
+    assert not (Path(config.model_path) / "gthread-corrupt.txt").exists(), "converted again in place"

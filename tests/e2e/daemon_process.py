@@ -38,6 +38,7 @@ class DaemonProcess:
         self.models_dir = root / "models.d"
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
+        self.host_tier_dir = root / "host-tier"  # not /dev/shm: daemons under test must not share one
         self.checkpoint = checkpoint
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,7 +51,8 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
-             "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s", *self.flags],
+             "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s",
+             "--host-tier-dir", str(self.host_tier_dir), *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env,
         )
         self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")

@@ -253,8 +253,13 @@ def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemo
     obj = daemon.get("/apis/greenthread.ai/v1alpha1/models/fast")[1]
     assert obj["status"]["conversion"]["status"] == "Complete"
     assert obj["status"]["conversion"]["totalSizeBytes"] % 4096 == 0
-
+    assert list(obj["status"]["distribution"]["stagingTier"].values()) == ["system"]
     (weights,) = (daemon.state_dir / "models").glob("*/weights.gthread")
+    assert (daemon.host_tier_dir / weights.parent.name).stat().st_size == weights.stat().st_size
+    assert "gthread: weights from the host tier" in daemon.log_path.read_text()
+
+    (daemon.models_dir / "fast.yaml").unlink()  # frees the host tier's copy: the next load reads the disk
+    daemon.wait_for(lambda: not any(daemon.host_tier_dir.iterdir()), 60, "the host tier to let fast go")
     with open(weights, "r+b") as f:  # flip one byte of the first tensor
         f.seek(100)
         byte = f.read(1)

@@ -1,7 +1,8 @@
 """Two real CPU engines on a capacity that fits one: the scheduler time-shares the CPU device.
 
 Each model claims 0.2 of the CPU device; the daemon lets awake models claim 0.3 in all, so one is
-awake at a time. Sleeping is gthreadd's in-process CPU sleep (engine/cpu_sleep.py).
+awake at a time. Sleeping is gthreadd's in-process CPU sleep (engine/cpu_sleep.py). beta uses the
+gthread load format with pinned staging, so its wakes reload its weights from the host tier.
 """
 
 import subprocess
@@ -20,6 +21,11 @@ FAIRNESS = """\
   sleep: {idleTimeout: 20s, drainTimeout: 30s}
 """
 
+GTHREAD = """\
+  loadFormat: gthread
+  staging: {pinned: true}
+"""
+
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, checkpoint):
@@ -27,7 +33,7 @@ def shared(tmp_path_factory, checkpoint):
 
     d = DaemonProcess(tmp_path_factory.mktemp("shared"), checkpoint, flags=("--cpu-memory-share", "0.3"))
     d.write_model("alpha.yaml", "alpha", more=FAIRNESS)
-    d.write_model("beta.yaml", "beta", more=FAIRNESS)
+    d.write_model("beta.yaml", "beta", more=FAIRNESS + GTHREAD)
     d.start()
     yield d
     d.kill()
@@ -83,3 +89,10 @@ def test_a_sleeping_engine_gives_its_memory_back(shared):
 def test_idle_timeout_puts_the_awake_model_to_sleep(shared):
     shared.wait_for(lambda: states(shared) == ("sleeping", "sleeping"), 120, "both to sleep when idle")
     assert "Paris" in ask(shared, "alpha")
+
+
+def test_a_pinned_gthread_model_wakes_from_the_host_tier(shared):
+    assert shared.log_path.read_text().count("gthread: weights from the host tier") >= 2, "its boot and a wake"
+    distribution = shared.get("/apis/greenthread.ai/v1alpha1/models/beta")[1]["status"]["distribution"]
+    assert list(distribution["stagingTier"].values()) == ["system"]
+    assert len(list(shared.host_tier_dir.iterdir())) == 1
