@@ -8,8 +8,12 @@ EXTRA := $(shell if [ -e /dev/nvidiactl ] || command -v nvidia-smi >/dev/null 2>
 STAMP := $(VENV)/.installed-$(EXTRA)
 DEMO := $(STATE_DIR)/models.d/smollm2.yaml
 
-.PHONY: install demo run test bench clean
-install: $(STAMP)
+# System install (`sudo make install`): a venv in PREFIX, the systemd unit, sysusers and tmpfiles.
+PREFIX ?= /opt/gthread
+DESTDIR ?=
+
+.PHONY: setup demo run test bench clean install install-files
+setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +40,21 @@ bench: $(STAMP) $(DEMO)
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR)
+
+install-files:
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/gthreadd.service.in > gthreadd.service.rendered
+	install -D -m 0644 gthreadd.service.rendered $(DESTDIR)/etc/systemd/system/gthreadd.service
+	rm gthreadd.service.rendered
+	install -D -m 0644 systemd/gthread.sysusers $(DESTDIR)/etc/sysusers.d/gthread.conf
+	install -D -m 0644 systemd/gthread.tmpfiles $(DESTDIR)/etc/tmpfiles.d/gthread.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/README.md
+	test -e $(DESTDIR)/etc/gthread/gthreadd.yaml || install -D -m 0644 systemd/gthreadd.yaml $(DESTDIR)/etc/gthread/gthreadd.yaml
+	install -d -m 2775 $(DESTDIR)/etc/gthread/models.d
+
+install: install-files
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/pip install -q '.[$(EXTRA)]'
+	install -d $(DESTDIR)/usr/local/bin
+	ln -sf $(PREFIX)/bin/gthreadd $(PREFIX)/bin/gthread $(DESTDIR)/usr/local/bin/
+	if [ -z "$(DESTDIR)" ]; then systemd-sysusers gthread.conf && systemd-tmpfiles --create gthread.conf && systemctl daemon-reload; fi
+	@echo "installed; start it with: systemctl enable --now gthreadd"

@@ -18,6 +18,8 @@ from gthreadd.http_api import create_app, mark_ready
 from gthreadd.scheduling import SchedulerLoop
 from gthreadd.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
+from gthreadd.status import summary_line
+from gthreadd.systemd_notify import Notifier
 from gthreadd.watcher import tick, watch_files
 from memory.host_tier import HostTier
 from scheduler.fairness import Scheduler, SchedulerConfig
@@ -41,6 +43,8 @@ class Daemon:
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()
         self._stop = asyncio.Event()
+        self._notify = Notifier()
+        self._reload_pending = False
         self._tasks: list[asyncio.Task] = []
         self._runner: Optional[web.AppRunner] = None
 
@@ -64,10 +68,16 @@ class Daemon:
 
     def stop(self) -> None:
         log.info("stopping")
+        self._notify.stopping()
         self._stop.set()
 
     def reload(self) -> None:
+        self._notify.reloading()
+        self._reload_pending = True
         self._triggers.put_nowait("SIGHUP")
+
+    def summary(self) -> str:
+        return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler)
 
     async def startup(self) -> None:
         s = self.settings
@@ -81,7 +91,9 @@ class Daemon:
         self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler")]
         await self._rescan("startup")
         mark_ready(app)
+        self._notify.ready(self.summary())
         self._tasks += [
+            asyncio.create_task(self._systemd_loop(), name="systemd-notify"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(watch_files(s.models_dir, self._triggers, self._stop), name="watch"),
             asyncio.create_task(tick(s.rescan_interval.total_seconds(), self._triggers), name="rescan-timer"),
@@ -109,6 +121,24 @@ class Daemon:
                 await self._rescan(reason)
             except Exception:
                 log.exception("reconcile failed (%s); the current models stay as they are", reason)
+            if self._reload_pending:
+                self._reload_pending = False
+                self._notify.ready(self.summary())
+
+    async def _systemd_loop(self) -> None:
+        """WATCHDOG=1 from the event loop itself, so a wedged loop is what stops the pings; and
+        STATUS= whenever the summary changes."""
+        if not self._notify.enabled:
+            return
+        period = min(5.0, self._notify.watchdog_seconds / 2) if self._notify.watchdog_seconds else 5.0
+        last = ""
+        while True:
+            if self._notify.watchdog_seconds:
+                self._notify.watchdog()
+            if (line := self.summary()) != last:
+                self._notify.status(line)
+                last = line
+            await asyncio.sleep(period)
 
     async def _rescan(self, reason: str) -> None:
         log.debug("rescanning %s (%s)", self.settings.models_dir, reason)

@@ -2,11 +2,12 @@
 command-line flags that are generated from the same fields."""
 
 import argparse
+import os
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from gthreadd.byte_size import ByteSize, host_memory, parse_size
@@ -31,6 +32,11 @@ class DaemonSettings(BaseModel):
                                 "converted weights held in shared memory for fast wakes")
     host_tier_size: ByteSize = Field("40%", description="the host tier's budget: a size (64Gi) or a share of "
                                      "host RAM (40%%); least recently used unpinned models are evicted past it")
+    control_socket: Optional[Path] = Field(None, description="unix socket for administration (gthread apply, "
+                                           "delete, sleep, wake); its file mode decides who may use it. Default: "
+                                           "$RUNTIME_DIRECTORY/gthreadd.sock under systemd, else STATE_DIR/gthreadd.sock")
+    api_keys: list[SecretStr] = Field([], description="Bearer keys the TCP port accepts; empty: no keys needed. "
+                                      "Config file only: a flag would show them in ps", json_schema_extra={"flag": False})
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")
@@ -49,6 +55,13 @@ class DaemonSettings(BaseModel):
     @property
     def store(self) -> Path:
         return self.model_store or self.state_dir / "models"
+
+    @property
+    def socket_path(self) -> Path:
+        if self.control_socket is not None:
+            return self.control_socket
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        return Path(runtime) / "gthreadd.sock" if runtime else self.state_dir / "gthreadd.sock"
 
     @property
     def host_tier_bytes(self) -> int:
@@ -72,6 +85,8 @@ def host_port(value: str) -> tuple[str, int]:
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in DaemonSettings.model_fields.items():
+        if (field.json_schema_extra or {}).get("flag") is False:
+            continue
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=field.description)
 
 

@@ -98,3 +98,14 @@ def gpu_objects(scheduler: Scheduler) -> list[dict]:
         "available": max(0, free[d.index]),
         "totalBytes": d.total_bytes, "capacityBytes": d.capacity_bytes,
     } for d in scheduler.devices.values()]
+
+
+def summary_line(models: list[ServedModel], scheduler: Scheduler) -> str:
+    """One line for `systemctl status` (STATUS=): models by state, and requests waiting."""
+    counts: dict[str, int] = {}
+    for model in models:
+        state = engine_state(model, scheduler)
+        counts[state] = counts.get(state, 0) + 1
+    queued = sum(len(q.waiting) for q in scheduler.queues.values())
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"{len(models)} model{'s' if len(models) != 1 else ''}{': ' + states if states else ''}; {queued} queued"

