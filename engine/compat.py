@@ -15,6 +15,7 @@ from vllm.entrypoints.serve.exception_handling.error_response import create_erro
 from vllm.platforms import current_platform
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.metrics.loggers import StatLoggerBase
 
 __all__ = [
     "VLLM_VERSION",
@@ -24,6 +25,7 @@ __all__ = [
     "CompletionRequest",
     "ErrorResponse",
     "FlexibleArgumentParser",
+    "StatLoggerBase",
     "create_error_response",
     "current_platform",
     "init_app_state",

@@ -28,6 +28,7 @@ from engine.compat import (
     init_app_state,
 )
 from engine.config import EngineConfig
+from engine.metrics import EngineMetrics
 from engine.results import JsonResult, ServingResult, StreamResult, openai_error
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class EngineNotRunning(RuntimeError):
 
 
 class VllmEngine:
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, metrics: EngineMetrics | None = None):
         self.config = config
+        self._metrics = metrics
         self._llm: AsyncLLM | None = None
         self._state: State | None = None
         self.supported_tasks: tuple[str, ...] = ()
@@ -55,7 +57,8 @@ class VllmEngine:
         engine_args = AsyncEngineArgs.from_cli_args(args)
         async with _spawn_lock:
             before = set(multiprocessing.active_children())
-            llm = await asyncio.to_thread(_build, engine_args, self.config.devices)
+            loggers = [self._metrics.logger_factory(self.config.name)] if self._metrics is not None else []
+            llm = await asyncio.to_thread(_build, engine_args, self.config.devices, loggers)
             self._processes = set(multiprocessing.active_children()) - before
         try:
             self.supported_tasks = tuple(await llm.get_supported_tasks())
@@ -75,6 +78,8 @@ class VllmEngine:
             # collects zombies.
             processes, self._processes = self._processes, set()
             await asyncio.to_thread(lambda: [p.join(timeout=30) for p in processes])
+            if self._metrics is not None:
+                self._metrics.forget(self.config.name)
 
     async def sleep(self) -> None:
         llm = self._running()
@@ -162,13 +167,13 @@ _spawn_lock = asyncio.Lock()
 """Engines are built one at a time: each takes its devices from the environment it is spawned in."""
 
 
-def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...]) -> AsyncLLM:
+def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...], stat_loggers: list) -> AsyncLLM:
     if not devices:
-        return AsyncLLM.from_engine_args(engine_args)
+        return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
     previous = os.environ.get("CUDA_VISIBLE_DEVICES")
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
     try:
-        return AsyncLLM.from_engine_args(engine_args)
+        return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
     finally:
         if previous is None:
             del os.environ["CUDA_VISIBLE_DEVICES"]

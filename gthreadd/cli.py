@@ -1,40 +1,52 @@
-"""`gthread`: look at and check what a gthreadd serves, with kubectl's conventions.
+"""`gthread`: look at, check and administer a gthreadd host, with kubectl's conventions.
 
-Talks to the daemon's HTTP API (`--server`, or $GTHREAD_SERVER, default http://127.0.0.1:8000).
-Errors go to stderr with a non-zero exit.
+Reads (`get`, `describe`) go to the control socket when it is there, else to the TCP port
+(`--server`, or $GTHREAD_SERVER; $GTHREAD_API_KEY when the daemon wants a key). Administration
+(`apply`, `delete`, `sleep`, `wake`) goes to the control socket only (`--socket`, or
+$GTHREAD_SOCKET, default /run/gthread/gthreadd.sock): its file mode decides who may. Errors go to
+stderr with a non-zero exit.
 """
 
 import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import yaml
 
+from gthreadd.api_client import ApiClient, ApiError
 from gthreadd.table import human_bytes, render
 
-API = "/apis/greenthread.ai/v1alpha1/models"
+API = "/apis/greenthread.ai/v1alpha1"
+MODELS = f"{API}/models"
 MODEL_COLUMNS = ["NAMESPACE", "NAME", "PHASE", "REPLICAS", "SERVING", "SLEEPING", "NODE", "GPUS", "VRAM/GPU", "URL"]
+DEFAULT_SOCKET = "/run/gthread/gthreadd.sock"
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 class CliError(Exception):
     pass
 
 
-def _get(server: str, path: str) -> dict:
+def reader(args: argparse.Namespace) -> ApiClient:
+    """The control socket unless a server was named (or there is no socket to use)."""
+    if args.server or not Path(args.socket).exists():
+        return ApiClient(server=args.server or DEFAULT_SERVER, api_key=os.environ.get("GTHREAD_API_KEY", ""))
+    return ApiClient(socket_path=args.socket)
+
+
+def admin(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(socket_path=args.socket)
+
+
+def _call(client: ApiClient, method: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
     try:
-        with urllib.request.urlopen(server.rstrip("/") + path, timeout=10) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
-        raise CliError(f"{exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"cannot reach gthreadd at {server}: {getattr(exc, 'reason', exc)}") from None
+        return client.request(method, path, body, timeout)
+    except ApiError as exc:
+        raise CliError(f"{exc.status}: {exc}" if exc.status else str(exc)) from None
 
 
 def model_row(obj: dict, wide: bool) -> list:
@@ -51,42 +63,165 @@ def model_row(obj: dict, wide: bool) -> list:
 
 
 def get_models(args: argparse.Namespace) -> int:
-    if args.name:
-        items, errors = [_get(args.server, f"{API}/{args.name}")], []
-    else:
-        listing = _get(args.server, API)
-        items, errors = listing["items"], listing.get("errors", [])
+    client = reader(args)
+
+    def fetch() -> tuple[list[dict], list[str]]:
+        if args.name:
+            return [_call(client, "GET", f"{MODELS}/{args.name}")], []
+        listing = _call(client, "GET", MODELS)
+        return listing["items"], listing.get("errors", [])
+
+    wide = args.output == "wide"
+    headers = MODEL_COLUMNS + (["MODEL", "REASON", "FILE"] if wide else [])
+    items, errors = fetch()
     for error in errors:
         print(f"warning: {error}", file=sys.stderr)
-    if args.output == "json":
-        print(json.dumps(items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
-    elif args.output == "yaml":
-        print(yaml.safe_dump(items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items},
-                             sort_keys=False), end="")
-    elif not items:
+    if args.output in ("json", "yaml") and not args.watch:
+        listing = items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}
+        print(json.dumps(listing, indent=2) if args.output == "json" else
+              yaml.safe_dump(listing, sort_keys=False), end="\n" if args.output == "json" else "")
+        return 0
+    if not items and not args.watch:
         print("No resources found", file=sys.stderr)
-    else:
-        wide = args.output == "wide"
-        headers = MODEL_COLUMNS + (["MODEL", "REASON", "FILE"] if wide else [])
-        print(render(headers, [model_row(obj, wide) for obj in items]))
+        return 0
+    rows = [model_row(obj, wide) for obj in items]
+    print(render(headers, rows), flush=True)
+    if args.watch:
+        _watch(lambda: [model_row(obj, wide) for obj in fetch()[0]], headers, rows, key=1)
     return 0
+
+
+def _watch(fetch, headers: list[str], rows: list[list], key: int) -> None:
+    """kubectl's `-w`: after the table, a line for each row that changes, until interrupted. Rows
+    are padded to the first table's columns so they line up under it."""
+    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
+    last = {row[key]: row for row in rows}
+    try:
+        while True:
+            time.sleep(1)
+            for row in fetch():
+                if last.get(row[key]) != row:
+                    last[row[key]] = row
+                    cells = [("<none>" if v in (None, "") else str(v)).ljust(w) for v, w in zip(row, widths)]
+                    print("   ".join(cells).rstrip(), flush=True)
+    except KeyboardInterrupt:
+        pass
 
 
 GPU_COLUMNS = ["NAME", "NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]
 
 
 def get_gpus(args: argparse.Namespace) -> int:
-    items = _get(args.server, "/apis/greenthread.ai/v1alpha1/gpus")["items"]
-    if args.output == "json":
-        print(json.dumps({"kind": "List", "items": items}, indent=2))
-    elif args.output == "yaml":
-        print(yaml.safe_dump({"kind": "List", "items": items}, sort_keys=False), end="")
-    else:
-        wide = args.output == "wide"
-        headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
-        rows = [[g["name"], g["node"], g["index"], g["product"], g["mode"], g["health"], g["available"]]
+    client = reader(args)
+    wide = args.output == "wide"
+
+    def rows() -> list[list]:
+        items = _call(client, "GET", f"{API}/gpus")["items"]
+        return [[g["name"], g["node"], g["index"], g["product"], g["mode"], g["health"], g["available"]]
                 + ([g["uuid"], g["totalBytes"]] if wide else []) for g in items]
-        print(render(headers, rows))
+
+    if args.output in ("json", "yaml"):
+        listing = {"kind": "List", "items": _call(client, "GET", f"{API}/gpus")["items"]}
+        print(json.dumps(listing, indent=2) if args.output == "json" else yaml.safe_dump(listing, sort_keys=False),
+              end="\n" if args.output == "json" else "")
+        return 0
+    headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
+    first = rows()
+    print(render(headers, first), flush=True)
+    if args.watch:
+        _watch(rows, headers, first, key=0)
+    return 0
+
+
+def describe(args: argparse.Namespace) -> int:
+    client = reader(args)
+    obj = _call(client, "GET", f"{MODELS}/{args.name}")
+    events = _call(client, "GET", f"{MODELS}/{args.name}/events")["items"]
+    print(describe_text(obj, events, datetime.now(timezone.utc)))
+    return 0
+
+
+def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
+    """kubectl describe's layout: aligned fields, the spec as YAML, then conditions and events."""
+    meta, status = obj["metadata"], obj.get("status", {})
+    lines = [f"{k + ':':<14}{v}" for k, v in (
+        ("Name", meta["name"]), ("Namespace", meta.get("namespace", "")), ("API Version", obj["apiVersion"]),
+        ("Kind", obj["kind"]), ("Source File", status.get("sourceFile", "")))]
+    lines.append("Spec:")
+    lines += ["  " + line for line in yaml.safe_dump(obj["spec"], sort_keys=False).splitlines()]
+    lines.append("Status:")
+    conversion = status.get("conversion")
+    tiers = status.get("distribution", {}).get("stagingTier", {})
+    for key, value in (
+        ("Phase", status.get("phase")), ("URL", status.get("url")),
+        ("Replicas", f"{status.get('replicas', 0)} desired, {status.get('readyReplicas', 0)} ready, "
+                     f"{status.get('servingReplicas', 0)} serving, {status.get('sleepingReplicas', 0)} sleeping"),
+        ("Node", status.get("node")), ("GPUs", status.get("gpus") or "<none>"),
+        ("VRAM/GPU", human_bytes(status.get("servingMemoryPerGPU"))),
+        ("Conversion", f"{conversion['status']} ({human_bytes(conversion.get('totalSizeBytes'))})"
+         if conversion else None),
+        ("Staging Tier", ", ".join(f"{tier} ({node})" for node, tier in tiers.items()) or None),
+    ):
+        if value is not None:
+            lines.append(f"  {key + ':':<14}{value}")
+    conditions = status.get("conditions", [])
+    lines.append("Conditions:")
+    lines += ["  " + line for line in render(
+        ["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],
+        [[c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", ""), c.get("message", "")]
+         for c in conditions]).splitlines()]
+    if not events:
+        lines.append("Events:       <none>")
+    else:
+        lines.append("Events:")
+        rows = []
+        for e in events:
+            age = _age(now, e["lastTimestamp"])
+            if e["count"] > 1:
+                age += f" (x{e['count']} over {_age(now, e['firstTimestamp'])})"
+            rows.append([e["type"], e["reason"], age, e["message"]])
+        lines += ["  " + line for line in render(["TYPE", "REASON", "AGE", "MESSAGE"], rows).splitlines()]
+    return "\n".join(lines)
+
+
+def _age(now: datetime, stamp: str) -> str:
+    seconds = max(0, int((now - datetime.fromisoformat(stamp)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def apply(args: argparse.Namespace) -> int:
+    """Validate here first (clear messages without a round trip), then let the daemon write the
+    file into models.d atomically; it validates again against what else is there."""
+    from gthreadd.validate import validate_paths
+
+    client = admin(args)
+    for path in args.filename:
+        if validate_paths([path], quiet=True) != 0:
+            return 1
+        text = Path(path).read_text(encoding="utf-8")
+        for line in _call(client, "POST", f"{API}/apply", {"file": Path(path).name, "text": text}, 120)["results"]:
+            print(line)
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    for line in _call(admin(args), "DELETE", f"{MODELS}/{args.name}", timeout=120)["results"]:
+        print(line)
+    return 0
+
+
+def sleep(args: argparse.Namespace) -> int:
+    result = _call(admin(args), "POST", f"/{args.name}/sleep", timeout=900)
+    print(f"model.greenthread.ai/{result['model']} {result['state']}")
+    return 0
+
+
+def wake(args: argparse.Namespace) -> int:
+    result = _call(admin(args), "POST", f"/{args.name}/wake", timeout=900)
+    print(f"model.greenthread.ai/{result['model']} {result['state']}")
     return 0
 
 
@@ -97,9 +232,12 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gthread", description="Inspect and check a gthreadd host.")
-    parser.add_argument("--server", default=os.environ.get("GTHREAD_SERVER", "http://127.0.0.1:8000"),
-                        help="gthreadd address (default $GTHREAD_SERVER or http://127.0.0.1:8000)")
+    parser = argparse.ArgumentParser(prog="gthread", description="Inspect, check and administer a gthreadd host.")
+    parser.add_argument("--server", default=os.environ.get("GTHREAD_SERVER", ""),
+                        help=f"read over TCP from this address ($GTHREAD_SERVER; default: the socket, else "
+                             f"{DEFAULT_SERVER})")
+    parser.add_argument("--socket", default=os.environ.get("GTHREAD_SOCKET", DEFAULT_SOCKET),
+                        help=f"the daemon's control socket ($GTHREAD_SOCKET, default {DEFAULT_SOCKET})")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     get = verbs.add_parser("get", help="list resources")
@@ -108,14 +246,35 @@ def build_parser() -> argparse.ArgumentParser:
         p = kinds.add_parser(kind, help="Model resources and their status")
         p.add_argument("name", nargs="?")
         p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
+        p.add_argument("-w", "--watch", action="store_true", help="after the table, print rows as they change")
         p.add_argument("-A", "--all-namespaces", action="store_true", help="accepted for kubectl habits; "
                        "a host shows all namespaces")
         p.set_defaults(func=get_models)
-
     for kind in ("gpus", "gpu"):
         p = kinds.add_parser(kind, help="this host's accelerators (the CPU device where there is no GPU)")
         p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
+        p.add_argument("-w", "--watch", action="store_true", help="after the table, print rows as they change")
         p.set_defaults(func=get_gpus)
+
+    d = verbs.add_parser("describe", help="a Model in detail: spec, status, conditions, recent events")
+    d.add_argument("kind", choices=["model", "models"])
+    d.add_argument("name")
+    d.set_defaults(func=describe)
+
+    a = verbs.add_parser("apply", help="validate Model files and write them into the daemon's models.d")
+    a.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    a.set_defaults(func=apply)
+
+    rm = verbs.add_parser("delete", help="delete a Model (its file in models.d)")
+    rm.add_argument("kind", choices=["model", "models"])
+    rm.add_argument("name")
+    rm.set_defaults(func=delete)
+
+    for verb, func, text in (("sleep", sleep, "put a model to sleep now (in-flight requests finish first)"),
+                             ("wake", wake, "wake a model now, as a request would")):
+        p = verbs.add_parser(verb, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=func)
 
     v = verbs.add_parser("validate", help="check Model files; exit 0 when valid")
     v.add_argument("files", nargs="+", metavar="FILE")

@@ -6,7 +6,9 @@ reads models.d, builds the new desired state and hands it to the fleet whole.
 
 import asyncio
 import logging
+import os
 import signal
+from pathlib import Path
 from typing import Optional
 
 from aiohttp import web
@@ -14,11 +16,13 @@ from aiohttp import web
 from gthreadd import devices as device_probe
 from gthreadd.desired import build_desired, scan_directory
 from gthreadd.fleet import Fleet
-from gthreadd.http_api import create_app, mark_ready
+from gthreadd.control_api import Control, add_control_routes
+from gthreadd.http_api import API_PREFIX, create_app, mark_ready
 from gthreadd.scheduling import SchedulerLoop
 from gthreadd.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
-from gthreadd.status import summary_line
+from gthreadd.metrics import Metrics, StateSnapshot
+from gthreadd.status import engine_state, summary_line
 from gthreadd.systemd_notify import Notifier
 from gthreadd.watcher import tick, watch_files
 from memory.host_tier import HostTier
@@ -30,15 +34,17 @@ log = logging.getLogger(__name__)
 
 class Daemon:
     def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
-                 devices: Optional[list[Device]] = None):
+                 devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None):
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.devices = devices if devices is not None else device_probe.probe(settings.cpu_memory_share)
         config = SchedulerConfig(queue_limit=settings.queue_limit,
                                  queue_timeout=settings.queue_timeout.total_seconds())
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
         self.host_tier = HostTier(settings.host_tier_dir, settings.host_tier_bytes)
-        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier)
+        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
+                           self.metrics)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()
@@ -47,6 +53,8 @@ class Daemon:
         self._reload_pending = False
         self._tasks: list[asyncio.Task] = []
         self._runner: Optional[web.AppRunner] = None
+        self._control_runner: Optional[web.AppRunner] = None
+        self._rescan_lock = asyncio.Lock()
 
     @property
     def base_url(self) -> str:
@@ -76,6 +84,17 @@ class Daemon:
         self._reload_pending = True
         self._triggers.put_nowait("SIGHUP")
 
+    def _snapshot(self) -> StateSnapshot:
+        scheduler = self.scheduling.scheduler
+        claimed = scheduler.claimed()
+        devices = [(f"{'cpu' if d.is_cpu else 'gpu'}{d.index}", d.total_bytes, claimed.get(d.index, 0),
+                    scheduler.foreign.get(d.index, 0)) for d in self.devices]
+        tier = self.host_tier
+        return StateSnapshot(
+            {name: engine_state(m, scheduler) for name, m in self.fleet.models.items()},
+            {name: len(q.waiting) for name, q in scheduler.queues.items()},
+            devices, (tier.used, tier.budget, tier.bytes_from_disk, tier.bytes_to_engines))
+
     def summary(self) -> str:
         return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler)
 
@@ -83,14 +102,24 @@ class Daemon:
         s = self.settings
         s.models_dir.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        app = create_app(self.fleet, self.scheduling, self.base_url)
+        keys = tuple(k.get_secret_value() for k in s.api_keys)
+        self.metrics.add_state(self._snapshot)
+        app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, keys)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
-        log.info("serving on %s, models from %s", self.base_url, s.models_dir)
+        control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics)
+        add_control_routes(control_app, Control(s.models_dir, self._rescan_now), API_PREFIX)
+        self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None)
+        await self._control_runner.setup()
+        await self._bind_control_socket(s.socket_path)
+        log.info("serving on %s%s, models from %s, administration on %s", self.base_url,
+                 f" ({len(keys)} API key{'s' if len(keys) != 1 else ''})" if keys else "", s.models_dir,
+                 s.socket_path)
         self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler")]
         await self._rescan("startup")
         mark_ready(app)
+        mark_ready(control_app)
         self._notify.ready(self.summary())
         self._tasks += [
             asyncio.create_task(self._systemd_loop(), name="systemd-notify"),
@@ -99,10 +128,19 @@ class Daemon:
             asyncio.create_task(tick(s.rescan_interval.total_seconds(), self._triggers), name="rescan-timer"),
         ]
 
+    async def _bind_control_socket(self, path: Path) -> None:
+        """Mode 0660: the owner and its group (gthread, under systemd) may administer."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)  # a previous daemon's; the pid file of systemd is the guard
+        await web.UnixSite(self._control_runner, str(path)).start()
+        os.chmod(path, 0o660)
+
     async def shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._control_runner is not None:
+            await self._control_runner.cleanup()
         if self._runner is not None:
             await self._runner.shutdown()
         await self.scheduling.settle()
@@ -141,6 +179,11 @@ class Daemon:
             await asyncio.sleep(period)
 
     async def _rescan(self, reason: str) -> None:
-        log.debug("rescanning %s (%s)", self.settings.models_dir, reason)
-        files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
-        self.fleet.apply(build_desired(files, self.fleet.desired))
+        """One at a time: a scan that began before a write must not be applied after a later one."""
+        async with self._rescan_lock:
+            log.debug("rescanning %s (%s)", self.settings.models_dir, reason)
+            files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
+            self.fleet.apply(build_desired(files, self.fleet.desired))
+
+    async def _rescan_now(self) -> None:
+        await self._rescan("control socket")

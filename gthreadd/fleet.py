@@ -7,13 +7,16 @@ removed model is kept until its engines are stopped, so its memory is really fre
 """
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 from gthreadd.desired import DesiredState
+from gthreadd.metrics import Metrics
 from gthreadd.policy import policy_for
 from gthreadd.served_model import EngineFactory, ServedModel
 from memory.host_tier import HostTier
@@ -22,11 +25,12 @@ from scheduler.messages import Event, ModelRemoved, ModelUpserted
 from scheduler.units import UnitId
 
 log = logging.getLogger(__name__)
+_EVENT_REASONS = {"boot": "Started", "wake": "Woke", "sleep": "Slept"}
 
 
 class Fleet:
     def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None],
-                 store: Path, host_tier: Optional[HostTier] = None):
+                 store: Path, host_tier: Optional[HostTier] = None, metrics: Optional[Metrics] = None):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
         self.devices = devices
@@ -35,6 +39,7 @@ class Fleet:
         self._submit = submit
         self._store = store
         self._host_tier = host_tier
+        self._metrics = metrics or Metrics()
 
     def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
@@ -68,15 +73,35 @@ class Fleet:
         return self.models.get(unit.model) or self._retired[unit.model]
 
     async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None:
-        await self._model(unit).boot(unit.replica, devices)
+        model = self._model(unit)
+        on = f"devices {', '.join(map(str, devices))}" if devices else "the CPU"
+        async with self._operation(model, "boot", f"replica {unit.replica}: vLLM engine started on {on}"):
+            await model.boot(unit.replica, devices)
 
     async def wake(self, unit: UnitId) -> None:
         model = self._model(unit)
-        await model.wake(unit.replica)
+        async with self._operation(model, "wake", f"replica {unit.replica}: awake"):
+            await model.wake(unit.replica)
         model.note_awake()
 
     async def sleep(self, unit: UnitId) -> None:
-        await self._model(unit).sleep(unit.replica)
+        model = self._model(unit)
+        async with self._operation(model, "sleep", f"replica {unit.replica}: asleep, its memory freed"):
+            await model.sleep(unit.replica)
+
+    @contextlib.asynccontextmanager
+    async def _operation(self, model: ServedModel, operation: str, done: str):
+        """Time an engine operation into the metrics and the model's events."""
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self._metrics.operations.labels(model.name, operation, "failed").inc()
+            raise
+        elapsed = time.monotonic() - started
+        self._metrics.operations.labels(model.name, operation, "ok").inc()
+        self._metrics.operation_seconds.labels(model.name, operation).observe(elapsed)
+        model.events.add("Normal", _EVENT_REASONS[operation], f"{done} in {elapsed:.2f}s")
 
     async def stop(self, unit: UnitId) -> None:
         model = self.models.get(unit.model) or self._retired.get(unit.model)

@@ -7,6 +7,7 @@ cancellation inside vLLM's generator aborts the generation.
 """
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -15,10 +16,12 @@ from contextlib import aclosing
 from typing import Optional
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.results import JsonResult, openai_error
 from gthreadd.engine_config import served_names
 from gthreadd.fleet import Fleet
+from gthreadd.metrics import Metrics
 from gthreadd.resource import Endpoint, Phase
 from gthreadd.router import RouteError, by_body, by_path
 from gthreadd.scheduling import Rejected, SchedulerLoop, Ticket
@@ -39,6 +42,7 @@ FLEET = web.AppKey("fleet", Fleet)
 SCHEDULING = web.AppKey("scheduling", SchedulerLoop)
 BASE_URL = web.AppKey("base_url", str)
 READY = web.AppKey("ready", dict)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def error_response(status: int, message: str, param: Optional[str] = None,
@@ -53,12 +57,35 @@ async def request_id(request: web.Request, response: web.StreamResponse) -> None
     response.headers["X-Request-Id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
 
 
-def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+def bearer_auth(api_keys: tuple[str, ...]):
+    """Every route but the health probes needs `Authorization: Bearer KEY` with one of the keys.
+    Compared in constant time; the key is never logged."""
+    keys = [k.encode() for k in api_keys]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.path not in ("/healthz", "/readyz"):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
+                body = openai_error(401, "a valid API key is required: Authorization: Bearer KEY",
+                                    "AuthenticationError").body
+                return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return middleware
+
+
+def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics,
+               api_keys: tuple[str, ...] = ()) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024,
+                          middlewares=[bearer_auth(api_keys)] if api_keys else [])
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
+    app[METRICS] = metrics
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get(API_PREFIX + "/models/{name}/events", get_model_events)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get(f"{API_PREFIX}/models", get_model_objects)
     app.router.add_get(API_PREFIX + "/models/{name}", get_model_object)
@@ -95,6 +122,19 @@ async def list_models(request: web.Request) -> web.Response:
         for m in models if m.phase != Phase.failed
     ]
     return web.json_response({"object": "list", "data": data})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_model_events(request: web.Request) -> web.Response:
+    try:
+        model = by_path(request.app[FLEET].models, request.match_info["name"])
+    except RouteError as exc:
+        return error_response(exc.status, exc.message)
+    return web.json_response({"kind": "EventList", "items": model.events.to_json()})
 
 
 async def get_gpus(request: web.Request) -> web.Response:
@@ -170,6 +210,18 @@ async def _read_body(request: web.Request) -> dict | web.Response:
 
 
 async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
+    """Serve, and count the outcome: 499 (nginx's "client closed request") for a client that left."""
+    endpoint = request.path.split("/v1/", 1)[1]
+    code = "499"
+    try:
+        response = await _serve(request, model, body)
+        code = str(response.status)
+        return response
+    finally:
+        request.app[METRICS].requests.labels(model.name, endpoint, code).inc()
+
+
+async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
     """Admit the request through the scheduler (it may wait for a wake), then serve it; if the
     scheduler aborts it (drainTimeout), answer 503 or end the stream with an error event."""
     tail = request.path.split("/v1/", 1)[1]
@@ -182,8 +234,10 @@ async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.St
         ready = model.ready_condition
         return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}")
     scheduling = request.app[SCHEDULING]
+    arrived = scheduling.now
     try:
         ticket = await scheduling.admit(model.name)
+        request.app[METRICS].queue_wait.labels(model.name).observe(scheduling.now - arrived)
     except Rejected as exc:
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
         return error_response(exc.status, exc.reason, headers=headers)

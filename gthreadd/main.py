@@ -1,6 +1,7 @@
 """`gthreadd`: the daemon's command line."""
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -29,10 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     import uvloop
 
+    from engine.metrics import EngineMetrics
     from engine.vllm_engine import VllmEngine
     from gthreadd.daemon import Daemon
+    from gthreadd.metrics import Metrics
 
-    uvloop.run(Daemon(settings, VllmEngine).run())
+    metrics = Metrics()
+    engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry))
+    uvloop.run(Daemon(settings, engines, metrics=metrics).run())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from gthreadd.desired import DesiredModel
 from gthreadd.engine_config import engine_config_for, needs_restart
 from gthreadd.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.manifests import ManifestError
+from gthreadd.model_events import EventLog
 from gthreadd.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
 from gthreadd.scheduling import PermanentFailure
 from memory.host_tier import HostTier
@@ -31,6 +32,9 @@ from memory.host_tier import HostTier
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineConfig], Engine]
+# Condition reasons that are also Warning events for `gthread describe`.
+WARNING_REASONS = frozenset({"SourceUnavailable", "InvalidExtraArgs", "EngineStartFailed", "WakeFailed",
+                             "ConversionFailed", "CorruptWeights", "InvalidManifest", "Unschedulable"})
 
 
 class ServedModel:
@@ -50,6 +54,7 @@ class ServedModel:
         self._tier_owner = f"{self.name}@{id(self):x}"  # a re-added Model of the same name is another owner
         self.conversion: Optional[ConversionStatus] = None
         self._progress = 0.0
+        self.events = EventLog()
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
 
     @property
@@ -124,15 +129,13 @@ class ServedModel:
             weights = await self._converted(self._checkpoint)
         if self.phase in (Phase.pending, Phase.converting):
             self.set_phase(Phase.staging)
-        if self.resource.spec.load_format == LoadFormat.gthread:
-            weights = await self._staged(self._checkpoint, weights)
         self._weights = weights
         host_tier = str(self._host_tier.directory) if self._host_tier is not None else ""
         engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
-            async with self._loading():
+            async with self._loading(reconvert_from=self._checkpoint):
                 await engine.start()
         except EngineArgsError as exc:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
@@ -179,30 +182,16 @@ class ServedModel:
         """Called from the conversion thread; a float store is atomic."""
         self._progress = done
 
-    async def _staged(self, checkpoint: Path, weights: Path) -> Path:
-        """Stage the converted model in the host tier. Staging verifies every chunk: a corrupt
-        copy is taken out of use and converted again, before any engine sees it."""
-        if self._host_tier is None:
-            return weights
-        try:
-            staged = await self._stage(weights)
-        except ChecksumError as exc:
-            mark_corrupt(weights, str(exc))
-            weights = await self._converted(checkpoint)
-            staged = await self._stage(weights)
-        if staged:
-            self._host_tier.release(weights)  # the lease is taken again around each load
-        return weights
-
     async def _stage(self, weights: Path) -> bool:
         """Whether the weights are resident (and leased)."""
         pinned = self.resource.spec.staging.pinned
         return await asyncio.to_thread(self._host_tier.stage, self._tier_owner, weights, pinned) is not None
 
     @contextlib.asynccontextmanager
-    async def _loading(self):
-        """Hold the host tier's copy (staging it again if it was evicted) while an engine loads
-        from it, so it is not evicted mid-load."""
+    async def _loading(self, reconvert_from: Optional[Path] = None):
+        """Stage the converted model in the host tier (again, if it was evicted) and hold it while
+        an engine loads from it, so it is not evicted mid-load. Staging verifies every chunk: a
+        corrupt copy is taken out of use and, at a boot, converted again before any engine sees it."""
         weights = self._weights
         if self._host_tier is None or self.resource.spec.load_format != LoadFormat.gthread or weights is None:
             yield
@@ -211,7 +200,10 @@ class ServedModel:
             staged = await self._stage(weights)
         except ChecksumError as exc:
             mark_corrupt(weights, str(exc))
-            raise
+            if reconvert_from is None:
+                raise
+            await self._converted(reconvert_from)
+            staged = await self._stage(weights)
         try:
             yield
         finally:
@@ -260,6 +252,8 @@ class ServedModel:
         check(PHASE_TRANSITIONS, self.phase, phase)
         if phase != self.phase:
             log.info("model %s: phase %s -> %s", self.name, self.phase.value, phase.value)
+            self.events.add("Warning" if phase == Phase.failed else "Normal", phase.value,
+                            f"phase {self.phase.value} -> {phase.value}")
             self.phase = phase
 
     def _set_condition(self, type_: str, status: str, reason: str, message: str) -> None:
@@ -267,6 +261,8 @@ class ServedModel:
         if old is not None and (old.status, old.reason, old.message) == (status, reason, message):
             return
         changed = old is None or old.status != status
+        if reason in WARNING_REASONS:
+            self.events.add("Warning", reason, message)
         self.conditions[type_] = Condition(
             type=type_, status=status, reason=reason, message=message,
             last_transition_time=datetime.now(timezone.utc) if changed else old.last_transition_time,

@@ -4,27 +4,28 @@ import sys
 from pathlib import Path
 
 from gthreadd.desired import DesiredState, build_desired
-from gthreadd.manifests import ManifestError, load_file
+from gthreadd.manifests import ManifestError, ParsedFile, load_file
 
 
-def validate_paths(paths: list[str]) -> int:
+def validate_paths(paths: list[str], quiet: bool = False) -> int:
     """Each file on its own (conflicts between files are for the daemon to report, since they
     depend on what else is in models.d). Every error goes to stderr; 0 when all files are valid."""
     failed = False
     for path in paths:
         parsed = load_file(Path(path))
-        errors = list(parsed.errors) + _extra_args_errors(build_desired([parsed], DesiredState()))
+        errors = list(parsed.errors) + extra_args_errors(parsed)
         for error in errors:
             print(error, file=sys.stderr)
         if errors:
             failed = True
-        else:
+        elif not quiet:
             print(f"{parsed.path}: {len(parsed.models)} Model(s) valid")
     return 1 if failed else 0
 
 
-def _extra_args_errors(desired: DesiredState) -> list[ManifestError]:
+def extra_args_errors(parsed: ParsedFile) -> list[ManifestError]:
     """extraArgs through vLLM's own parser, when vLLM is installed (importing it takes seconds)."""
+    desired = build_desired([parsed], DesiredState())
     with_args = [m for m in desired.models.values() if m.resource.spec.extra_args]
     if not with_args:
         return []

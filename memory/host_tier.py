@@ -68,6 +68,10 @@ class HostTier:
         self._segments: dict[str, Segment] = {}
         self._lock = threading.Lock()
         self._warned_mlock = False
+        self.bytes_from_disk = 0
+        """Read from the disk tier into segments, in all."""
+        self.bytes_to_engines = 0
+        """Handed to engines from resident segments (one segment's size per load), in all."""
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.iterdir():  # a previous daemon's; no engine of it is alive
             stale.unlink(missing_ok=True)
@@ -117,6 +121,9 @@ class HostTier:
             segment.filled.wait()
         if segment.buffer is None:  # the fill another thread ran failed
             return None
+        with self._lock:
+            self.bytes_from_disk += segment.size if fill else 0
+            self.bytes_to_engines += segment.size
         return self.path(key)
 
     def release(self, model_dir: Path) -> None:

@@ -25,7 +25,7 @@ from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
     Event, ModelRemoved, ModelUpserted, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
-    Stop, TimerFired, Wake,
+    SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, unplaceable_reason, windows
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
@@ -201,6 +201,13 @@ class Scheduler:
             ours = self.claimed(CLAIMING - {UnitState.booting, UnitState.waking})[e.device]
             self.foreign[e.device] = max(0, device.total_bytes - e.free_bytes - ours)
         return []
+
+    def _on_SleepRequested(self, e: SleepRequested, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for unit in self.units_of(e.model):
+            if unit.state == UnitState.awake and not unit.policy.popular:
+                actions += self._drain(unit, "an operator asked it to sleep", now)
+        return actions
 
     # -- helpers ---------------------------------------------------------------------------------
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:

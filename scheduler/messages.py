@@ -71,8 +71,16 @@ class DeviceMemoryRead:
     free_bytes: int
 
 
+@dataclass(frozen=True)
+class SleepRequested:
+    """An operator put the model to sleep (`gthread sleep`): its awake units drain and sleep now,
+    as if their idleTimeout had run out. Popular units stay up: popular means never slept."""
+
+    model: str
+
+
 Event = Union[ModelUpserted, ModelRemoved, RequestArrived, RequestLeft, RequestFinished, EngineAwake,
-              EngineAsleep, EngineFailed, TimerFired, DeviceMemoryRead]
+              EngineAsleep, EngineFailed, TimerFired, DeviceMemoryRead, SleepRequested]
 
 
 # Actions ----------------------------------------------------------------------------------------

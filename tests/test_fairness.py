@@ -4,6 +4,7 @@ from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Boot, DeviceMemoryRead, Drain, EngineFailed, ModelRemoved, ModelUpserted, RequestArrived, RequestLeft,
+    SleepRequested,
 )
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
@@ -124,6 +125,22 @@ def test_idle_timeout_puts_a_model_to_sleep_by_itself():
     assert state(h, "a") == UnitState.asleep
     h.feed(RequestArrived("a", "r2"))
     assert ("Wake", "a/0") in kinds(h, since=64)
+
+
+def test_an_operator_sleep_drains_in_flight_then_sleeps_but_never_a_popular_model():
+    h = host(gpus(2), request_s=3.0)
+    add(h, "a")
+    add(h, "p", popular=True)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "r"))
+    h.feed(SleepRequested("a"))
+    h.feed(SleepRequested("p"))
+    assert state(h, "a") == UnitState.draining and state(h, "p") == UnitState.awake
+    h.run_until(10)
+    assert state(h, "a") == UnitState.asleep and h.admitted == {"r": 2}, "the in-flight request finished first"
+    assert ("AbortInFlight", "a/0") not in kinds(h)
+    h.feed(SleepRequested("a"))
+    assert kinds(h, since=10) == [], "asleep already: nothing to do"
 
 
 def test_popular_models_boot_first_and_are_never_preempted():

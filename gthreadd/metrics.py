@@ -1,0 +1,86 @@
+"""`/metrics`: the daemon's Prometheus metrics, in a registry of its own (vLLM's global one is
+not shared: see engine/metrics.py, whose per-model engine metrics live in this registry too).
+
+Two kinds: counters and histograms that the places where things happen update (wakes, sleeps,
+boots, requests, queue waits), and gauges read from the daemon's state at scrape time (model
+states, queue depths, device memory, the host tier), so a gauge can never drift from the truth.
+"""
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_OPERATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+_WAIT = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+STATES = ("pending", "serving", "waking", "draining", "sleeping", "failed")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.operations = Counter("gthread_engine_operations", "Engine operations by kind and outcome",
+                                  ("model", "operation", "outcome"), registry=r)
+        self.operation_seconds = Histogram("gthread_engine_operation_seconds",
+                                           "Duration of engine boots, wakes and sleeps (a wake's latency "
+                                           "is operation=\"wake\")", ("model", "operation"),
+                                           buckets=_OPERATION, registry=r)
+        self.requests = Counter("gthread_requests", "Inference requests by model, endpoint and HTTP status",
+                                ("model", "endpoint", "code"), registry=r)
+        self.queue_wait = Histogram("gthread_queue_wait_seconds", "Time a request waited to be admitted "
+                                    "(a wake included, when its model slept)", ("model",), buckets=_WAIT, registry=r)
+
+    def add_state(self, read: Callable[[], "StateSnapshot"]) -> None:
+        self.registry.register(_StateCollector(read))
+
+
+class StateSnapshot:
+    """What the gauges read at scrape time; built by the daemon, which knows where each lives."""
+
+    def __init__(self, model_states: dict[str, str], queued: dict[str, int],
+                 devices: list[tuple[str, int, int, int]], host_tier: tuple[int, int, int, int]):
+        self.model_states = model_states
+        self.queued = queued
+        self.devices = devices
+        """(device label, total, claimed by models, held by other processes) in bytes."""
+        self.host_tier = host_tier
+        """(used, budget, bytes read from disk into it, bytes engines loaded from it)."""
+
+
+class _StateCollector(Collector):
+    def __init__(self, read: Callable[[], StateSnapshot]):
+        self._read = read
+
+    def collect(self) -> Iterator:
+        snap = self._read()
+        state = GaugeMetricFamily("gthread_model_state", "1 for the state each model is in",
+                                  labels=("model", "state"))
+        for model, current in sorted(snap.model_states.items()):
+            for name in STATES:
+                state.add_metric((model, name), 1.0 if name == current else 0.0)
+        yield state
+        queued = GaugeMetricFamily("gthread_queue_depth", "Requests waiting for their model to wake",
+                                   labels=("model",))
+        for model in sorted(snap.model_states):
+            queued.add_metric((model,), snap.queued.get(model, 0))
+        yield queued
+        memory = GaugeMetricFamily("gthread_device_memory_bytes", "Accelerator memory: total, claimed by "
+                                   "awake models, held by other processes", labels=("device", "kind"))
+        for device, total, claimed, foreign in snap.devices:
+            memory.add_metric((device, "total"), total)
+            memory.add_metric((device, "claimed"), claimed)
+            memory.add_metric((device, "foreign"), foreign)
+        yield memory
+        used, budget, from_disk, to_engines = snap.host_tier
+        tier = GaugeMetricFamily("gthread_host_tier_bytes", "The host tier (staged weights in shared "
+                                 "memory): bytes in use and its budget", labels=("kind",))
+        tier.add_metric(("used",), used)
+        tier.add_metric(("budget",), budget)
+        yield tier
+        moved = CounterMetricFamily("gthread_weight_bytes", "Bytes of weights moved, by tier: disk into "
+                                    "the host tier, and from the host tier into engines", labels=("tier",))
+        moved.add_metric(("disk",), from_disk)
+        moved.add_metric(("system",), to_engines)
+        yield moved

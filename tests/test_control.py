@@ -1,0 +1,200 @@
+"""Operating a daemon: every `gthread` verb against a running gthreadd (in-process, FakeEngine, so
+each runs in a second), the control socket's permissions, API keys on the TCP port, and /metrics
+parsed with prometheus_client's own parser. tests/e2e runs the verbs against real vLLM engines."""
+
+import asyncio
+import os
+import stat
+import sys
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gthreadd.daemon import Daemon
+from gthreadd.settings import DaemonSettings
+from scheduler.inventory import Device
+from tests.e2e.daemon_process import free_port
+from tests.fake_engine import FakeEngine
+
+MODEL = """\
+apiVersion: greenthread.ai/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  modelName: {path}
+  gpuMemoryUtilization: "0.3"
+{extra}"""
+
+
+@pytest.fixture
+async def daemon(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    settings = DaemonSettings.model_validate({
+        "listen": f"127.0.0.1:{free_port()}", "modelsDir": str(tmp_path / "models.d"),
+        "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"), "rescanInterval": "1h",
+        "controlSocket": str(tmp_path / "ctl.sock"), "apiKeys": ["sk-test-1", "sk-test-2"]})
+    d = Daemon(settings, FakeEngine, devices=[Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
+    await d.startup()
+    yield d
+    await d.shutdown()
+
+
+def manifest(d: Daemon, name: str, extra: str = "") -> str:
+    return MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra)
+
+
+async def gthread(d: Daemon, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """The real CLI in a subprocess (the daemon shares this event loop, so it must not block)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gthreadd.cli", "--socket", str(d.settings.socket_path), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GTHREAD_SERVER": ""})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def until(predicate, what: str, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_apply_creates_configures_and_reports_unchanged(daemon, tmp_path):
+    file = tmp_path / "a.yaml"
+    file.write_text(manifest(daemon, "a"))
+    assert await gthread(daemon, "apply", "-f", str(file)) == (0, "model.greenthread.ai/a created\n", "")
+    assert (daemon.settings.models_dir / "a.yaml").read_text() == file.read_text()
+    assert "a" in daemon.fleet.models, "apply returns once the daemon serves the change"
+    assert (await gthread(daemon, "apply", "-f", str(file)))[1] == "model.greenthread.ai/a unchanged\n"
+    file.write_text(manifest(daemon, "a", "  sleep: {idleTimeout: 1m}\n"))
+    assert (await gthread(daemon, "apply", "-f", str(file)))[1] == "model.greenthread.ai/a configured\n"
+    assert daemon.fleet.models["a"].resource.spec.sleep.idle_timeout.total_seconds() == 60
+    assert not [p for p in daemon.settings.models_dir.iterdir() if p.name.startswith(".")], "no temporary left"
+
+
+async def test_apply_refuses_bad_files_and_names_another_file_owns(daemon, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(manifest(daemon, "b", "  dtype: int3\n"))
+    code, out, err = await gthread(daemon, "apply", "-f", str(bad))
+    assert code == 1 and f"{bad}:8 (document 0): spec.dtype:" in err and not out
+    assert not (daemon.settings.models_dir / "bad.yaml").exists()
+
+    (daemon.settings.models_dir / "owner.yaml").write_text(manifest(daemon, "c"))
+    daemon.reload()
+    await until(lambda: "c" in daemon.fleet.models, "c")
+    thief = tmp_path / "thief.yaml"
+    thief.write_text(manifest(daemon, "c"))
+    code, out, err = await gthread(daemon, "apply", "-f", str(thief))
+    assert code == 1 and "422: Model 'c' is defined in" in err and "owner.yaml" in err
+
+
+async def test_get_and_describe_over_the_socket(daemon, tmp_path):
+    (daemon.settings.models_dir / "d.yaml").write_text(manifest(daemon, "d"))
+    daemon.reload()
+    await until(lambda: "d" in daemon.fleet.models and daemon.fleet.models["d"].engines, "d to serve")
+    code, out, _ = await gthread(daemon, "get", "models")
+    assert code == 0 and out.splitlines()[1].split()[:3] == ["default", "d", "Ready"]
+    code, out, _ = await gthread(daemon, "describe", "model", "d")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["Name:", "d"] and "Spec:" in lines and "Conditions:" in lines
+    assert any(line.split()[:2] == ["Normal", "Started"] for line in lines), out
+    assert any(line.split()[:3] == ["Ready", "True", "Ready"] for line in lines), out
+    code, _, err = await gthread(daemon, "describe", "model", "nope")
+    assert code == 1 and err.startswith("error: 404")
+
+
+async def test_sleep_wake_and_delete(daemon):
+    (daemon.settings.models_dir / "e.yaml").write_text(manifest(daemon, "e"))
+    daemon.reload()
+    await until(lambda: "e" in daemon.fleet.models and daemon.fleet.models["e"].engines, "e to serve")
+    await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "e awake")
+    assert await gthread(daemon, "sleep", "e") == (0, "model.greenthread.ai/e sleeping\n", "")
+    assert daemon.fleet.models["e"].engines[0].asleep
+    assert await gthread(daemon, "wake", "e") == (0, "model.greenthread.ai/e serving\n", "")
+    assert not daemon.fleet.models["e"].engines[0].asleep
+    assert (await gthread(daemon, "sleep", "nope"))[0] == 1
+    assert await gthread(daemon, "delete", "model", "e") == (0, 'model.greenthread.ai "e" deleted\n', "")
+    assert not (daemon.settings.models_dir / "e.yaml").exists() and "e" not in daemon.fleet.models
+    code, _, err = await gthread(daemon, "delete", "model", "e")
+    assert code == 1 and '404: models.greenthread.ai "e" not found' in err
+
+
+async def test_a_popular_model_is_not_slept(daemon):
+    (daemon.settings.models_dir / "p.yaml").write_text(manifest(daemon, "p", "  fairness: {popular: true}\n"))
+    daemon.reload()
+    await until(lambda: "p" in daemon.fleet.models and daemon.fleet.models["p"].engines, "p to serve")
+    code, _, err = await gthread(daemon, "sleep", "p")
+    assert code == 1 and "409: model p is popular" in err
+
+
+async def test_watch_prints_rows_as_they_change(daemon):
+    (daemon.settings.models_dir / "w.yaml").write_text(manifest(daemon, "w"))
+    daemon.reload()
+    await until(lambda: "w" in daemon.fleet.models and daemon.fleet.models["w"].engines, "w to serve")
+    await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "w awake")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gthreadd.cli", "--socket", str(daemon.settings.socket_path), "get", "models", "-w",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "GTHREAD_SERVER": ""})
+    try:
+        header = await asyncio.wait_for(proc.stdout.readline(), 30)
+        first = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert header.split()[:2] == [b"NAMESPACE", b"NAME"] and first.split()[4:6] == [b"1", b"0"]
+        assert (await gthread(daemon, "sleep", "w"))[0] == 0
+        changed = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert changed.split()[1] == b"w" and changed.split()[4:6] == [b"0", b"1"], changed
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_the_control_socket_is_for_its_owner_and_group(daemon):
+    mode = stat.S_IMODE(os.stat(daemon.settings.socket_path).st_mode)
+    assert mode == 0o660
+
+
+async def test_api_keys_guard_the_tcp_port_but_not_the_probes(daemon, caplog):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(daemon.base_url + "/v1/models") as r:
+            body = await r.json()
+            assert r.status == 401 and body["error"]["type"] == "AuthenticationError"
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+        async with s.get(daemon.base_url + "/v1/models", headers={"Authorization": "Bearer sk-wrong"}) as r:
+            assert r.status == 401
+        async with s.get(daemon.base_url + "/v1/models", headers={"Authorization": "Bearer sk-test-2"}) as r:
+            assert r.status == 200
+        async with s.get(daemon.base_url + "/healthz") as r:
+            assert r.status == 200
+    code, out, err = await gthread(daemon, "--server", daemon.base_url, "get", "models")
+    assert code == 1 and "401" in err
+    assert "sk-test" not in repr(daemon.settings) and "sk-test" not in caplog.text, "keys are never shown"
+
+
+async def test_metrics_parse_and_count_what_happened(daemon):
+    (daemon.settings.models_dir / "m.yaml").write_text(manifest(daemon, "m"))
+    daemon.reload()
+    await until(lambda: "m" in daemon.fleet.models and daemon.fleet.models["m"].engines, "m to serve")
+    auth = {"Authorization": "Bearer sk-test-1"}
+    async with aiohttp.ClientSession(headers=auth) as s:
+        async with s.post(daemon.base_url + "/m/v1/chat/completions", json={"messages": []}) as r:
+            assert r.status == 200
+        async with s.post(daemon.base_url + "/m/v1/embeddings", json={"input": "x"}) as r:
+            assert r.status == 404
+        async with s.get(daemon.base_url + "/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("gthread_model_state", (("model", "m"), ("state", "serving")))] == 1
+    assert samples[("gthread_model_state", (("model", "m"), ("state", "sleeping")))] == 0
+    assert samples[("gthread_engine_operations_total", (("model", "m"), ("operation", "boot"), ("outcome", "ok")))] == 1
+    assert samples[("gthread_requests_total", (("code", "200"), ("endpoint", "chat/completions"), ("model", "m")))] == 1
+    assert samples[("gthread_queue_wait_seconds_count", (("model", "m"),))] == 1
+    assert samples[("gthread_device_memory_bytes", (("device", "gpu0"), ("kind", "total")))] == 80 * 2**30
+    assert samples[("gthread_host_tier_bytes", (("kind", "budget"),))] == daemon.settings.host_tier_bytes
+    assert samples[("gthread_queue_depth", (("model", "m"),))] == 0
