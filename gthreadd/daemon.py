@@ -105,12 +105,14 @@ class Daemon:
         keys = tuple(k.get_secret_value() for k in s.api_keys)
         self.metrics.add_state(self._snapshot)
         app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, keys)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        grace = s.shutdown_timeout.total_seconds()
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
         control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics)
         add_control_routes(control_app, Control(s.models_dir, self._rescan_now), API_PREFIX)
-        self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None)
+        self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None,
+                                             shutdown_timeout=grace)
         await self._control_runner.setup()
         await self._bind_control_socket(s.socket_path)
         log.info("serving on %s%s, models from %s, administration on %s", self.base_url,
@@ -136,18 +138,21 @@ class Daemon:
         os.chmod(path, 0o660)
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
+        """Stop taking work, let requests in flight (and those queued for a wake) finish for up to
+        shutdownTimeout, then stop the engines and free what they held."""
+        scheduler_task, others = self._tasks[:1], self._tasks[1:]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._control_runner is not None:
-            await self._control_runner.cleanup()
-        if self._runner is not None:
-            await self._runner.shutdown()
+        await asyncio.gather(*others, return_exceptions=True)
+        for runner in (self._control_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()  # closes the listener, then waits for handlers (bounded)
+        for task in scheduler_task:
+            task.cancel()
+        await asyncio.gather(*scheduler_task, return_exceptions=True)
         await self.scheduling.settle()
         await self.fleet.shutdown()
         self.host_tier.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
         log.info("stopped")
 
     async def _reconcile_loop(self) -> None:

@@ -12,10 +12,12 @@ from engine.results import JsonResult
 
 
 class FakeEngine:
-    def __init__(self, config: EngineConfig, *, fail_with: Exception | None = None, start_delay: float = 0):
+    def __init__(self, config: EngineConfig, *, fail_with: Exception | None = None, start_delay: float = 0,
+                 reply_delay: float = 0):
         self.config = config
         self._fail_with = fail_with
         self._start_delay = start_delay
+        self._reply_delay = reply_delay
         self.is_running = False
         self.stopped = False
         self.asleep = False
@@ -43,6 +45,7 @@ class FakeEngine:
         self.asleep = False
 
     async def chat_completion(self, body: dict) -> JsonResult:
+        await asyncio.sleep(self._reply_delay if body.get("slow") else 0)
         return JsonResult(200, {"object": "chat.completion", "model": self.config.served_model_names[0],
                                 "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
 

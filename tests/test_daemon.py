@@ -2,6 +2,7 @@
 The same paths run with real vLLM engines in tests/e2e."""
 
 import asyncio
+import functools
 from pathlib import Path
 
 import aiohttp
@@ -96,3 +97,40 @@ async def test_request_ids_are_echoed_or_given(daemon):
 async def test_body_must_be_a_json_object(daemon):
     status, body = await post(daemon, "/v1/chat/completions", ["not", "an", "object"])
     assert status == 400 and body["error"]["message"] == "the request body must be a JSON object"
+
+
+async def start_slow_daemon(tmp_path, reply_delay: float, grace: str) -> Daemon:
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
+                              state_dir=tmp_path / "state", host_tier_dir=tmp_path / "shm", rescan_interval="1h",
+                              shutdown_timeout=grace)
+    gpu = Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)
+    d = Daemon(settings, functools.partial(FakeEngine, reply_delay=reply_delay), devices=[gpu])
+    await d.startup()
+    write(d, "a.yaml", "a")
+    d.reload()  # the file watcher may not be watching yet, so soon after startup
+    await until(lambda: "a" in d.fleet.models and d.fleet.models["a"].engines, "a to serve")
+    return d
+
+
+async def test_shutdown_lets_requests_in_flight_finish_then_stops_the_engines(tmp_path):
+    d = await start_slow_daemon(tmp_path, reply_delay=1.0, grace="10s")
+    engine = d.fleet.models["a"].engines[0]
+    slow = asyncio.create_task(post(d, "/a/v1/chat/completions", {"slow": True, "messages": []}))
+    await asyncio.sleep(0.3)
+    await d.shutdown()
+    assert (await slow)[0] == 200, "the request in flight was answered"
+    assert engine.stopped
+
+
+async def test_shutdown_is_bounded_by_its_timeout(tmp_path):
+    d = await start_slow_daemon(tmp_path, reply_delay=60.0, grace="0.5s")
+    engine = d.fleet.models["a"].engines[0]
+    stuck = asyncio.create_task(post(d, "/a/v1/chat/completions", {"slow": True, "messages": []}))
+    await asyncio.sleep(0.3)
+    started = asyncio.get_running_loop().time()
+    await d.shutdown()
+    assert asyncio.get_running_loop().time() - started < 10 and engine.stopped
+    with pytest.raises(aiohttp.ClientError):
+        await stuck
