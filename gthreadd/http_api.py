@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.results import JsonResult, openai_error
+from gthreadd import logs
 from gthreadd.engine_config import served_names
 from gthreadd.fleet import Fleet
 from gthreadd.metrics import Metrics
@@ -43,6 +44,7 @@ SCHEDULING = web.AppKey("scheduling", SchedulerLoop)
 BASE_URL = web.AppKey("base_url", str)
 READY = web.AppKey("ready", dict)
 METRICS = web.AppKey("metrics", Metrics)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def error_response(status: int, message: str, param: Optional[str] = None,
@@ -52,9 +54,19 @@ def error_response(status: int, message: str, param: Optional[str] = None,
     return web.json_response(openai_error(status, message, kind, param).body, status=status, headers=headers)
 
 
+@web.middleware
+async def request_context(request: web.Request, handler):
+    """The caller's X-Request-Id, or a new one: on the response and on every log line the request
+    causes (logs.REQUEST_ID is a context variable, so it follows the handler's task)."""
+    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = rid
+    logs.REQUEST_ID.set(rid)
+    logs.MODEL.set("")  # a keep-alive connection's earlier request may have set it
+    return await handler(request)
+
+
 async def request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Echo the caller's X-Request-Id, or give one, on every response, streams included."""
-    response.headers["X-Request-Id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    response.headers["X-Request-Id"] = request.get(REQUEST_ID_KEY) or uuid.uuid4().hex
 
 
 def bearer_auth(api_keys: tuple[str, ...]):
@@ -78,7 +90,7 @@ def bearer_auth(api_keys: tuple[str, ...]):
 def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics,
                api_keys: tuple[str, ...] = ()) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024,
-                          middlewares=[bearer_auth(api_keys)] if api_keys else [])
+                          middlewares=[request_context] + ([bearer_auth(api_keys)] if api_keys else []))
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -212,13 +224,15 @@ async def _read_body(request: web.Request) -> dict | web.Response:
 async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
     """Serve, and count the outcome: 499 (nginx's "client closed request") for a client that left."""
     endpoint = request.path.split("/v1/", 1)[1]
-    code = "499"
+    logs.MODEL.set(model.name)
+    code, started = "499", time.monotonic()
     try:
         response = await _serve(request, model, body)
         code = str(response.status)
         return response
     finally:
         request.app[METRICS].requests.labels(model.name, endpoint, code).inc()
+        log.info("%s %s -> %s in %.3fs", request.method, request.path, code, time.monotonic() - started)
 
 
 async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:

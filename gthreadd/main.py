@@ -2,10 +2,10 @@
 
 import argparse
 import functools
-import logging
 import sys
 from pathlib import Path
 
+from gthreadd import logs
 from gthreadd.settings import SettingsError, add_flags, load_settings
 
 
@@ -24,10 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"gthreadd: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level)
     import uvloop
 
     from engine.metrics import EngineMetrics

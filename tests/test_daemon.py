@@ -3,6 +3,7 @@ The same paths run with real vLLM engines in tests/e2e."""
 
 import asyncio
 import functools
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -134,3 +135,23 @@ async def test_shutdown_is_bounded_by_its_timeout(tmp_path):
     assert asyncio.get_running_loop().time() - started < 10 and engine.stopped
     with pytest.raises(aiohttp.ClientError):
         await stuck
+
+
+async def test_a_requests_log_line_names_its_model_and_request_id(daemon, capsys):
+    from gthreadd import logs
+
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    logs.configure("info", {})
+    try:
+        write(daemon, "a.yaml", "a")
+        await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(daemon.base_url + "/a/v1/chat/completions", json={"messages": []},
+                              headers={"X-Request-Id": "req-42"}) as r:
+                assert r.status == 200
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "POST /a/v1/chat/completions -> 200" in line]
+    assert len(lines) == 1 and lines[0].endswith("[model=a request_id=req-42]"), lines

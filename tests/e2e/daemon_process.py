@@ -39,6 +39,7 @@ class DaemonProcess:
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
         self.host_tier_dir = root / "host-tier"  # not /dev/shm: daemons under test must not share one
+        self.socket = root / "ctl.sock"
         self.checkpoint = checkpoint
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,7 +53,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
              "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s",
-             "--host-tier-dir", str(self.host_tier_dir), *self.flags],
+             "--host-tier-dir", str(self.host_tier_dir), "--control-socket", str(self.socket), *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env,
         )
         self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")

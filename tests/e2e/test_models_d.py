@@ -10,10 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import psutil
 import pytest
 from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.daemon_process import HUB_ID
 
@@ -275,8 +277,46 @@ def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemo
     daemon.wait_for(lambda: daemon.get("/fast/status")[0] == 404, 60, "fast to be removed")
 
 
+def admin(daemon, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gthreadd.cli", "--socket", str(daemon.socket), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_operating_a_real_engine_with_the_cli_and_its_metrics(daemon):
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
+    assert "Paris" in ask(client, "smollm2")
+    assert admin(daemon, "sleep", "smollm2").stdout == "model.greenthread.ai/smollm2 sleeping\n"
+    assert daemon.status("smollm2")["state"] == "sleeping"
+    assert admin(daemon, "wake", "smollm2").stdout == "model.greenthread.ai/smollm2 serving\n"
+    assert "Paris" in ask(client, "smollm2")
+    described = admin(daemon, "describe", "model", "smollm2").stdout
+    reasons = [line.split()[1] for line in described.split("Events:", 1)[1].splitlines()[1:]]
+    assert {"Started", "Slept", "Woke"} <= set(reasons), described
+
+    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    tokens = {labels: v for (name, labels), v in samples.items() if name == "vllm:generation_tokens_total"}
+    assert any(dict(labels)["model_name"] == "smollm2" and v > 0 for labels, v in tokens.items()), tokens
+    wakes = samples[("gthread_engine_operations_total", (("model", "smollm2"), ("operation", "wake"), ("outcome", "ok")))]
+    assert wakes >= 1
+    assert samples[("gthread_model_state", (("model", "smollm2"), ("state", "serving")))] == 1
+
+
 def test_sigterm_stops_engines_and_exits_cleanly(daemon):
     children = psutil.Process(daemon.proc.pid).children(recursive=True)
     assert daemon.stop() == 0
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_a_restart_brings_the_models_back_reusing_converted_weights(daemon):
+    daemon.write_model("fast.yaml", "fast", more="  loadFormat: gthread\n")
+    converted_before = daemon.log_path.read_text().count("model fast: converted to")
+    daemon.start()
+    daemon.wait_state("smollm2", "serving")
+    daemon.wait_state("fast", "serving")
+    assert daemon.log_path.read_text().count("model fast: converted to") == converted_before
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
+    assert "Paris" in ask(client, "fast")
