@@ -35,6 +35,10 @@ def test_ipv6_listen():
     ("rescanInterval: often\n", "rescanInterval"),
     ("- a list\n", "expected a mapping"),
     ("listen: [\n", "gthreadd.yaml"),
+    ("hostTierSize: 2Gb\n", "hostTierSize: expected a size such as 16Gi"),
+    ("hostTierSize: 150%\n", "at most 100%"),
+    ("apiKeys: sk-1\n", "apiKeys: Input should be a valid list"),
+    ("shutdownTimeout: soon\n", "shutdownTimeout"),
 ])
 def test_bad_settings_name_the_file_and_key(tmp_path, text, words):
     config = tmp_path / "gthreadd.yaml"
@@ -47,3 +51,25 @@ def test_bad_settings_name_the_file_and_key(tmp_path, text, words):
 def test_missing_explicit_config(tmp_path):
     with pytest.raises(SettingsError, match="No such file"):
         load_settings(tmp_path / "nope.yaml", parse())
+
+
+def test_sizes_and_shares_of_ram():
+    assert DaemonSettings(host_tier_size="64Gi").host_tier_bytes == 64 * 2**30
+    assert DaemonSettings(host_tier_size="512M").host_tier_bytes == 512 * 10**6
+    assert 0 < DaemonSettings(host_tier_size="10%").host_tier_bytes < DaemonSettings(host_tier_size="20%").host_tier_bytes
+
+
+def test_api_keys_come_from_the_file_only_and_stay_hidden(tmp_path):
+    config = tmp_path / "gthreadd.yaml"
+    config.write_text("apiKeys: [sk-secret]\n")
+    s = load_settings(config, parse())
+    assert [k.get_secret_value() for k in s.api_keys] == ["sk-secret"] and "sk-secret" not in repr(s)
+    with pytest.raises(SystemExit):
+        parse("--api-keys", "sk-secret")
+
+
+def test_the_control_socket_follows_systemds_runtime_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/gthread")
+    assert str(DaemonSettings().socket_path) == "/run/gthread/gthreadd.sock"
+    monkeypatch.delenv("RUNTIME_DIRECTORY")
+    assert DaemonSettings(state_dir=tmp_path).socket_path == tmp_path / "gthreadd.sock"
