@@ -19,6 +19,7 @@ from gthreadd.http_api import FLEET, SCHEDULING
 from gthreadd.manifests import is_manifest, parse_text
 from gthreadd.router import RouteError, by_path
 from gthreadd.scheduling import Rejected
+from gthreadd.served_model import ServedModel
 from gthreadd.status import engine_state
 from gthreadd.validate import extra_args_errors
 from scheduler.messages import SleepRequested
@@ -94,10 +95,14 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response({"results": [f'model.greenthread.ai "{name}" deleted']})
 
 
+def _state_reply(request: web.Request, model: ServedModel) -> web.Response:
+    return web.json_response({"model": model.name, "state": engine_state(model, request.app[SCHEDULING].scheduler)})
+
+
 async def sleep(request: web.Request) -> web.Response:
-    fleet, scheduling = request.app[FLEET], request.app[SCHEDULING]
+    scheduling = request.app[SCHEDULING]
     try:
-        model = by_path(fleet.models, request.match_info["name"])
+        model = by_path(request.app[FLEET].models, request.match_info["name"])
     except RouteError as exc:
         return _error(exc.status, exc.message)
     if model.resource.spec.fairness.popular:
@@ -106,22 +111,21 @@ async def sleep(request: web.Request) -> web.Response:
     deadline = scheduling.now + model.resource.spec.sleep.drain_timeout.total_seconds() + 120
     while engine_state(model, scheduling.scheduler) in ("serving", "draining") and scheduling.now < deadline:
         await asyncio.sleep(0.1)
-    return web.json_response({"model": model.name, "state": engine_state(model, scheduling.scheduler)})
+    return _state_reply(request, model)
 
 
 async def wake(request: web.Request) -> web.Response:
     """Wake the model as a request would (queueing and fairness included), without a request."""
-    fleet, scheduling = request.app[FLEET], request.app[SCHEDULING]
+    scheduling = request.app[SCHEDULING]
     try:
-        model = by_path(fleet.models, request.match_info["name"])
+        model = by_path(request.app[FLEET].models, request.match_info["name"])
+        ticket = await scheduling.admit(model.name)
     except RouteError as exc:
         return _error(exc.status, exc.message)
-    try:
-        ticket = await scheduling.admit(model.name)
     except Rejected as exc:
         return _error(exc.status, exc.reason)
     scheduling.finished(ticket)
-    return web.json_response({"model": model.name, "state": engine_state(model, scheduling.scheduler)})
+    return _state_reply(request, model)
 
 
 def _write_atomically(target: Path, text: str) -> None:

@@ -12,38 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gthreadd.daemon import Daemon
-from gthreadd.settings import DaemonSettings
-from scheduler.inventory import Device
-from tests.e2e.daemon_process import free_port
-from tests.fake_engine import FakeEngine
-
-MODEL = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {path}
-  gpuMemoryUtilization: "0.3"
-{extra}"""
-
+from tests.inprocess_daemon import manifest, serving, start_daemon, until, write
 
 @pytest.fixture
 async def daemon(tmp_path):
-    (tmp_path / "ckpt").mkdir()
-    (tmp_path / "ckpt" / "config.json").write_text("{}")
-    settings = DaemonSettings.model_validate({
-        "listen": f"127.0.0.1:{free_port()}", "modelsDir": str(tmp_path / "models.d"),
-        "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"), "rescanInterval": "1h",
-        "controlSocket": str(tmp_path / "ctl.sock"), "apiKeys": ["sk-test-1", "sk-test-2"]})
-    d = Daemon(settings, FakeEngine, devices=[Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
-    await d.startup()
+    d = await start_daemon(tmp_path, apiKeys=["sk-test-1", "sk-test-2"])
     yield d
     await d.shutdown()
-
-
-def manifest(d: Daemon, name: str, extra: str = "") -> str:
-    return MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra)
 
 
 async def gthread(d: Daemon, *args: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -54,14 +29,6 @@ async def gthread(d: Daemon, *args: str, timeout: float = 60) -> tuple[int, str,
         env={**os.environ, "GTHREAD_SERVER": ""})
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode(), err.decode()
-
-
-async def until(predicate, what: str, timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_apply_creates_configures_and_reports_unchanged(daemon, tmp_path):
@@ -94,9 +61,8 @@ async def test_apply_refuses_bad_files_and_names_another_file_owns(daemon, tmp_p
 
 
 async def test_get_and_describe_over_the_socket(daemon, tmp_path):
-    (daemon.settings.models_dir / "d.yaml").write_text(manifest(daemon, "d"))
-    daemon.reload()
-    await until(lambda: "d" in daemon.fleet.models and daemon.fleet.models["d"].engines, "d to serve")
+    write(daemon, "d.yaml", "d")
+    await serving(daemon, "d")
     code, out, _ = await gthread(daemon, "get", "models")
     assert code == 0 and out.splitlines()[1].split()[:3] == ["default", "d", "Ready"]
     code, out, _ = await gthread(daemon, "describe", "model", "d")
@@ -110,9 +76,8 @@ async def test_get_and_describe_over_the_socket(daemon, tmp_path):
 
 
 async def test_sleep_wake_and_delete(daemon):
-    (daemon.settings.models_dir / "e.yaml").write_text(manifest(daemon, "e"))
-    daemon.reload()
-    await until(lambda: "e" in daemon.fleet.models and daemon.fleet.models["e"].engines, "e to serve")
+    write(daemon, "e.yaml", "e")
+    await serving(daemon, "e")
     await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "e awake")
     assert await gthread(daemon, "sleep", "e") == (0, "model.greenthread.ai/e sleeping\n", "")
     assert daemon.fleet.models["e"].engines[0].asleep
@@ -126,17 +91,15 @@ async def test_sleep_wake_and_delete(daemon):
 
 
 async def test_a_popular_model_is_not_slept(daemon):
-    (daemon.settings.models_dir / "p.yaml").write_text(manifest(daemon, "p", "  fairness: {popular: true}\n"))
-    daemon.reload()
-    await until(lambda: "p" in daemon.fleet.models and daemon.fleet.models["p"].engines, "p to serve")
+    write(daemon, "p.yaml", "p", "  fairness: {popular: true}\n")
+    await serving(daemon, "p")
     code, _, err = await gthread(daemon, "sleep", "p")
     assert code == 1 and "409: model p is popular" in err
 
 
 async def test_watch_prints_rows_as_they_change(daemon):
-    (daemon.settings.models_dir / "w.yaml").write_text(manifest(daemon, "w"))
-    daemon.reload()
-    await until(lambda: "w" in daemon.fleet.models and daemon.fleet.models["w"].engines, "w to serve")
+    write(daemon, "w.yaml", "w")
+    await serving(daemon, "w")
     await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "w awake")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gthreadd.cli", "--socket", str(daemon.settings.socket_path), "get", "models", "-w",
@@ -176,9 +139,8 @@ async def test_api_keys_guard_the_tcp_port_but_not_the_probes(daemon, caplog):
 
 
 async def test_metrics_parse_and_count_what_happened(daemon):
-    (daemon.settings.models_dir / "m.yaml").write_text(manifest(daemon, "m"))
-    daemon.reload()
-    await until(lambda: "m" in daemon.fleet.models and daemon.fleet.models["m"].engines, "m to serve")
+    write(daemon, "m.yaml", "m")
+    await serving(daemon, "m")
     auth = {"Authorization": "Bearer sk-test-1"}
     async with aiohttp.ClientSession(headers=auth) as s:
         async with s.post(daemon.base_url + "/m/v1/chat/completions", json={"messages": []}) as r:

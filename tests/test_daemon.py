@@ -10,46 +10,14 @@ import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
-from gthreadd.settings import DaemonSettings
-from scheduler.inventory import Device
-from tests.e2e.daemon_process import free_port
 from tests.fake_engine import FakeEngine
-
-MODEL = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {path}
-  gpuMemoryUtilization: "0.3"
-{extra}"""
-
+from tests.inprocess_daemon import serving, start_daemon, until, write
 
 @pytest.fixture
 async def daemon(tmp_path):
-    (tmp_path / "ckpt").mkdir()
-    (tmp_path / "ckpt" / "config.json").write_text("{}")
-    settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
-                              state_dir=tmp_path / "state", host_tier_dir=tmp_path / "shm", rescan_interval="1h")
-    gpu = Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)
-    d = Daemon(settings, FakeEngine, devices=[gpu])
-    await d.startup()
+    d = await start_daemon(tmp_path)
     yield d
     await d.shutdown()
-
-
-def write(d: Daemon, file: str, name: str, extra: str = "") -> None:
-    path = Path(d.settings.models_dir) / file
-    path.write_text(MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra))
-
-
-async def until(predicate, what: str, timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
@@ -101,17 +69,9 @@ async def test_body_must_be_a_json_object(daemon):
 
 
 async def start_slow_daemon(tmp_path, reply_delay: float, grace: str) -> Daemon:
-    (tmp_path / "ckpt").mkdir()
-    (tmp_path / "ckpt" / "config.json").write_text("{}")
-    settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
-                              state_dir=tmp_path / "state", host_tier_dir=tmp_path / "shm", rescan_interval="1h",
-                              shutdown_timeout=grace)
-    gpu = Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)
-    d = Daemon(settings, functools.partial(FakeEngine, reply_delay=reply_delay), devices=[gpu])
-    await d.startup()
+    d = await start_daemon(tmp_path, functools.partial(FakeEngine, reply_delay=reply_delay), shutdownTimeout=grace)
     write(d, "a.yaml", "a")
-    d.reload()  # the file watcher may not be watching yet, so soon after startup
-    await until(lambda: "a" in d.fleet.models and d.fleet.models["a"].engines, "a to serve")
+    await serving(d, "a")
     return d
 
 

@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gthreadd.daemon import Daemon
 from gthreadd.settings import DaemonSettings
 from gthreadd.systemd_notify import Notifier
-from scheduler.inventory import Device
-from tests.e2e.daemon_process import free_port
-from tests.fake_engine import FakeEngine
+from tests.inprocess_daemon import start_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,11 +86,7 @@ async def test_the_daemon_speaks_sd_notify(tmp_path, monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    (tmp_path / "models.d").mkdir()
-    settings = DaemonSettings(listen=f"127.0.0.1:{free_port()}", models_dir=tmp_path / "models.d",
-                              state_dir=tmp_path / "state", host_tier_dir=tmp_path / "shm", rescan_interval="1h")
-    daemon = Daemon(settings, FakeEngine, devices=[Device(0, "GPU-0", "NVIDIA-TEST", 2**30, 2**30)])
-    await daemon.startup()
+    daemon = await start_daemon(tmp_path)
     try:
         ready = await systemd.wait_for("READY", "1")
         assert ready["STATUS"] == "0 models; 0 queued"

@@ -1,0 +1,59 @@
+"""A real Daemon in the test's own event loop, with FakeEngine (the test double for vLLM engines),
+so the daemon's logic runs in milliseconds. tests/e2e runs the same paths with real engines."""
+
+import asyncio
+from pathlib import Path
+
+from gthreadd.daemon import Daemon
+from gthreadd.served_model import EngineFactory
+from gthreadd.settings import DaemonSettings
+from scheduler.inventory import Device
+from tests.e2e.daemon_process import free_port
+from tests.fake_engine import FakeEngine
+
+MODEL = """\
+apiVersion: greenthread.ai/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  modelName: {path}
+  gpuMemoryUtilization: "0.3"
+{extra}"""
+
+
+async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine, **settings) -> Daemon:
+    """Started on a free port, with its own models.d, state, host tier and control socket under
+    tmp_path, one 80 GiB test GPU, and a checkpoint directory Models can name."""
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    values = {"listen": f"127.0.0.1:{free_port()}", "modelsDir": str(tmp_path / "models.d"),
+              "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"),
+              "controlSocket": str(tmp_path / "ctl.sock"), "rescanInterval": "1h", **settings}
+    d = Daemon(DaemonSettings.model_validate(values), engine_factory,
+               devices=[Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
+    await d.startup()
+    return d
+
+
+def manifest(d: Daemon, name: str, extra: str = "") -> str:
+    return MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra)
+
+
+def write(d: Daemon, file: str, name: str, extra: str = "") -> None:
+    (Path(d.settings.models_dir) / file).write_text(manifest(d, name, extra))
+
+
+async def until(predicate, what: str, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def serving(d: Daemon, name: str) -> None:
+    """Rescan (the file watcher may not be watching yet, so soon after startup) and wait until the
+    model's engine is up."""
+    d.reload()
+    await until(lambda: name in d.fleet.models and d.fleet.models[name].engines, f"{name} to serve")
