@@ -21,6 +21,10 @@ class Engine(Protocol):
 
     async def wake(self) -> None: ...
 
+    def processes(self) -> list[int]:
+        """The pids of the engine's processes (EngineCore and its workers): what memory they hold is
+        what the model costs."""
+
     async def chat_completion(self, body: dict) -> ServingResult: ...
 
     async def completion(self, body: dict) -> ServingResult: ...

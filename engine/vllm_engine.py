@@ -13,6 +13,8 @@ import multiprocessing
 import os
 from typing import Any
 
+import psutil
+
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import State
 
@@ -105,6 +107,16 @@ class VllmEngine:
         """Level 2 (discard the weights) where the gthread loader can reload them from the host
         tier; level 1 (vLLM keeps a copy in its own CPU memory) for every other load format."""
         return 2 if self.config.load_format == "gthread" else 1
+
+    def processes(self) -> list[int]:
+        pids = []
+        for process in self._processes:
+            try:
+                core = psutil.Process(process.pid)
+                pids += [core.pid] + [child.pid for child in core.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return pids
 
     def _running(self) -> AsyncLLM:
         if self._llm is None:

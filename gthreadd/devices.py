@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
+import psutil
+
 from scheduler.inventory import Device
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,42 @@ def free_bytes(index: int) -> Optional[int]:
         return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).free
     except Exception:
         return None
+
+
+def memory_held(pids: list[int], devices: list[Device]) -> dict[int, int]:
+    """Bytes that these processes hold on each device: NVML's per-process accounting on GPUs; on
+    the CPU device, their unique resident memory (USS: shared libraries counted once, not per
+    process). Devices where they hold nothing are left out."""
+    held: dict[int, int] = {}
+    for device in devices:
+        used = _cpu_memory(pids) if device.is_cpu else _gpu_memory(device.index, set(pids))
+        if used:
+            held[device.index] = used
+    return held
+
+
+def _cpu_memory(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            try:
+                total += process.memory_full_info().uss
+            except psutil.AccessDenied:
+                total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _gpu_memory(index: int, pids: set[int]) -> int:
+    try:
+        import pynvml
+
+        running = pynvml.nvmlDeviceGetComputeRunningProcesses(pynvml.nvmlDeviceGetHandleByIndex(index))
+    except Exception:
+        return 0
+    return sum(p.usedGpuMemory or 0 for p in running if p.pid in pids)
 
 
 def gpu_product(name: str | bytes) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from gthreadd.desired import DesiredState
+from gthreadd.devices import memory_held
 from gthreadd.metrics import Metrics
 from gthreadd.policy import policy_for
 from gthreadd.served_model import EngineFactory, ServedModel
@@ -77,12 +78,20 @@ class Fleet:
         on = f"devices {', '.join(map(str, devices))}" if devices else "the CPU"
         async with self._operation(model, "boot", f"replica {unit.replica}: vLLM engine started on {on}"):
             await model.boot(unit.replica, devices)
+        await self._measure(model, unit)
 
     async def wake(self, unit: UnitId) -> None:
         model = self._model(unit)
         async with self._operation(model, "wake", f"replica {unit.replica}: awake"):
             await model.wake(unit.replica)
         model.note_awake()
+        await self._measure(model, unit)
+
+    async def _measure(self, model: ServedModel, unit: UnitId) -> None:
+        """What the awake engine really holds, for status (the scheduler places by claims)."""
+        engine = model.engines.get(unit.replica)
+        if engine is not None and (pids := engine.processes()):
+            model.measured_memory = await asyncio.to_thread(memory_held, pids, self.devices)
 
     async def sleep(self, unit: UnitId) -> None:
         model = self._model(unit)

@@ -55,6 +55,8 @@ class ServedModel:
         self.conversion: Optional[ConversionStatus] = None
         self._progress = 0.0
         self.events = EventLog()
+        self.measured_memory: dict[int, int] = {}
+        """Bytes the engine held per device when last awake, as the driver (or the OS) counts them."""
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
 
     @property

@@ -32,7 +32,8 @@ def engine_state(model: ServedModel, scheduler: Scheduler) -> str:
 def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dict:
     units = scheduler.units_of(model.name)
     claiming = [u for u in units if u.state in CLAIMING]
-    per_gpu = max((claim_bytes(u.policy, scheduler.devices[i]) for u in claiming for i in u.devices), default=None)
+    claimed = max((claim_bytes(u.policy, scheduler.devices[i]) for u in claiming for i in u.devices), default=None)
+    per_gpu = max(model.measured_memory.values(), default=None) or claimed
     node = socket.gethostname()
     distribution = None
     if model.weights_on_host:

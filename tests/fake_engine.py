@@ -21,6 +21,7 @@ class FakeEngine:
         self.is_running = False
         self.stopped = False
         self.asleep = False
+        self.pids: list[int] = []
 
     @property
     def running(self) -> bool:
@@ -43,6 +44,10 @@ class FakeEngine:
 
     async def wake(self) -> None:
         self.asleep = False
+
+    def processes(self) -> list[int]:
+        """None of its own; `pids` stands in when a test wants memory measured."""
+        return self.pids
 
     async def chat_completion(self, body: dict) -> JsonResult:
         await asyncio.sleep(self._reply_delay if body.get("slow") else 0)

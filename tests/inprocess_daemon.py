@@ -22,16 +22,18 @@ spec:
 {extra}"""
 
 
-async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine, **settings) -> Daemon:
+async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine,
+                       devices: list[Device] | None = None, **settings) -> Daemon:
     """Started on a free port, with its own models.d, state, host tier and control socket under
-    tmp_path, one 80 GiB test GPU, and a checkpoint directory Models can name."""
+    tmp_path, one 80 GiB test GPU unless `devices` says otherwise, and a checkpoint directory
+    Models can name."""
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     values = {"listen": f"127.0.0.1:{free_port()}", "modelsDir": str(tmp_path / "models.d"),
               "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"),
               "controlSocket": str(tmp_path / "ctl.sock"), "rescanInterval": "1h", **settings}
     d = Daemon(DaemonSettings.model_validate(values), engine_factory,
-               devices=[Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
+               devices=devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
     await d.startup()
     return d
 

@@ -4,12 +4,15 @@ The same paths run with real vLLM engines in tests/e2e."""
 import asyncio
 import functools
 import logging
+import os
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
+from gthreadd.devices import memory_held
+from scheduler.inventory import Device
 from tests.fake_engine import FakeEngine
 from tests.inprocess_daemon import serving, start_daemon, until, write
 
@@ -115,3 +118,27 @@ async def test_a_requests_log_line_names_its_model_and_request_id(daemon, capsys
         root.setLevel(level)
     lines = [line for line in capsys.readouterr().err.splitlines() if "POST /a/v1/chat/completions -> 200" in line]
     assert len(lines) == 1 and lines[0].endswith("[model=a request_id=req-42]"), lines
+
+
+async def test_status_reports_the_memory_an_engine_really_holds(tmp_path):
+    """FakeEngine stands in for an engine whose process is this test's own: on the CPU device its
+    unique resident memory is what status reports, not the claim."""
+    cpu = Device(0, "cpu-0", "cpu", 2**40, 2**39)
+
+    def engine_of_this_process(config):
+        engine = FakeEngine(config)
+        engine.pids = [os.getpid()]
+        return engine
+
+    d = await start_daemon(tmp_path, engine_of_this_process, devices=[cpu])
+    try:
+        assert 0 < memory_held([os.getpid()], [cpu])[0] < 2**40
+        write(d, "a.yaml", "a")
+        await serving(d, "a")
+        await until(lambda: d.fleet.models["a"].measured_memory, "a measurement")
+        async with aiohttp.ClientSession() as s:
+            async with s.get(d.base_url + "/apis/greenthread.ai/v1alpha1/models/a") as r:
+                status = (await r.json())["status"]
+        assert status["servingMemoryPerGPU"] == d.fleet.models["a"].measured_memory[0] != int(0.3 * 2**40)
+    finally:
+        await d.shutdown()
