@@ -75,7 +75,9 @@ class Fleet:
 
     async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None:
         model = self._model(unit)
-        on = f"devices {', '.join(map(str, devices))}" if devices else "the CPU"
+        cpu = {d.index for d in self.devices if d.is_cpu}
+        gpus = [str(i) for i in devices if i not in cpu]
+        on = f"GPU {', '.join(gpus)}" if gpus else "the CPU"
         async with self._operation(model, "boot", f"replica {unit.replica}: vLLM engine started on {on}"):
             await model.boot(unit.replica, devices)
         await self._measure(model, unit)
