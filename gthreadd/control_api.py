@@ -51,7 +51,12 @@ async def apply(request: web.Request) -> web.Response:
     """Body: {"file": "NAME.yaml", "text": "..."}. Writes models.d/NAME.yaml when every Model in
     it is valid, and reports each as created, configured or unchanged."""
     control, fleet = request.app[CONTROL], request.app[FLEET]
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        return _error(400, f"apply needs a JSON body {{\"file\", \"text\"}}: {exc}")
+    if not isinstance(body, dict):
+        return _error(400, "apply needs a JSON object {\"file\", \"text\"}")
     name, text = str(body.get("file", "")), body.get("text")
     if not isinstance(text, str) or "/" in name or not is_manifest(Path(name)):
         return _error(400, f"apply needs a YAML file name without directories and its text, got {name!r}")

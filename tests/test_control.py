@@ -160,3 +160,12 @@ async def test_metrics_parse_and_count_what_happened(daemon):
     assert samples[("gthread_device_memory_bytes", (("device", "gpu0"), ("kind", "total")))] == 80 * 2**30
     assert samples[("gthread_host_tier_bytes", (("kind", "budget"),))] == daemon.settings.host_tier_bytes
     assert samples[("gthread_queue_depth", (("model", "m"),))] == 0
+
+
+async def test_apply_rejects_a_malformed_request_with_400(daemon):
+    connector = aiohttp.UnixConnector(path=str(daemon.settings.socket_path))
+    async with aiohttp.ClientSession(connector=connector) as s:
+        for body in (b"not json", b"[1, 2]", b'{"file": "../x.yaml", "text": ""}'):
+            async with s.post("http://localhost/apis/greenthread.ai/v1alpha1/apply", data=body) as r:
+                assert r.status == 400, body
+                assert "apply needs" in (await r.json())["error"]["message"]
