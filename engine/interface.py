@@ -6,13 +6,19 @@ from engine.config import EngineConfig
 from engine.results import JsonResult, ServingResult
 
 
+class EngineStartError(RuntimeError):
+    """The engine's processes failed to start; the message is the root cause they logged."""
+
+
 class Engine(Protocol):
     config: EngineConfig
 
     @property
     def running(self) -> bool: ...
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Raises EngineArgsError for bad arguments, EngineStartError with the root cause when the
+        engine's processes fail."""
 
     async def stop(self) -> None: ...
 

@@ -29,7 +29,9 @@ from engine.compat import (
     current_platform,
     init_app_state,
 )
+from engine import root_cause
 from engine.config import EngineConfig
+from engine.interface import EngineStartError
 from engine.metrics import EngineMetrics
 from engine.results import JsonResult, ServingResult, StreamResult, openai_error
 
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 class EngineNotRunning(RuntimeError):
     pass
+
+
+root_cause.install()
 
 
 class VllmEngine:
@@ -60,8 +65,15 @@ class VllmEngine:
         async with _spawn_lock:
             before = set(multiprocessing.active_children())
             loggers = [self._metrics.logger_factory(self.config.name)] if self._metrics is not None else []
-            llm = await asyncio.to_thread(_build, engine_args, self.config.devices, loggers)
-            self._processes = set(multiprocessing.active_children()) - before
+            with root_cause.capturing() as cause:
+                try:
+                    llm = await asyncio.to_thread(_build, engine_args, self.config.devices, loggers)
+                except Exception as exc:
+                    if why := root_cause.read(cause):
+                        raise EngineStartError(why) from exc
+                    raise
+                finally:
+                    self._processes = set(multiprocessing.active_children()) - before
         try:
             self.supported_tasks = tuple(await llm.get_supported_tasks())
             state = State()

@@ -18,7 +18,7 @@ from conversion.gthread_format import ChecksumError, ConversionError, Manifest, 
 from conversion.resolve import SourceError, resolve_source
 from engine.args import EngineArgsError, build_args
 from engine.config import EngineConfig
-from engine.interface import Engine
+from engine.interface import Engine, EngineStartError
 from gthreadd.conversion_key import conversion_key
 from gthreadd.desired import DesiredModel
 from gthreadd.engine_config import engine_config_for, needs_restart
@@ -142,7 +142,8 @@ class ServedModel:
         except EngineArgsError as exc:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
-            self._set_condition("Ready", "False", "EngineStartFailed", f"{type(exc).__name__}: {exc}; retrying")
+            why = str(exc) if isinstance(exc, EngineStartError) else f"{type(exc).__name__}: {exc}"
+            self._set_condition("Ready", "False", "EngineStartFailed", f"{why}; retrying")
             raise
         self.engines[replica] = engine
         if self.phase != Phase.ready:

@@ -17,7 +17,7 @@ import pytest
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon_process import HUB_ID
+from tests.e2e.daemon_process import HUB_ID, MODEL_TEMPLATE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -278,6 +278,23 @@ def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemo
     assert ask(client, "fast") == reference
     (daemon.models_dir / "fast.yaml").unlink()
     daemon.wait_for(lambda: daemon.get("/fast/status")[0] == 404, 60, "fast to be removed")
+
+
+def test_an_engine_that_fails_to_start_reports_its_root_cause(daemon):
+    """0.01 of the CPU device is less than the weights: vLLM's worker fails in its own process, and
+    the reason reaches the Model's condition instead of "see root cause above"."""
+    daemon.write_file("starved.yaml", MODEL_TEMPLATE.format(name="starved", checkpoint=daemon.checkpoint, extra="",
+                                                             more="").replace('"0.20"', '"0.01"'))
+
+    def ready() -> dict:
+        status = daemon.get("/apis/greenthread.ai/v1alpha1/models/starved")[1].get("status", {})
+        return next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+
+    daemon.wait_for(lambda: ready().get("reason") == "EngineStartFailed", 300, "starved to fail")
+    message = ready()["message"]
+    assert message.startswith("ValueError: Available memory on node 0") and message.endswith("; retrying"), message
+    (daemon.models_dir / "starved.yaml").unlink()
+    daemon.wait_for(lambda: daemon.get("/starved/status")[0] == 404, 120, "starved to be removed")
 
 
 def admin(daemon, *args) -> subprocess.CompletedProcess:
