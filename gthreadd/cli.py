@@ -77,9 +77,7 @@ def get_models(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"warning: {error}", file=sys.stderr)
     if args.output in ("json", "yaml") and not args.watch:
-        listing = items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}
-        print(json.dumps(listing, indent=2) if args.output == "json" else
-              yaml.safe_dump(listing, sort_keys=False), end="\n" if args.output == "json" else "")
+        _print_document(items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}, args.output)
         return 0
     if not items and not args.watch:
         print("No resources found", file=sys.stderr)
@@ -89,6 +87,14 @@ def get_models(args: argparse.Namespace) -> int:
     if args.watch:
         _watch(lambda: [model_row(obj, wide) for obj in fetch()[0]], headers, rows, key=1)
     return 0
+
+
+def _print_document(document: dict, output: str) -> None:
+    """`-o json` or `-o yaml`, as kubectl prints them."""
+    if output == "json":
+        print(json.dumps(document, indent=2))
+    else:
+        print(yaml.safe_dump(document, sort_keys=False), end="")
 
 
 def _watch(fetch, headers: list[str], rows: list[list], key: int) -> None:
@@ -121,9 +127,7 @@ def get_gpus(args: argparse.Namespace) -> int:
                 + ([g["uuid"], g["totalBytes"]] if wide else []) for g in items]
 
     if args.output in ("json", "yaml"):
-        listing = {"kind": "List", "items": _call(client, "GET", f"{API}/gpus")["items"]}
-        print(json.dumps(listing, indent=2) if args.output == "json" else yaml.safe_dump(listing, sort_keys=False),
-              end="\n" if args.output == "json" else "")
+        _print_document({"kind": "List", "items": _call(client, "GET", f"{API}/gpus")["items"]}, args.output)
         return 0
     headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
     first = rows()

@@ -6,6 +6,7 @@ copies staged through a bounce buffer. The registration is undone before the map
 daemon can evict the segment once the engine has its weights.
 """
 
+import ctypes
 import logging
 import mmap
 import os
@@ -25,12 +26,11 @@ class MappedSegment:
         self._registered: Optional[int] = None
 
     def register_with_cuda(self) -> bool:
-        import numpy as np
         import torch
 
         if not torch.cuda.is_available():
             return False
-        address = np.frombuffer(self.buffer, dtype=np.uint8).ctypes.data
+        address = address_of(self.buffer)
         result = torch.cuda.cudart().cudaHostRegister(address, len(self.buffer), 0)
         if result.value != 0:
             log.warning("cudaHostRegister failed (%s): copies from the host tier run at pageable speed", result)
@@ -48,6 +48,15 @@ class MappedSegment:
             self.buffer.close()
         except BufferError:  # a tensor still views it: the mapping goes with the last such tensor
             pass
+
+
+def address_of(buffer: mmap.mmap) -> int:
+    """Where an mmap starts in this process, without keeping a buffer export alive (which would
+    stop the mmap from closing)."""
+    anchor = ctypes.c_char.from_buffer(buffer)
+    address = ctypes.addressof(anchor)
+    del anchor
+    return address
 
 
 def map_segment(path: Path) -> Optional[MappedSegment]:

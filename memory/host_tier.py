@@ -25,6 +25,7 @@ from typing import Optional
 
 from conversion.gthread_format import ALIGN, Manifest
 from memory.disk_tier import read_into
+from memory.host_segment import address_of
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,7 @@ class HostTier:
     def _lock_pages(self, buffer: mmap.mmap) -> None:
         """Keep the segment out of swap. Needs RLIMIT_MEMLOCK (the systemd unit raises it);
         without it the segment still works, it is merely swappable."""
-        anchor = ctypes.c_char.from_buffer(buffer)
-        address = ctypes.addressof(anchor)
-        del anchor  # an exported buffer could not be closed at eviction
+        address = address_of(buffer)
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.mlock(ctypes.c_void_p(address), ctypes.c_size_t(len(buffer))) != 0 and not self._warned_mlock:
             self._warned_mlock = True

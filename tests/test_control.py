@@ -9,9 +9,9 @@ import sys
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gthreadd.daemon import Daemon
+from tests.e2e.daemon_process import metric_samples
 from tests.inprocess_daemon import manifest, serving, start_daemon, until, write
 
 @pytest.fixture
@@ -150,8 +150,7 @@ async def test_metrics_parse_and_count_what_happened(daemon):
         async with s.get(daemon.base_url + "/metrics") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
             text = await r.text()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = metric_samples(text)
     assert samples[("gthread_model_state", (("model", "m"), ("state", "serving")))] == 1
     assert samples[("gthread_model_state", (("model", "m"), ("state", "sleeping")))] == 0
     assert samples[("gthread_engine_operations_total", (("model", "m"), ("operation", "boot"), ("outcome", "ok")))] == 1

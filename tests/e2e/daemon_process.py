@@ -27,6 +27,14 @@ spec:
 {more}"""
 
 
+def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
+    """/metrics parsed with prometheus_client's own parser: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

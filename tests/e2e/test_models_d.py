@@ -15,9 +15,8 @@ import urllib.request
 import psutil
 import pytest
 from openai import OpenAI
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon_process import HUB_ID, MODEL_TEMPLATE
+from tests.e2e.daemon_process import HUB_ID, MODEL_TEMPLATE, metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -315,8 +314,7 @@ def test_operating_a_real_engine_with_the_cli_and_its_metrics(daemon):
 
     with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=30) as response:
         text = response.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = metric_samples(text)
     tokens = {labels: v for (name, labels), v in samples.items() if name == "vllm:generation_tokens_total"}
     assert any(dict(labels)["model_name"] == "smollm2" and v > 0 for labels, v in tokens.items()), tokens
     wakes = samples[("gthread_engine_operations_total", (("model", "smollm2"), ("operation", "wake"), ("outcome", "ok")))]
