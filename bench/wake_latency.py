@@ -26,16 +26,10 @@ from pathlib import Path
 import aiohttp
 
 from serving_vs_vllm import BIN, HOST, ensure_port_free, get_json, running
+from serving_vs_vllm import MODEL_YAML as SERVED_MODEL_YAML
 
-MODEL_YAML = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {checkpoint}
-  gpuMemoryUtilization: "0.20"
-  extraArgs: ["--max-model-len", "4096"]
+# The serving benchmark's Model, put to sleep after 3 idle seconds and free to preempt.
+MODEL_YAML = SERVED_MODEL_YAML + """\
   sleep: {{idleTimeout: 3s}}
   fairness: {{minRuntime: 0s, maxWaitTime: 0s}}
 {more}"""
