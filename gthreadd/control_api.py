@@ -15,7 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gthreadd.http_api import FLEET, SCHEDULING
+from engine.results import openai_error
+from gthreadd.http_api import FLEET, SCHEDULING, error_response
 from gthreadd.manifests import is_manifest, parse_text
 from gthreadd.router import RouteError, by_path
 from gthreadd.scheduling import Rejected
@@ -43,10 +44,6 @@ def add_control_routes(app: web.Application, control: Control, api_prefix: str) 
     app.router.add_post("/{name}/wake", wake)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "code": status}}, status=status)
-
-
 async def apply(request: web.Request) -> web.Response:
     """Body: {"file": "NAME.yaml", "text": "..."}. Writes models.d/NAME.yaml when every Model in
     it is valid, and reports each as created, configured or unchanged."""
@@ -54,12 +51,12 @@ async def apply(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError as exc:
-        return _error(400, f"apply needs a JSON body {{\"file\", \"text\"}}: {exc}")
+        return error_response(400, f"apply needs a JSON body {{\"file\", \"text\"}}: {exc}")
     if not isinstance(body, dict):
-        return _error(400, "apply needs a JSON object {\"file\", \"text\"}")
+        return error_response(400, "apply needs a JSON object {\"file\", \"text\"}")
     name, text = str(body.get("file", "")), body.get("text")
     if not isinstance(text, str) or "/" in name or not is_manifest(Path(name)):
-        return _error(400, f"apply needs a YAML file name without directories and its text, got {name!r}")
+        return error_response(400, f"apply needs a YAML file name without directories and its text, got {name!r}")
     target = control.models_dir / name
     parsed = parse_text(text, str(target))
     errors = [str(e) for e in parsed.errors]
@@ -73,8 +70,8 @@ async def apply(request: web.Request) -> web.Response:
             errors.append(f"Model {model.metadata.name!r} is defined in {held.source}: apply that file, "
                           "or delete the Model first")
     if errors:
-        return web.json_response({"error": {"message": "; ".join(errors), "code": 422}, "errors": errors},
-                                 status=422)
+        body = openai_error(422, "; ".join(errors), "UnprocessableEntityError").body
+        return web.json_response({**body, "errors": errors}, status=422)
     results = []
     for model in parsed.models:
         held = fleet.desired.models.get(model.metadata.name)
@@ -91,10 +88,10 @@ async def delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     held = fleet.desired.models.get(name)
     if held is None:
-        return _error(404, f'models.greenthread.ai "{name}" not found')
+        return error_response(404, f'models.greenthread.ai "{name}" not found')
     others = [m.metadata.name for m in fleet.desired.last_good.get(held.source, ()) if m.metadata.name != name]
     if others:
-        return _error(409, f"Model {name!r} shares {held.source} with {', '.join(others)}: edit that file")
+        return error_response(409, f"Model {name!r} shares {held.source} with {', '.join(others)}: edit that file")
     Path(held.source).unlink(missing_ok=True)
     await control.rescan()
     return web.json_response({"results": [f'model.greenthread.ai "{name}" deleted']})
@@ -109,9 +106,9 @@ async def sleep(request: web.Request) -> web.Response:
     try:
         model = by_path(request.app[FLEET].models, request.match_info["name"])
     except RouteError as exc:
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
     if model.resource.spec.fairness.popular:
-        return _error(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
+        return error_response(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
     scheduling.submit(SleepRequested(model.name))
     deadline = scheduling.now + model.resource.spec.sleep.drain_timeout.total_seconds() + 120
     while engine_state(model, scheduling.scheduler) in ("serving", "draining") and scheduling.now < deadline:
@@ -126,9 +123,9 @@ async def wake(request: web.Request) -> web.Response:
         model = by_path(request.app[FLEET].models, request.match_info["name"])
         ticket = await scheduling.admit(model.name)
     except RouteError as exc:
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
     except Rejected as exc:
-        return _error(exc.status, exc.reason)
+        return error_response(exc.status, exc.reason)
     scheduling.finished(ticket)
     return _state_reply(request, model)
 

@@ -49,8 +49,8 @@ REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 def error_response(status: int, message: str, param: Optional[str] = None,
                    headers: Optional[dict] = None) -> web.Response:
-    kind = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError",
-            503: "ServiceUnavailableError"}.get(status, "InternalServerError")
+    kind = {400: "BadRequestError", 404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
+            429: "RateLimitError", 503: "ServiceUnavailableError"}.get(status, "InternalServerError")
     return web.json_response(openai_error(status, message, kind, param).body, status=status, headers=headers)
 
 
