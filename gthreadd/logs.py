@@ -29,14 +29,27 @@ class _JournalFormatter(logging.Formatter):
         return super().format(record).replace("\n", " \\n ")
 
 
+OWN_LOGGERS = ("gthreadd", "engine", "memory", "scheduler", "conversion")
+"""The daemon's own loggers get their level and handler here and do not propagate: libraries that
+the engines import may reset the root logger (vLLM 0.24's API server imports
+model_hosting_container_standards, which sets root and its handlers to ERROR at import), and that
+silenced every INFO and WARNING line of the daemon on CUDA hosts."""
+
+
 def configure(level: str, environ: dict[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
+    for name in ("",) + OWN_LOGGERS:  # root (other libraries' lines) and ours: one handler each
+        logger = logging.getLogger(name or None)
+        logger.handlers[:] = [_handler(env)]
+        logger.setLevel(level.upper())
+        logger.propagate = not name
+
+
+def _handler(env) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_Context())
     if env.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("<%(priority)d>%(name)s: %(message)s%(context)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    return handler

@@ -10,11 +10,12 @@ from gthreadd import logs
 
 @pytest.fixture
 def root_handlers():
-    root = logging.getLogger()
-    saved, level = root.handlers[:], root.level
+    loggers = [logging.getLogger(name or None) for name in ("",) + logs.OWN_LOGGERS]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     yield
-    root.handlers[:] = saved
-    root.setLevel(level)
+    for logger, (handlers, level, propagate) in zip(loggers, saved):
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
 
 
 def test_under_journald_lines_carry_priority_and_stay_one_line(root_handlers, capsys):
@@ -41,3 +42,19 @@ def test_elsewhere_lines_start_with_a_timestamp_and_omit_empty_context(root_hand
     logging.getLogger("x").debug("hello")
     line = capsys.readouterr().err.strip()
     assert line.endswith(" DEBUG x: hello") and line[:4].isdigit()
+
+
+def test_a_library_that_resets_the_root_logger_does_not_silence_the_daemon(root_handlers, capsys):
+    """vLLM 0.24's API server imports model_hosting_container_standards, whose import sets the root
+    logger and its handlers to ERROR: on the first GPU host every INFO line of the daemon was lost."""
+    from model_hosting_container_standards.logging_config import configure_root_logger
+
+    logs.configure("info", {})
+    configure_root_logger()
+    logging.getLogger("engine.vllm_engine").info("m woke: wake_up 0.100s")
+    logging.getLogger("gthreadd.fleet").warning("still here")
+    logging.getLogger("some.library").info("root is at ERROR now")
+    err = capsys.readouterr().err
+    assert "INFO engine.vllm_engine: m woke: wake_up 0.100s" in err
+    assert "WARNING gthreadd.fleet: still here" in err
+    assert "root is at ERROR now" not in err
