@@ -50,7 +50,7 @@ metadata:
 spec:
   modelName: {checkpoint}
   dtype: bfloat16
-  gpuMemoryUtilization: "0.20"
+  gpuMemoryUtilization: "{utilization}"
   extraArgs: ["--max-model-len", "4096"]
 """
 
@@ -133,12 +133,17 @@ def running(name: str, argv: list[str], log_path: Path, ready: Callable[[], bool
         stop(proc)
 
 
-def gthreadd_ready(base_url: str, log_path: Path) -> Callable[[], bool]:
+def gthreadd_ready(base_url: str, log_path: Path, models: tuple[str, ...] = (MODEL,),
+                   states: tuple[str, ...] = ("serving",), every: bool = True) -> Callable[[], bool]:
+    """True once every model (or any, with every=False) is in one of `states`. A model whose engine
+    failed to start raises at once with its root cause (the daemon would retry on its backoff for
+    as long as we waited)."""
     def ready() -> bool:
-        status = get_json(f"{base_url}/{MODEL}/status")[1]
-        if status.get("phase") == "Failed":
-            raise ServerError(f"gthreadd: {MODEL} failed: {status.get('message')}\n{log_tail(log_path)}")
-        return status.get("state") == "serving"
+        statuses = {m: get_json(f"{base_url}/{m}/status")[1] for m in models}
+        for model, status in statuses.items():
+            if status.get("phase") == "Failed" or status.get("state") == "failed":
+                raise ServerError(f"gthreadd: {model} failed: {status.get('message')}\n{log_tail(log_path)}")
+        return (all if every else any)(status.get("state") in states for status in statuses.values())
     return ready
 
 
@@ -189,7 +194,7 @@ def bench_gthreadd(args: argparse.Namespace, workdir: Path) -> Result:
     base_url = f"http://{HOST}:{port}"
     models_dir, state_dir, log_path = workdir / "models.d", workdir / "gthreadd-state", workdir / "gthreadd.log"
     models_dir.mkdir()
-    (models_dir / f"{MODEL}.yaml").write_text(MODEL_YAML.format(name=MODEL, checkpoint=args.checkpoint))
+    (models_dir / f"{MODEL}.yaml").write_text(MODEL_YAML.format(name=MODEL, checkpoint=args.checkpoint, utilization="0.20"))
     argv = [str(BIN / "gthreadd"), "--models-dir", str(models_dir), "--state-dir", str(state_dir),
             "--listen", f"{HOST}:{port}"]
     with running("gthreadd", argv, log_path, gthreadd_ready(base_url, log_path)):
