@@ -36,8 +36,13 @@ def nvml_devices() -> list[Device]:
     for index in range(pynvml.nvmlDeviceGetCount()):
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-        devices.append(Device(index, pynvml.nvmlDeviceGetUUID(handle), gpu_product(pynvml.nvmlDeviceGetName(handle)),
-                              total, total, healthy=_healthy(pynvml, handle)))
+        product = gpu_product(pynvml.nvmlDeviceGetName(handle))
+        mig = _mig_enabled(pynvml, handle)
+        if mig:
+            log.warning("GPU %d (%s) has MIG enabled: gthreadd places models on whole GPUs only, so none "
+                        "will run there (disable MIG with nvidia-smi -i %d -mig 0)", index, product, index)
+        devices.append(Device(index, pynvml.nvmlDeviceGetUUID(handle), product, total, total,
+                              healthy=_healthy(pynvml, handle), mig=mig))
     return devices
 
 
@@ -100,6 +105,14 @@ def _healthy(pynvml, handle) -> bool:
         return pending != pynvml.NVML_FEATURE_ENABLED
     except pynvml.NVMLError:
         return True
+
+
+def _mig_enabled(pynvml, handle) -> bool:
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except pynvml.NVMLError:  # a GPU without MIG support
+        return False
+    return current == pynvml.NVML_DEVICE_MIG_ENABLE
 
 
 def cpu_device(share: float) -> Device:

@@ -87,14 +87,15 @@ def sidecar_status(model: ServedModel, scheduler: Scheduler) -> dict:
 
 
 def gpu_objects(scheduler: Scheduler) -> list[dict]:
-    """`kubectl get gpus` rows (seeds 002): MODE is inference while a model holds the device."""
+    """`kubectl get gpus` rows (seeds 002): MODE is inference while a model holds the device, mig
+    for a MIG-enabled GPU, which gthreadd does not place on."""
     node = socket.gethostname()
     free = scheduler.free()
     held = {i for u in scheduler.units.values() if u.state in CLAIMING for i in u.devices}
     return [{
         "name": f"{'cpu' if d.is_cpu else 'gpu'}-{node}-{d.index}",
         "node": node, "index": d.index, "uuid": d.uuid, "product": d.product,
-        "mode": "inference" if d.index in held else "idle",
+        "mode": "mig" if d.mig else "inference" if d.index in held else "idle",
         "health": "Healthy" if d.healthy else "Unhealthy",
         "available": max(0, free[d.index]),
         "totalBytes": d.total_bytes, "capacityBytes": d.capacity_bytes,

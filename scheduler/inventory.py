@@ -14,6 +14,13 @@ class Device:
     capacity_bytes: int
     """What models may claim in all; below total_bytes for the CPU device (a share of RAM)."""
     healthy: bool = True
+    mig: bool = False
+    """MIG enabled: its memory belongs to MIG instances, which whole-GPU placement cannot use, so
+    the device is reported and never placed on."""
+
+    @property
+    def usable(self) -> bool:
+        return self.healthy and not self.mig
 
     @property
     def is_cpu(self) -> bool:

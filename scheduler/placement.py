@@ -1,4 +1,4 @@
-"""Where a unit can go: runs of contiguous, healthy device indices of the wanted product, and the
+"""Where a unit can go: runs of contiguous, usable (healthy, not MIG) device indices of the wanted product, and the
 bytes it claims on each while awake. Pure functions of the inventory."""
 
 from collections.abc import Mapping, Sequence
@@ -13,7 +13,7 @@ def claim_bytes(policy: Policy, device: Device) -> int:
 
 def windows(devices: Sequence[Device], policy: Policy) -> list[tuple[int, ...]]:
     """Every run of `tensor_parallel` consecutive device indices the unit may use."""
-    usable = {d.index for d in devices if d.healthy and (not policy.product or d.product == policy.product)}
+    usable = {d.index for d in devices if d.usable and (not policy.product or d.product == policy.product)}
     indices = sorted(usable)
     tp = policy.tensor_parallel
     return [tuple(range(i, i + tp)) for i in indices if all(j in usable for j in range(i, i + tp))]
@@ -27,8 +27,8 @@ def unplaceable_reason(devices: Sequence[Device], policy: Policy) -> str:
     """Why no window could ever hold the unit on this host, or "" if one could."""
     if not windows(devices, policy):
         product = f" {policy.product}" if policy.product else ""
-        have = ", ".join(sorted({d.product for d in devices})) or "none"
-        return (f"needs {policy.tensor_parallel} contiguous healthy{product} device(s); "
+        have = ", ".join(sorted({d.product + (" in MIG mode" if d.mig else "") for d in devices})) or "none"
+        return (f"needs {policy.tensor_parallel} contiguous healthy{product} device(s) without MIG; "
                 f"this host has {len(devices)} ({have})")
     if not any(all(claim_bytes(policy, d) <= d.capacity_bytes for d in devices if d.index in w)
                for w in windows(devices, policy)):

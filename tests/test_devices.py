@@ -1,0 +1,66 @@
+"""The device probe: NVIDIA GPUs through NVML (here a test double of pynvml), the CPU device
+without a driver, and MIG-enabled GPUs reported but never placed on."""
+
+import logging
+import sys
+import types
+
+from gthreadd import devices
+from scheduler.placement import unplaceable_reason, windows
+from scheduler.units import Policy
+
+
+class FakeNvmlError(Exception):
+    pass
+
+
+def fake_pynvml(gpus: list[dict]) -> types.ModuleType:
+    """A test double of pynvml over `gpus`: name, total, mig (None: MIG not supported)."""
+    m = types.ModuleType("pynvml")
+    m.NVMLError = FakeNvmlError
+    m.NVML_DEVICE_MIG_ENABLE = 1
+    m.NVML_FEATURE_ENABLED = 1
+    m.nvmlInit = lambda: None
+    m.nvmlDeviceGetCount = lambda: len(gpus)
+    m.nvmlDeviceGetHandleByIndex = lambda i: gpus[i]
+    m.nvmlDeviceGetUUID = lambda h: f"GPU-{gpus.index(h)}"
+    m.nvmlDeviceGetName = lambda h: h["name"]
+    m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=h["total"], free=h["total"])
+    m.nvmlDeviceGetRetiredPagesPendingStatus = lambda h: 0
+
+    def mig_mode(h):
+        if h["mig"] is None:
+            raise FakeNvmlError("Not Supported")
+        return h["mig"], h["mig"]
+
+    m.nvmlDeviceGetMigMode = mig_mode
+    return m
+
+
+def test_a_mig_enabled_gpu_is_reported_with_a_clear_warning_and_never_placed_on(monkeypatch, caplog):
+    gpus = [{"name": "NVIDIA A100-SXM4-80GB", "total": 80 * 2**30, "mig": 0},
+            {"name": "NVIDIA A100-SXM4-80GB", "total": 80 * 2**30, "mig": 1},
+            {"name": b"NVIDIA A40", "total": 48 * 2**30, "mig": None}]
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
+    with caplog.at_level(logging.WARNING, logger="gthreadd.devices"):
+        found = devices.probe(cpu_share=0.5)
+    assert [(d.index, d.product, d.mig, d.usable) for d in found] == [
+        (0, "NVIDIA-A100-SXM4-80GB", False, True), (1, "NVIDIA-A100-SXM4-80GB", True, False),
+        (2, "NVIDIA-A40", False, True)]
+    assert "GPU 1 (NVIDIA-A100-SXM4-80GB) has MIG enabled" in caplog.text
+    assert windows(found, Policy(tensor_parallel=2)) == []  # 0 and 2 are not contiguous
+    assert windows(found, Policy()) == [(0,), (2,)]
+    only_mig = [found[1]]
+    assert "in MIG mode" in unplaceable_reason(only_mig, Policy())
+
+
+def test_without_a_driver_the_cpu_device_stands_in(monkeypatch):
+    m = fake_pynvml([])
+
+    def no_driver():
+        raise FakeNvmlError("NVML Shared Library Not Found")
+
+    m.nvmlInit = no_driver
+    monkeypatch.setitem(sys.modules, "pynvml", m)
+    [cpu] = devices.probe(cpu_share=0.5)
+    assert cpu.is_cpu and cpu.capacity_bytes == cpu.total_bytes // 2
