@@ -19,14 +19,22 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.metrics.loggers import StatLoggerBase
 
-# symbol -> the modules that define it, newest vLLM first (0.32/0.33, then 0.24)
+# symbol -> the modules that define it, newest vLLM first (0.33, 0.32, 0.24)
 MOVED: dict[str, tuple[str, ...]] = {
     "init_app_state": (
         "vllm.entrypoints.launchers.api_server.app_state",
         "vllm.entrypoints.openai.api_server",
     ),
-    "make_arg_parser": ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"),
-    "validate_parsed_serve_args": ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"),
+    "make_arg_parser": (
+        "vllm.entrypoints.common.cli_args",  # 0.33
+        "vllm.entrypoints.launchers.cli_args",  # 0.32
+        "vllm.entrypoints.openai.cli_args",  # 0.24
+    ),
+    "validate_parsed_serve_args": (
+        "vllm.entrypoints.common.cli_args",
+        "vllm.entrypoints.launchers.cli_args",
+        "vllm.entrypoints.openai.cli_args",
+    ),
     "ErrorResponse": ("vllm.entrypoints.serve.engine.protocol", "vllm.entrypoints.openai.engine.protocol"),
     "create_error_response": (
         "vllm.entrypoints.serve.exception_handling.error_response",
