@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conversion.gthread_format import WEIGHTS, convert
+from conversion.converter import convert
+from memory.store_format import WEIGHTS
 from memory.disk_tier import read_weights
 
 BLOCK = 16 * 2**20

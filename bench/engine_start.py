@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conversion.gthread_format import convert
+from conversion.converter import convert
 
 CHILD = """
 import asyncio, sys, time

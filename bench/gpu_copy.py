@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from conversion.gthread_format import WEIGHTS, Manifest, convert
+from conversion.converter import convert
+from memory.store_format import WEIGHTS, Manifest
 from memory.disk_tier import tensors
 from memory.host_segment import map_segment
 from memory.host_tier import HostTier

@@ -48,9 +48,9 @@ def register() -> None:
 
         @contextmanager
         def _weights(self, model_config):
-            from conversion.gthread_format import ChecksumError, Manifest, mark_corrupt
             from memory.disk_tier import read_weights, tensors
             from memory.host_segment import map_segment
+            from memory.store_format import Manifest
 
             directory = Path(model_config.model)
             host_tier = (self.load_config.model_loader_extra_config or {}).get(HOST_TIER)
@@ -61,11 +61,9 @@ def register() -> None:
                 pinned = segment.register_with_cuda()
                 log.info("gthread: weights from the host tier%s", " (registered with CUDA)" if pinned else "")
             else:
-                try:
-                    manifest, buffer = read_weights(directory)
-                except ChecksumError as exc:
-                    mark_corrupt(directory, str(exc))  # the daemon converts again before the next boot
-                    raise
+                # A ChecksumError here fails the engine's start; the daemon reads it as the root
+                # cause, takes the copy out of use and converts again before the next boot.
+                manifest, buffer = read_weights(directory)
                 log.info("gthread: weights read from disk in %.2f seconds", time.perf_counter() - started)
             try:
                 yield tensors(manifest, buffer), manifest.total_bytes

@@ -13,18 +13,18 @@ from typing import Optional
 
 from aiohttp import web
 
-from gthreadd import devices as device_probe
-from gthreadd.desired import build_desired, scan_directory
-from gthreadd.fleet import Fleet
-from gthreadd.control_api import Control, add_control_routes
-from gthreadd.http_api import API_PREFIX, create_app, mark_ready
-from gthreadd.scheduling import SchedulerLoop
-from gthreadd.served_model import EngineFactory
+from gthreadd.runtime import devices as device_probe
+from gthreadd.spec.desired import build_desired, scan_directory
+from gthreadd.runtime.fleet import Fleet
+from gthreadd.api.control import Control, add_control_routes
+from gthreadd.api.http import API_PREFIX, create_app, mark_ready
+from gthreadd.runtime.scheduling import SchedulerLoop
+from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
 from gthreadd.metrics import Metrics, StateSnapshot
-from gthreadd.status import engine_state, summary_line
+from gthreadd.api.views import engine_state, summary_line
 from gthreadd.systemd_notify import Notifier
-from gthreadd.watcher import tick, watch_files
+from gthreadd.spec.watcher import tick, watch_files
 from memory.host_tier import HostTier
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device

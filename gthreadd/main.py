@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", nargs="+", metavar="FILE", help="validate Model files and exit (0 when valid)")
     args = parser.parse_args(argv)
     if args.check:
-        from gthreadd.validate import validate_paths
+        from gthreadd.spec.validate import validate_paths
 
         sys.exit(validate_paths(args.check))
     try:

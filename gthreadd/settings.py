@@ -10,8 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from gthreadd.byte_size import ByteSize, host_memory, parse_size
-from gthreadd.duration import Duration
+from gthreadd.spec.byte_size import ByteSize, host_memory, parse_size
+from gthreadd.spec.duration import Duration
 
 DEFAULT_CONFIG = Path("/etc/gthread/gthreadd.yaml")
 

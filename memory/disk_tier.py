@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conversion.gthread_format import WEIGHTS, ChecksumError, Manifest
+from memory.store_format import WEIGHTS, ChecksumError, Manifest
 
 if TYPE_CHECKING:
     import torch

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from conversion.gthread_format import ALIGN, Manifest
+from memory.store_format import ALIGN, Manifest
 from memory.disk_tier import read_into
 from memory.host_segment import address_of
 

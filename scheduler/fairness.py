@@ -1,7 +1,7 @@
 """The decision core: `Scheduler.decide(event, now) -> [actions]`.
 
 Pure: it reads no clock, does no I/O and logs nothing; time arrives as `now` and timers as
-events, so every rule runs under a fake clock in tests. The effects layer (gthreadd/scheduling.py)
+events, so every rule runs under a fake clock in tests. The effects layer (gthreadd/runtime/scheduling.py)
 carries out the actions and feeds their outcomes back as events.
 
 Rules (seeds 000, Sleep and Fairness):

@@ -5,7 +5,7 @@ import asyncio
 from pathlib import Path
 
 from gthreadd.daemon import Daemon
-from gthreadd.served_model import EngineFactory
+from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
 from scheduler.inventory import Device
 from tests.e2e.daemon_process import free_port

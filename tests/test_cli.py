@@ -4,7 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gthreadd.table import human_bytes, render
+from gthreadd.cli.table import render
+from gthreadd.spec.byte_size import human_bytes
 
 SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.yaml"))
 
@@ -14,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_validate_accepts_every_seed_example():
-    result = run("gthreadd.cli", "validate", *map(str, SEEDS))
+    result = run("gthreadd.cli.main", "validate", *map(str, SEEDS))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("valid") == len(SEEDS)
 
@@ -34,12 +35,12 @@ def test_check_runs_extra_args_through_vllms_parser(tmp_path):
     bad = tmp_path / "args.yaml"
     bad.write_text("apiVersion: greenthread.ai/v1alpha1\nkind: Model\nmetadata:\n  name: a\nspec:\n"
                    "  modelName: x/y\n  extraArgs: [--max-model-len, lots]\n")
-    result = run("gthreadd.cli", "validate", str(bad))
+    result = run("gthreadd.cli.main", "validate", str(bad))
     assert result.returncode == 1 and "a: spec.extraArgs" in result.stderr and "max-model-len" in result.stderr
 
 
 def test_get_models_without_a_daemon_fails_clearly():
-    result = run("gthreadd.cli", "--server", "http://127.0.0.1:9", "get", "models")
+    result = run("gthreadd.cli.main", "--server", "http://127.0.0.1:9", "get", "models")
     assert result.returncode == 1 and result.stderr.startswith("error: cannot reach gthreadd at http://127.0.0.1:9")
 
 

@@ -24,7 +24,7 @@ async def daemon(tmp_path):
 async def gthread(d: Daemon, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """The real CLI in a subprocess (the daemon shares this event loop, so it must not block)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gthreadd.cli", "--socket", str(d.settings.socket_path), *args,
+        sys.executable, "-m", "gthreadd.cli.main", "--socket", str(d.settings.socket_path), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GTHREAD_SERVER": ""})
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -102,7 +102,7 @@ async def test_watch_prints_rows_as_they_change(daemon):
     await serving(daemon, "w")
     await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "w awake")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gthreadd.cli", "--socket", str(daemon.settings.socket_path), "get", "models", "-w",
+        sys.executable, "-m", "gthreadd.cli.main", "--socket", str(daemon.settings.socket_path), "get", "models", "-w",
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "GTHREAD_SERVER": ""})
     try:
         header = await asyncio.wait_for(proc.stdout.readline(), 30)

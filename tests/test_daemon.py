@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
-from gthreadd.devices import memory_held
+from gthreadd.runtime.devices import memory_held
 from scheduler.inventory import Device
 from tests.fake_engine import FakeEngine
 from tests.inprocess_daemon import serving, start_daemon, until, write

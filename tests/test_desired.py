@@ -1,7 +1,7 @@
 """models.d -> desired state: last good versions, name ownership, deletion."""
 
-from gthreadd.desired import DesiredState, build_desired, scan_directory
-from gthreadd.manifests import parse_text
+from gthreadd.spec.desired import DesiredState, build_desired, scan_directory
+from gthreadd.spec.manifests import parse_text
 
 MODEL = """\
 apiVersion: greenthread.ai/v1alpha1

@@ -5,7 +5,7 @@ import logging
 import sys
 import types
 
-from gthreadd import devices
+from gthreadd.runtime import devices
 from scheduler.placement import unplaceable_reason, windows
 from scheduler.units import Policy
 
@@ -42,7 +42,7 @@ def test_a_mig_enabled_gpu_is_reported_with_a_clear_warning_and_never_placed_on(
             {"name": "NVIDIA A100-SXM4-80GB", "total": 80 * 2**30, "mig": 1},
             {"name": b"NVIDIA A40", "total": 48 * 2**30, "mig": None}]
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
-    with caplog.at_level(logging.WARNING, logger="gthreadd.devices"):
+    with caplog.at_level(logging.WARNING, logger="gthreadd.runtime.devices"):
         found = devices.probe(cpu_share=0.5)
     assert [(d.index, d.product, d.mig, d.usable) for d in found] == [
         (0, "NVIDIA-A100-SXM4-80GB", False, True), (1, "NVIDIA-A100-SXM4-80GB", True, False),

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from gthreadd.duration import format_duration, parse_duration
+from gthreadd.spec.duration import format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text,seconds", [

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conversion import gthread_format
-from conversion.gthread_format import (
-    ALIGN, MANIFEST, WEIGHTS, ChecksumError, ConversionError, Manifest, convert, converted, corruption,
-    mark_corrupt,
+from conversion import converter
+from conversion.converter import ConversionError, convert
+from memory.store_format import (
+    ALIGN, MANIFEST, WEIGHTS, ChecksumError, Manifest, converted, corruption, mark_corrupt,
 )
 from memory.disk_tier import read_weights, tensors
 
@@ -80,7 +80,7 @@ def test_converted_model_is_reused(checkpoint, tmp_path):
 
 
 def test_not_enough_space_is_refused_before_writing(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(gthread_format.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    monkeypatch.setattr(converter.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     with pytest.raises(ConversionError, match="not enough space in .* needs .* GiB, 0.00 GiB free"):
         convert(checkpoint, tmp_path / "store", "tiny", SOURCE, None)
     assert list((tmp_path / "store").iterdir()) == []
@@ -92,7 +92,7 @@ def test_disk_full_midway_leaves_nothing_that_looks_complete(checkpoint, tmp_pat
             f.write(b"x" * 5000)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gthread_format, "_write_weights", full)
+    monkeypatch.setattr(converter, "_write_weights", full)
     with pytest.raises(OSError):
         convert(checkpoint, tmp_path / "store", "tiny", SOURCE, None)
     assert converted(tmp_path / "store", "tiny") is None

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conversion.gthread_format import ChecksumError, Manifest, convert
+from conversion.converter import convert
+from memory.store_format import ChecksumError, Manifest
 from memory.disk_tier import tensors
 from memory.host_segment import map_segment
 from memory.host_tier import HostTier, Segment, choose_victims

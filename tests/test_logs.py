@@ -52,9 +52,9 @@ def test_a_library_that_resets_the_root_logger_does_not_silence_the_daemon(root_
     logs.configure("info", {})
     configure_root_logger()
     logging.getLogger("engine.vllm_engine").info("m woke: wake_up 0.100s")
-    logging.getLogger("gthreadd.fleet").warning("still here")
+    logging.getLogger("gthreadd.runtime.fleet").warning("still here")
     logging.getLogger("some.library").info("root is at ERROR now")
     err = capsys.readouterr().err
     assert "INFO engine.vllm_engine: m woke: wake_up 0.100s" in err
-    assert "WARNING gthreadd.fleet: still here" in err
+    assert "WARNING gthreadd.runtime.fleet: still here" in err
     assert "root is at ERROR now" not in err

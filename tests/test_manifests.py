@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gthreadd.manifests import is_manifest, load_file, parse_text
+from gthreadd.spec.manifests import is_manifest, load_file, parse_text
 
 GOOD = """\
 apiVersion: greenthread.ai/v1alpha1

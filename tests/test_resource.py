@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gthreadd.manifests import load_file
-from gthreadd.resource import Endpoint, ModelResource
+from gthreadd.spec.manifests import load_file
+from gthreadd.spec.resource import Endpoint, ModelResource
 
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 

@@ -1,9 +1,9 @@
 import pytest
 
-from gthreadd.desired import DesiredModel
-from gthreadd.resource import ModelResource
-from gthreadd.router import RouteError, by_body, by_path
-from gthreadd.served_model import ServedModel
+from gthreadd.spec.desired import DesiredModel
+from gthreadd.spec.resource import ModelResource
+from gthreadd.api.routing import RouteError, by_body, by_path
+from gthreadd.runtime.served_model import ServedModel
 from tests.fake_engine import FakeEngine
 
 

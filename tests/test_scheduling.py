@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from gthreadd.scheduling import Rejected, SchedulerLoop
+from gthreadd.runtime.scheduling import Rejected, SchedulerLoop
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import ModelUpserted

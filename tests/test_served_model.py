@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from gthreadd.desired import DesiredModel
-from gthreadd.manifests import ManifestError
-from gthreadd.resource import ModelResource, Phase
-from gthreadd.scheduling import PermanentFailure
-from gthreadd.served_model import ServedModel
+from gthreadd.spec.desired import DesiredModel
+from gthreadd.spec.manifests import ManifestError
+from gthreadd.spec.resource import ModelResource, Phase
+from gthreadd.runtime.scheduling import PermanentFailure
+from gthreadd.runtime.served_model import ServedModel
 from tests.fake_engine import FakeEngine
 
 
@@ -150,3 +150,27 @@ async def test_gthread_weights_are_staged_in_the_host_tier_and_corruption_conver
     assert model.ready_condition.reason == "Ready" and model.staging_tier == "system"
     assert "converted weights were corrupt" in caplog.text and model.conversion.status == "Complete"
     assert not (Path(config.model_path) / "gthread-corrupt.txt").exists(), "converted again in place"
+
+
+async def test_an_engine_that_reads_corrupt_weights_gets_them_converted_again_by_the_daemon(tmp_path):
+    """The engine process only reports the ChecksumError (as its root cause); the daemon owns the
+    store, so it takes the copy out of use and the retry converts again."""
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.interface import EngineStartError
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    save_file({"w": torch.ones(4, 4)}, src / "model.safetensors")
+    failures = [EngineStartError("ChecksumError: chunk 0 of weights.gthread does not match its manifest")]
+    model = ServedModel(desired(src, loadFormat="gthread"),
+                        lambda c: FakeEngine(c, fail_with=failures.pop() if failures else None),
+                        store=tmp_path / "store")
+    with pytest.raises(EngineStartError):
+        await model.boot(0, ())
+    [copy] = (tmp_path / "store").iterdir()
+    assert (copy / "gthread-corrupt.txt").read_text().startswith("ChecksumError: chunk 0")
+    await model.boot(0, ())
+    assert model.ready_condition.reason == "Ready" and (copy / "gthread-manifest.json").is_file()
+    assert not (copy / "gthread-corrupt.txt").exists()

@@ -48,7 +48,7 @@ def engine_pids(daemon) -> set[int]:
 
 
 def gthread(daemon, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gthreadd.cli", "--server", daemon.url, *args],
+    return subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--server", daemon.url, *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -297,7 +297,7 @@ def test_an_engine_that_fails_to_start_reports_its_root_cause(daemon):
 
 
 def admin(daemon, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gthreadd.cli", "--socket", str(daemon.socket), *args],
+    return subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--socket", str(daemon.socket), *args],
                           capture_output=True, text=True, timeout=600)
 
 

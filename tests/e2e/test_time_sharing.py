@@ -54,7 +54,7 @@ def test_only_one_fits_so_only_one_boots(shared):
     assert shared.status("beta")["state"] == "pending"
     gpus = shared.get("/apis/greenthread.ai/v1alpha1/gpus")[1]["items"]
     assert [(g["product"], g["mode"], g["health"]) for g in gpus] == [("cpu", "inference", "Healthy")]
-    table = subprocess.run([sys.executable, "-m", "gthreadd.cli", "--server", shared.url, "get", "gpus"],
+    table = subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--server", shared.url, "get", "gpus"],
                            capture_output=True, text=True, timeout=60)
     header, row = table.stdout.splitlines()
     assert header.split() == ["NAME", "NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]

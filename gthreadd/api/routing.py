@@ -5,8 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-from gthreadd.engine_config import served_names
-from gthreadd.served_model import ServedModel
+from gthreadd.spec.engine_config import served_names
+from gthreadd.runtime.served_model import ServedModel
 
 
 @dataclass(frozen=True)

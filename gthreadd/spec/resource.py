@@ -13,7 +13,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from gthreadd.duration import Duration
+from gthreadd.spec.duration import Duration
 
 API_VERSION = "greenthread.ai/v1alpha1"
 KIND = "Model"

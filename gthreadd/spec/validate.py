@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from gthreadd.desired import DesiredState, build_desired
-from gthreadd.manifests import ManifestError, ParsedFile, load_file
+from gthreadd.spec.desired import DesiredState, build_desired
+from gthreadd.spec.manifests import ManifestError, ParsedFile, load_file
 
 
 def validate_paths(paths: list[str], quiet: bool = False) -> int:
@@ -31,7 +31,7 @@ def extra_args_errors(parsed: ParsedFile) -> list[ManifestError]:
         return []
     try:
         from engine.args import EngineArgsError, build_args
-        from gthreadd.engine_config import engine_config_for
+        from gthreadd.spec.engine_config import engine_config_for
     except ImportError:
         return []
     errors = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from gthreadd.manifests import is_manifest
+from gthreadd.spec.manifests import is_manifest
 
 log = logging.getLogger(__name__)
 

@@ -1,95 +1,26 @@
-"""The gthread load format: one checkpoint as one file of tensors, each at a 4 KiB-aligned offset,
-plus a manifest. Aligned offsets and file size are what O_DIRECT and GPUDirect Storage need, so a
-load is a few large reads straight into their destination.
-
-A converted model is a directory: the checkpoint's config and tokenizer files (what vLLM reads to
-build the model), `weights.gthread`, and `gthread-manifest.json` with every tensor's name, dtype,
-shape, offset and length, a CRC32 per chunk of the file, and the source it came from. The
-manifest is written last and the directory renamed into place, so a directory with a manifest is
-complete: a crash or a full disk leaves only a temporary directory, removed on the next run.
+"""Checkpoint -> the gthread load format (memory/store_format.py): every tensor written at an
+aligned offset of one file, CRC32 per chunk, the manifest last, the directory renamed into place.
+A crash or a full disk leaves only a temporary directory, removed on the next run.
 """
 
-import json
 import os
 import shutil
 import tempfile
 import zlib
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+from memory.store_format import ALIGN, CHUNK, FORMAT, MANIFEST, WEIGHTS, Manifest, TensorEntry, align, converted
 
 if TYPE_CHECKING:
     import torch
 
-ALIGN = 4096
-CHUNK = 16 * 2**20
-FORMAT = "gthread/1"
-MANIFEST = "gthread-manifest.json"
-CORRUPT = "gthread-corrupt.txt"
-WEIGHTS = "weights.gthread"
 _AUX_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".tiktoken", ".py")
 _SKIP = ("model.safetensors.index.json", "pytorch_model.bin.index.json", MANIFEST)
 
 
 class ConversionError(RuntimeError):
     pass
-
-
-class ChecksumError(RuntimeError):
-    """Weights on disk do not match their manifest: they must not be served."""
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    name: str
-    dtype: str
-    shape: list[int]
-    offset: int
-    length: int
-
-
-@dataclass
-class Manifest:
-    format: str
-    source: dict
-    alignment: int
-    chunk_bytes: int
-    total_bytes: int
-    tensors: list[TensorEntry]
-    chunk_crc32: list[int] = field(default_factory=list)
-
-    @classmethod
-    def read(cls, directory: Path) -> "Manifest":
-        data = json.loads((directory / MANIFEST).read_text())
-        data["tensors"] = [TensorEntry(**t) for t in data["tensors"]]
-        return cls(**data)
-
-    def write(self, directory: Path) -> None:
-        _write_synced(directory / MANIFEST, json.dumps(asdict(self), indent=1).encode())
-
-
-def align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
-
-
-def converted(store: Path, key: str) -> Optional[Path]:
-    path = store / key
-    return path if (path / MANIFEST).is_file() else None
-
-
-def mark_corrupt(directory: Path, reason: str) -> None:
-    """Take a converted model out of use: without its manifest it no longer looks complete, so
-    the next boot converts again; the reason stays beside it for the daemon to report."""
-    (directory / CORRUPT).write_text(reason)
-    (directory / MANIFEST).unlink(missing_ok=True)
-
-
-def corruption(store: Path, key: str) -> str:
-    """Why the converted model at `key` was taken out of use, or ""."""
-    try:
-        return (store / key / CORRUPT).read_text()
-    except OSError:
-        return ""
 
 
 def convert(source_dir: Path, store: Path, key: str, source: dict, dtype: Optional[str],
@@ -125,7 +56,8 @@ def convert(source_dir: Path, store: Path, key: str, source: dict, dtype: Option
         for aux in source_dir.iterdir():
             if aux.is_file() and aux.name.endswith(_AUX_SUFFIXES) and aux.name not in _SKIP:
                 _write_synced(tmp / aux.name, aux.read_bytes())
-        Manifest(FORMAT, source, ALIGN, CHUNK, total, [entry for entry, _ in plan], crcs).write(tmp)
+        manifest = Manifest(FORMAT, source, ALIGN, CHUNK, total, [entry for entry, _ in plan], crcs)
+        _write_synced(tmp / MANIFEST, manifest.to_json())
         _fsync_dir(tmp)
         tmp.chmod(0o755)
         os.rename(tmp, store / key)

@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from gthreadd.desired import DesiredState
-from gthreadd.devices import memory_held
+from gthreadd.spec.desired import DesiredState
+from gthreadd.runtime.devices import memory_held
 from gthreadd.metrics import Metrics
-from gthreadd.policy import policy_for
-from gthreadd.served_model import EngineFactory, ServedModel
+from gthreadd.spec.policy import policy_for
+from gthreadd.runtime.served_model import EngineFactory, ServedModel
 from memory.host_tier import HostTier
 from scheduler.inventory import Device
 from scheduler.messages import Event, ModelRemoved, ModelUpserted

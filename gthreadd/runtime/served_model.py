@@ -14,19 +14,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from conversion.gthread_format import ChecksumError, ConversionError, Manifest, convert, converted, corruption, mark_corrupt
+from conversion.converter import ConversionError, convert
 from conversion.resolve import SourceError, resolve_source
 from engine.args import EngineArgsError, build_args
 from engine.config import EngineConfig
 from engine.interface import Engine, EngineStartError
-from gthreadd.conversion_key import conversion_key
-from gthreadd.desired import DesiredModel
-from gthreadd.engine_config import engine_config_for, needs_restart
-from gthreadd.lifecycle import PHASE_TRANSITIONS, check
-from gthreadd.manifests import ManifestError
-from gthreadd.model_events import EventLog
-from gthreadd.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
-from gthreadd.scheduling import PermanentFailure
+from gthreadd.spec.conversion_key import conversion_key
+from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
+from gthreadd.spec.desired import DesiredModel
+from gthreadd.spec.engine_config import engine_config_for, needs_restart
+from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
+from gthreadd.spec.manifests import ManifestError
+from gthreadd.runtime.model_events import EventLog
+from gthreadd.spec.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
+from gthreadd.runtime.scheduling import PermanentFailure
 from memory.host_tier import HostTier
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ class ServedModel:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
             why = str(exc) if isinstance(exc, EngineStartError) else f"{type(exc).__name__}: {exc}"
+            if why.startswith(f"{ChecksumError.__name__}:") and weights != self._checkpoint:
+                # The engine read a corrupt chunk of the converted copy: the daemon, which owns the
+                # store, takes it out of use, so the retry converts again.
+                mark_corrupt(weights, why)
             self._set_condition("Ready", "False", "EngineStartFailed", f"{why}; retrying")
             raise
         self.engines[replica] = engine

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import ValidationError
 
-from gthreadd.resource import API_VERSION, KIND, ModelResource
+from gthreadd.spec.resource import API_VERSION, KIND, ModelResource
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from conversion.resolve import is_local
 from engine.config import EngineConfig
-from gthreadd.resource import ModelResource, ModelType
+from gthreadd.spec.resource import ModelResource, ModelType
 
 TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
 

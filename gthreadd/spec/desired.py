@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gthreadd.manifests import ManifestError, ParsedFile, is_manifest, load_file
-from gthreadd.resource import ModelResource
+from gthreadd.spec.manifests import ManifestError, ParsedFile, is_manifest, load_file
+from gthreadd.spec.resource import ModelResource
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ GPU objects of `gthread get gpus`."""
 
 import socket
 
-from gthreadd.resource import DistributionStatus, MemoryStatus, ModelResource, ModelStatus, Phase
-from gthreadd.served_model import ServedModel
-from gthreadd.table import human_bytes
+from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelStatus, Phase
+from gthreadd.runtime.served_model import ServedModel
+from gthreadd.spec.byte_size import human_bytes
 from scheduler.fairness import Scheduler
 from scheduler.placement import claim_bytes
 from scheduler.units import CLAIMING, UnitState

@@ -20,14 +20,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.results import JsonResult, openai_error
 from gthreadd import logs
-from gthreadd.engine_config import served_names
-from gthreadd.fleet import Fleet
+from gthreadd.spec.engine_config import served_names
+from gthreadd.runtime.fleet import Fleet
 from gthreadd.metrics import Metrics
-from gthreadd.resource import Endpoint, Phase
-from gthreadd.router import RouteError, by_body, by_path
-from gthreadd.scheduling import Rejected, SchedulerLoop, Ticket
-from gthreadd.served_model import ServedModel
-from gthreadd.status import gpu_objects, model_object, sidecar_status
+from gthreadd.spec.resource import Endpoint, Phase
+from gthreadd.api.routing import RouteError, by_body, by_path
+from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
+from gthreadd.runtime.served_model import ServedModel
+from gthreadd.api.views import gpu_objects, model_object, sidecar_status
 from scheduler.messages import EngineFailed
 
 log = logging.getLogger(__name__)

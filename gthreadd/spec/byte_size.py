@@ -1,6 +1,6 @@
 """Sizes as Kubernetes writes them (`16Gi`, `512Mi`, `20G`), or a share of the host's RAM (`40%`),
 as a pydantic field type. Kept as written, resolved to bytes where it is used, so `-o yaml` and
-error messages show what the user wrote."""
+error messages show what the user wrote; and bytes written back for people (`4.9 GiB`)."""
 
 import os
 import re
@@ -36,3 +36,14 @@ def _valid(value: str) -> str:
 
 
 ByteSize = Annotated[str, AfterValidator(_valid)]
+
+
+def human_bytes(n: int | None) -> str:
+    if not n:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -7,8 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from conversion.gthread_format import FORMAT
-from gthreadd.resource import ModelResource
+from memory.store_format import FORMAT
+from gthreadd.spec.resource import ModelResource
 
 
 def conversion_key(resource: ModelResource, checkpoint: Path) -> str:

@@ -16,13 +16,13 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.results import openai_error
-from gthreadd.http_api import FLEET, SCHEDULING, error_response
-from gthreadd.manifests import is_manifest, parse_text
-from gthreadd.router import RouteError, by_path
-from gthreadd.scheduling import Rejected
-from gthreadd.served_model import ServedModel
-from gthreadd.status import engine_state
-from gthreadd.validate import extra_args_errors
+from gthreadd.api.http import FLEET, SCHEDULING, error_response
+from gthreadd.spec.manifests import is_manifest, parse_text
+from gthreadd.api.routing import RouteError, by_path
+from gthreadd.runtime.scheduling import Rejected
+from gthreadd.runtime.served_model import ServedModel
+from gthreadd.api.views import engine_state
+from gthreadd.spec.validate import extra_args_errors
 from scheduler.messages import SleepRequested
 
 

@@ -2,7 +2,7 @@
 
 import socket
 
-from gthreadd.resource import ModelResource
+from gthreadd.spec.resource import ModelResource
 from scheduler.inventory import Device
 from scheduler.units import Policy
 

@@ -6,7 +6,7 @@ waking, draining) is the scheduler's unit state (scheduler/units.py).
 
 from enum import Enum
 
-from gthreadd.resource import Phase
+from gthreadd.spec.resource import Phase
 
 PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.pending: frozenset({Phase.converting, Phase.staging, Phase.failed}),

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from gthreadd.api_client import ApiClient, ApiError
-from gthreadd.table import human_bytes, render
+from gthreadd.cli.client import ApiClient, ApiError
+from gthreadd.cli.table import render
+from gthreadd.spec.byte_size import human_bytes
 
 API = "/apis/greenthread.ai/v1alpha1"
 MODELS = f"{API}/models"
@@ -199,7 +200,7 @@ def _age(now: datetime, stamp: str) -> str:
 def apply(args: argparse.Namespace) -> int:
     """Validate here first (clear messages without a round trip), then let the daemon write the
     file into models.d atomically; it validates again against what else is there."""
-    from gthreadd.validate import validate_paths
+    from gthreadd.spec.validate import validate_paths
 
     client = admin(args)
     for path in args.filename:
@@ -230,7 +231,7 @@ def wake(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from gthreadd.validate import validate_paths
+    from gthreadd.spec.validate import validate_paths
 
     return validate_paths(args.files)
 
