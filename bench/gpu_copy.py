@@ -45,6 +45,7 @@ def host_tier_copy(model_dir: Path, shm: Path, repeats: int) -> tuple[float, int
     """GiB/s of copying every tensor of the staged model into device tensors."""
     manifest = Manifest.read(model_dir)
     tier = HostTier(shm, budget=manifest.total_bytes * 2)
+    tier.start()
     path = tier.stage("bench", model_dir, pinned=True)
     assert path is not None, "the host tier could not hold the model"
     segment = map_segment(path)

@@ -49,12 +49,12 @@ def register() -> None:
         @contextmanager
         def _weights(self, model_config):
             from memory.disk_tier import read_weights, tensors
-            from memory.host_segment import map_segment
+            from memory.host_segment import map_segment, segment_path
             from memory.store_format import Manifest
 
             directory = Path(model_config.model)
             host_tier = (self.load_config.model_loader_extra_config or {}).get(HOST_TIER)
-            segment = map_segment(Path(host_tier) / directory.name) if host_tier else None
+            segment = map_segment(segment_path(Path(host_tier), directory.name)) if host_tier else None
             started = time.perf_counter()
             if segment is not None:
                 manifest, buffer = Manifest.read(directory), segment.buffer

@@ -72,6 +72,11 @@ class VllmEngine:
             with root_cause.capturing() as cause:
                 try:
                     llm = await asyncio.to_thread(_build, engine_args, self.config.devices, loggers)
+                except asyncio.CancelledError:
+                    # The daemon gave up on this boot (shutdown): the thread building the engine
+                    # cannot be interrupted, but the processes it spawned can, and then it fails.
+                    _kill(set(multiprocessing.active_children()) - before)
+                    raise
                 except Exception as exc:
                     if why := root_cause.read(cause):
                         raise EngineStartError(why) from exc
@@ -227,6 +232,19 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 del os.environ[name]
             else:
                 os.environ[name] = value
+
+
+def _kill(processes: set[multiprocessing.process.BaseProcess]) -> None:
+    """SIGKILL each process and everything it started, and reap them."""
+    for process in processes:
+        try:
+            tree = psutil.Process(process.pid)
+            for member in [*tree.children(recursive=True), tree]:
+                member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _validation_message(exc: ValidationError) -> str:

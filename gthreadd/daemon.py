@@ -5,12 +5,14 @@ reads models.d, builds the new desired state and hands it to the fleet whole.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from pathlib import Path
 from typing import Optional
 
+import psutil
 from aiohttp import web
 
 from gthreadd.runtime import devices as device_probe
@@ -32,21 +34,35 @@ from scheduler.inventory import Device
 log = logging.getLogger(__name__)
 
 
+def kill_engine_processes() -> None:
+    """SIGKILL every process this one started (its engines and their workers): the last resort
+    of the daemon's process, after the engines were asked to stop."""
+    children = psutil.Process().children(recursive=True)
+    if not children:
+        return
+    log.warning("killing %d engine process(es) still alive: %s", len(children), [c.pid for c in children])
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(children, timeout=10)
+
+
+ENGINE_STOP_MARGIN_S = 30.0
+"""Shutdown takes at most shutdownTimeout (listeners closing, requests finishing, boots and
+conversions under way) plus this, for stopping the engines."""
+
+
 class Daemon:
     def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
                  devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None):
+        """No side effects: the devices are probed, the host tier taken and the ports bound by
+        `startup`."""
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.devices = devices if devices is not None else device_probe.probe(settings.cpu_memory_share)
-        config = SchedulerConfig(queue_limit=settings.queue_limit,
-                                 queue_timeout=settings.queue_timeout.total_seconds())
-        has_gpus = any(not d.is_cpu for d in self.devices)
-        events: asyncio.Queue = asyncio.Queue()
+        self.devices: list[Device] = devices or []
+        self._probe_devices = devices is None
+        self._engine_factory = engine_factory
         self.host_tier = HostTier(settings.host_tier_dir, settings.host_tier_bytes)
-        self.fleet = Fleet(engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
-                           self.metrics)
-        self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
-                                        free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
         self._triggers: asyncio.Queue[str] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._notify = Notifier()
@@ -55,6 +71,19 @@ class Daemon:
         self._runner: Optional[web.AppRunner] = None
         self._control_runner: Optional[web.AppRunner] = None
         self._rescan_lock = asyncio.Lock()
+
+    def _build(self) -> None:
+        settings = self.settings
+        if self._probe_devices:
+            self.devices = device_probe.probe(settings.cpu_memory_share)
+        config = SchedulerConfig(queue_limit=settings.queue_limit,
+                                 queue_timeout=settings.queue_timeout.total_seconds())
+        has_gpus = any(not d.is_cpu for d in self.devices)
+        events: asyncio.Queue = asyncio.Queue()
+        self.fleet = Fleet(self._engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
+                           self.metrics)
+        self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
+                                        free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
 
     @property
     def base_url(self) -> str:
@@ -65,14 +94,16 @@ class Daemon:
         await self.startup()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(sig, lambda: self.force_exit() if self._stop.is_set() else self.stop())
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self._stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(signal.SIGHUP)
             await self.shutdown()
+            kill_engine_processes()  # the process is ours: nothing it started may outlive it
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
     def stop(self) -> None:
         log.info("stopping")
@@ -99,7 +130,10 @@ class Daemon:
         return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler)
 
     async def startup(self) -> None:
+        """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""
         s = self.settings
+        self.host_tier.start()
+        self._build()
         s.models_dir.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
         keys = tuple(k.get_secret_value() for k in s.api_keys)
@@ -138,22 +172,36 @@ class Daemon:
         os.chmod(path, 0o660)
 
     async def shutdown(self) -> None:
-        """Stop taking work, let requests in flight (and those queued for a wake) finish for up to
-        shutdownTimeout, then stop the engines and free what they held."""
+        """Stop taking work; for up to shutdownTimeout in all, let requests in flight (and those
+        queued for a wake) finish and engine operations under way settle, then cancel what is
+        left; stop the engines (ENGINE_STOP_MARGIN_S at most) and free what they held. No engine
+        process outlives it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout.total_seconds()
         scheduler_task, others = self._tasks[:1], self._tasks[1:]
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        for runner in (self._control_runner, self._runner):
-            if runner is not None:
-                await runner.cleanup()  # closes the listener, then waits for handlers (bounded)
+        # Both listeners at once: each closes, then waits for its handlers up to shutdownTimeout.
+        await asyncio.gather(*(r.cleanup() for r in (self._control_runner, self._runner) if r is not None))
         for task in scheduler_task:
             task.cancel()
         await asyncio.gather(*scheduler_task, return_exceptions=True)
-        await self.scheduling.settle()
-        await self.fleet.shutdown()
+        if not await self.scheduling.settle(max(0.0, deadline - loop.time())):
+            log.warning("engine boots or conversions were still under way at shutdownTimeout: cancelled")
+        try:
+            await asyncio.wait_for(self.fleet.shutdown(), ENGINE_STOP_MARGIN_S)
+        except TimeoutError:
+            log.warning("engines did not stop within %.0f s", ENGINE_STOP_MARGIN_S)
         self.host_tier.close()
         log.info("stopped")
+
+    def force_exit(self) -> None:
+        """A second stop signal: exit now, as uvicorn does, without waiting for anything. Engine
+        processes are killed; the host tier's segments are left for the next start to clear."""
+        log.warning("second stop signal: exiting at once")
+        kill_engine_processes()
+        os._exit(1)
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -32,9 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     from gthreadd.daemon import Daemon
     from gthreadd.metrics import Metrics
 
+    from memory.host_tier import HostTierBusy
+
     metrics = Metrics()
     engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry))
-    uvloop.run(Daemon(settings, engines, metrics=metrics).run())
+    try:
+        uvloop.run(Daemon(settings, engines, metrics=metrics).run())
+    except HostTierBusy as exc:
+        print(f"gthreadd: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gthreadd.spec.resource import ModelState
+
 _OPERATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 _WAIT = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-STATES = ("pending", "serving", "waking", "draining", "sleeping", "failed")
 
 
 class Metrics:
@@ -39,7 +40,7 @@ class Metrics:
 class StateSnapshot:
     """What the gauges read at scrape time; built by the daemon, which knows where each lives."""
 
-    def __init__(self, model_states: dict[str, str], queued: dict[str, int],
+    def __init__(self, model_states: dict[str, ModelState], queued: dict[str, int],
                  devices: list[tuple[str, int, int, int]], host_tier: tuple[int, int, int, int]):
         self.model_states = model_states
         self.queued = queued
@@ -58,8 +59,8 @@ class _StateCollector(Collector):
         state = GaugeMetricFamily("gthread_model_state", "1 for the state each model is in",
                                   labels=("model", "state"))
         for model, current in sorted(snap.model_states.items()):
-            for name in STATES:
-                state.add_metric((model, name), 1.0 if name == current else 0.0)
+            for name in ModelState:
+                state.add_metric((model, name.value), 1.0 if name == current else 0.0)
         yield state
         queued = GaugeMetricFamily("gthread_queue_depth", "Requests waiting for their model to wake",
                                    labels=("model",))

@@ -43,8 +43,9 @@ class DaemonSettings(BaseModel):
     cpu_memory_share: float = Field(0.5, gt=0, le=1, description="without GPUs: the share of the CPU "
                                     "device's memory (NUMA node 0) that awake models may claim in all")
     shutdown_timeout: Duration = Field("30s", validate_default=True,
-                                       description="on SIGTERM, how long requests in flight may finish "
-                                       "before the engines stop")
+                                       description="on SIGTERM, how long requests in flight may finish and "
+                                       "engine boots settle before they are cancelled; stopping the engines "
+                                       "then takes 30 s at most, and a second signal exits at once")
     queue_limit: int = Field(256, ge=1, description="requests that may wait for a sleeping model (then 429)")
     queue_timeout: Duration = Field("5m", validate_default=True,
                                     description="how long a request waits for its model to wake (then 503)")

@@ -59,6 +59,16 @@ def address_of(buffer: mmap.mmap) -> int:
     return address
 
 
+SEGMENT_PREFIX = "gthread-"
+"""Every file the host tier creates in hostTierDir starts with it (the fill in progress with a dot
+before it): the directory may be shared, /dev/shm itself, and only these names are ours."""
+
+
+def segment_path(tier_dir: Path, key: str) -> Path:
+    """Where the host tier keeps the converted model `key` (the name of its store directory)."""
+    return tier_dir / f"{SEGMENT_PREFIX}{key}"
+
+
 def map_segment(path: Path) -> Optional[MappedSegment]:
     """The segment at `path`, or None when the daemon has not staged it (or evicted it)."""
     try:

@@ -13,6 +13,7 @@ cannot make room, `stage` says so and the engine reads the disk tier instead.
 """
 
 import ctypes
+import fcntl
 import logging
 import mmap
 import os
@@ -25,7 +26,7 @@ from typing import Optional
 
 from memory.store_format import ALIGN, Manifest
 from memory.disk_tier import read_into
-from memory.host_segment import address_of
+from memory.host_segment import SEGMENT_PREFIX, address_of, segment_path
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,16 @@ def choose_victims(segments: Iterable[Segment], used: int, need: int, budget: in
     return victims if free >= need else None
 
 
+LOCK_FILE = ".gthread-host-tier.lock"
+
+
+class HostTierBusy(RuntimeError):
+    """Another live gthreadd holds the directory."""
+
+
 class HostTier:
-    """Thread-safe: `stage` blocks on I/O and runs in worker threads."""
+    """Thread-safe: `stage` blocks on I/O and runs in worker threads. `start` takes the directory,
+    `close` frees every segment and gives it back."""
 
     def __init__(self, directory: Path, budget: int, clock: Callable[[], float] = time.monotonic):
         self.directory = directory
@@ -73,8 +82,22 @@ class HostTier:
         """Read from the disk tier into segments, in all."""
         self.bytes_to_engines = 0
         """Handed to engines from resident segments (one segment's size per load), in all."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.iterdir():  # a previous daemon's; no engine of it is alive
+        self._lock_fd: Optional[int] = None
+
+    def start(self) -> None:
+        """Take the directory: an exclusive lock, so a second daemon on it stops with a clear error
+        instead of wiping the first one's segments; then remove what a dead daemon of ours left
+        (only our names: the directory may be /dev/shm itself, shared with other programs)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise HostTierBusy(f"hostTierDir {self.directory} is in use by another gthreadd; give each daemon "
+                               f"a directory of its own") from None
+        self._lock_fd = fd
+        for stale in [*self.directory.glob(f"{SEGMENT_PREFIX}*"), *self.directory.glob(f".{SEGMENT_PREFIX}*.fill")]:
             stale.unlink(missing_ok=True)
 
     @property
@@ -82,7 +105,7 @@ class HostTier:
         return sum(s.size for s in self._segments.values())
 
     def path(self, key: str) -> Path:
-        return self.directory / key
+        return segment_path(self.directory, key)
 
     def stage(self, owner: str, model_dir: Path, pinned: bool) -> Optional[Path]:
         """Make the converted model in `model_dir` resident and lease it until `release`. Returns
@@ -161,6 +184,9 @@ class HostTier:
             for segment in list(self._segments.values()):
                 if segment.filled.is_set():
                     self._evict(segment)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def _evict(self, segment: Segment) -> None:
         log.info("host tier: evicting %s (%.2f GiB)", segment.key, segment.size / 2**30)
@@ -171,7 +197,7 @@ class HostTier:
 
     def _fill(self, segment: Segment, model_dir: Path, manifest: Manifest) -> Optional[mmap.mmap]:
         started = time.perf_counter()
-        filling = self.directory / f".fill-{segment.key}"
+        filling = self.path(segment.key).with_name(f".{self.path(segment.key).name}.fill")
         fd = os.open(filling, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             try:

@@ -13,10 +13,11 @@ from engine.results import JsonResult
 
 class FakeEngine:
     def __init__(self, config: EngineConfig, *, fail_with: Exception | None = None, start_delay: float = 0,
-                 reply_delay: float = 0):
+                 reply_delay: float = 0, start_gate: asyncio.Event | None = None):
         self.config = config
         self._fail_with = fail_with
         self._start_delay = start_delay
+        self._start_gate = start_gate
         self._reply_delay = reply_delay
         self.is_running = False
         self.stopped = False
@@ -28,7 +29,10 @@ class FakeEngine:
         return self.is_running
 
     async def start(self) -> None:
+        """Takes start_delay seconds, and waits for start_gate to open when one is given."""
         await asyncio.sleep(self._start_delay)
+        if self._start_gate is not None:
+            await self._start_gate.wait()
         if "--invalid" in self.config.extra_args:
             raise EngineArgsError("unrecognized arguments: --invalid")
         if self._fail_with is not None:

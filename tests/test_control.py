@@ -12,6 +12,7 @@ import pytest
 
 from gthreadd.daemon import Daemon
 from tests.e2e.daemon_process import metric_samples
+from tests.fake_engine import FakeEngine
 from tests.inprocess_daemon import manifest, serving, start_daemon, until, write
 
 @pytest.fixture
@@ -159,6 +160,28 @@ async def test_metrics_parse_and_count_what_happened(daemon):
     assert samples[("gthread_device_memory_bytes", (("device", "gpu0"), ("kind", "total")))] == 80 * 2**30
     assert samples[("gthread_host_tier_bytes", (("kind", "budget"),))] == daemon.settings.host_tier_bytes
     assert samples[("gthread_queue_depth", (("model", "m"),))] == 0
+
+
+async def test_a_booting_model_exports_starting(tmp_path):
+    """metrics.py once had its own list of states, without "starting": a booting model exported 0
+    on every gthread_model_state series."""
+    gate = asyncio.Event()
+    d = await start_daemon(tmp_path, lambda config: FakeEngine(config, start_gate=gate))
+    try:
+        write(d, "m.yaml", "m")
+        d.reload()
+        await until(lambda: "m" in d.fleet.models and d.fleet.models["m"].ready_condition.reason == "EngineStarting",
+                    "the boot to begin")
+        async with aiohttp.ClientSession() as s:
+            async with s.get(d.base_url + "/metrics") as r:
+                samples = metric_samples(await r.text())
+        states = {labels[1][1]: v for (name, labels), v in samples.items()
+                  if name == "gthread_model_state" and labels[0] == ("model", "m")}
+        assert states == {"pending": 0, "starting": 1, "serving": 0, "waking": 0, "draining": 0, "sleeping": 0,
+                          "failed": 0}
+    finally:
+        gate.set()
+        await d.shutdown()
 
 
 async def test_apply_rejects_a_malformed_request_with_400(daemon):

@@ -142,3 +142,51 @@ async def test_status_reports_the_memory_an_engine_really_holds(tmp_path):
         assert status["servingMemoryPerGPU"] == d.fleet.models["a"].measured_memory[0] != int(0.3 * 2**40)
     finally:
         await d.shutdown()
+
+
+async def test_shutdown_during_a_boot_that_never_ends_is_bounded_by_shutdown_timeout(tmp_path):
+    """scheduling.settle() once waited for boots and conversions with no limit, so systemd's stop
+    timeout ended the daemon with SIGKILL."""
+    gate = asyncio.Event()  # never opened: the boot would last forever
+    d = await start_daemon(tmp_path, lambda config: FakeEngine(config, start_gate=gate), shutdownTimeout="1s")
+    write(d, "m.yaml", "m")
+    d.reload()
+    await until(lambda: "m" in d.fleet.models and d.fleet.models["m"].ready_condition.reason == "EngineStarting",
+                "the boot to begin")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(d.shutdown(), timeout=10)
+    assert loop.time() - started < 3, "shutdownTimeout (1 s) plus the time to stop nothing"
+    assert not d.fleet.models
+
+
+async def test_a_cancelled_conversion_stops_its_thread_and_leaves_no_partial_copy(tmp_path, monkeypatch):
+    """Converting runs in a worker thread, which cancelling the boot cannot interrupt: the
+    conversion stops at its next progress report instead (a thread left running would also hold
+    the interpreter's exit)."""
+    import threading
+
+    from gthreadd.runtime import served_model
+    from gthreadd.runtime.served_model import ServedModel
+    from tests.test_served_model import desired
+
+    reporting, stopped = threading.Event(), threading.Event()
+
+    def endless_convert(checkpoint, store, key, source, dtype, progress):
+        """A test double for converter.convert: reports progress until told to stop."""
+        try:
+            while True:
+                progress(0.5)
+                reporting.set()
+                threading.Event().wait(0.01)
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(served_model, "convert", endless_convert)
+    model = ServedModel(desired(tmp_path, loadFormat="gthread"), FakeEngine, store=tmp_path / "store")
+    boot = asyncio.create_task(model.boot(0, ()))
+    await asyncio.to_thread(reporting.wait, 10)
+    boot.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await boot
+    assert await asyncio.to_thread(stopped.wait, 10), "the conversion thread ended"

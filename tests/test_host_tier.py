@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 from conversion.converter import convert
 from memory.store_format import ChecksumError, Manifest
 from memory.disk_tier import tensors
-from memory.host_segment import map_segment
-from memory.host_tier import HostTier, Segment, choose_victims
+from memory.host_segment import SEGMENT_PREFIX, map_segment
+from memory.host_tier import HostTier, HostTierBusy, Segment, choose_victims
 
 MiB = 2**20
 
@@ -42,7 +42,10 @@ def model(tmp_path: Path, name: str, mib: int) -> Path:
 
 @pytest.fixture
 def tier(tmp_path) -> HostTier:
-    return HostTier(tmp_path / "shm", budget=10 * MiB, clock=FakeClock())
+    tier = HostTier(tmp_path / "shm", budget=10 * MiB, clock=FakeClock())
+    tier.start()
+    yield tier
+    tier.close()
 
 
 def load(tier: HostTier, owner: str, weights: Path, pinned: bool = False):
@@ -54,13 +57,14 @@ def load(tier: HostTier, owner: str, weights: Path, pinned: bool = False):
 
 
 def resident(tier: HostTier) -> set[str]:
-    return {p.name for p in tier.directory.iterdir()}
+    """The models whose segments are in the directory (files of ours other than the lock)."""
+    return {p.name.removeprefix(SEGMENT_PREFIX) for p in tier.directory.glob(f"{SEGMENT_PREFIX}*")}
 
 
 def test_a_staged_segment_holds_the_verified_weights_for_an_engine_to_map(tier, tmp_path):
     weights = model(tmp_path, "a", 2)
     path = tier.stage("a", weights, pinned=False)
-    assert path == tier.directory / "a" and tier.tier("a") == "system" and tier.used == 2 * MiB
+    assert path == tier.directory / "gthread-a" and tier.tier("a") == "system" and tier.used == 2 * MiB
     segment = map_segment(path)
     (name, tensor), = tensors(Manifest.read(weights), segment.buffer)
     assert name == "w" and torch.equal(tensor, torch.full((MiB // 2,), 1.0))
@@ -151,13 +155,34 @@ def test_concurrent_stages_of_one_model_fill_it_once(tier, tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert results == [tier.directory / "a"] * 4 and tier.used == 4 * MiB
+    assert results == [tier.path("a")] * 4 and tier.used == 4 * MiB
 
 
-def test_a_new_daemon_clears_its_predecessors_segments(tmp_path):
-    (tmp_path / "shm").mkdir()
-    (tmp_path / "shm" / "stale").write_bytes(b"x")
-    assert not resident(HostTier(tmp_path / "shm", budget=MiB))
+def test_start_clears_a_dead_daemons_segments_and_nothing_else(tmp_path):
+    """hostTierDir may be /dev/shm itself: the tier once deleted every file in it at start."""
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    for ours in ("gthread-stale", ".gthread-half.fill"):
+        (shm / ours).write_bytes(b"x")
+    (shm / "another-programs-segment").write_bytes(b"theirs")
+    tier = HostTier(shm, budget=MiB)
+    assert (shm / "gthread-stale").exists(), "a constructor has no side effects"
+    tier.start()
+    assert not (shm / "gthread-stale").exists() and not (shm / ".gthread-half.fill").exists()
+    tier.close()
+    assert (shm / "another-programs-segment").read_bytes() == b"theirs"
+
+
+def test_a_second_daemon_on_the_same_directory_stops_instead_of_wiping_the_first(tmp_path):
+    first, second = HostTier(tmp_path / "shm", budget=10 * MiB), HostTier(tmp_path / "shm", budget=10 * MiB)
+    first.start()
+    load(first, "a", model(tmp_path, "a", 1))
+    with pytest.raises(HostTierBusy, match="in use by another gthreadd"):
+        second.start()
+    assert resident(first) == {"a"}, "the first daemon's segment survives"
+    first.close()
+    second.start()
+    second.close()
 
 
 def test_close_frees_everything(tier, tmp_path):

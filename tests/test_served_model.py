@@ -130,12 +130,13 @@ async def test_gthread_weights_are_staged_in_the_host_tier_and_corruption_conver
     src.mkdir()
     save_file({"w": torch.ones(64, 64)}, src / "model.safetensors")
     tier = HostTier(tmp_path / "shm", budget=2**20)
+    tier.start()
     model = ServedModel(desired(src, loadFormat="gthread", staging={"pinned": True}), FakeEngine,
                         store=tmp_path / "store", host_tier=tier)
     await model.boot(0, ())
     config = model.engines[0].config
     assert config.host_tier == str(tmp_path / "shm") and model.staging_tier == "system"
-    assert (tmp_path / "shm" / Path(config.model_path).name).is_file()
+    assert tier.path(Path(config.model_path).name).is_file()
     await model.sleep(0)
     await model.wake(0)
     assert tier.used == 8192, "64x64 in bfloat16"

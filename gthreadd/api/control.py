@@ -22,6 +22,7 @@ from gthreadd.api.routing import RouteError, by_path
 from gthreadd.runtime.scheduling import Rejected
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import engine_state
+from gthreadd.spec.resource import ModelState
 from gthreadd.spec.validate import extra_args_errors
 from scheduler.messages import SleepRequested
 
@@ -111,7 +112,8 @@ async def sleep(request: web.Request) -> web.Response:
         return error_response(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
     scheduling.submit(SleepRequested(model.name))
     deadline = scheduling.now + model.resource.spec.sleep.drain_timeout.total_seconds() + 120
-    while engine_state(model, scheduling.scheduler) in ("serving", "draining") and scheduling.now < deadline:
+    while engine_state(model, scheduling.scheduler) in (ModelState.serving, ModelState.draining) \
+            and scheduling.now < deadline:
         await asyncio.sleep(0.1)
     return _state_reply(request, model)
 

@@ -3,30 +3,30 @@ GPU objects of `gthread get gpus`."""
 
 import socket
 
-from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelStatus, Phase
+from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.byte_size import human_bytes
 from scheduler.fairness import Scheduler
 from scheduler.placement import claim_bytes
 from scheduler.units import CLAIMING, UnitState
 
-# The sidecar state of seeds 002, from the states of a model's units (the first that applies).
+# A model's state from the states of its units (the first that applies).
 _STATES = [
-    ({UnitState.awake}, "serving"),
-    ({UnitState.waking}, "waking"),
-    ({UnitState.draining, UnitState.sleeping}, "draining"),
-    ({UnitState.asleep}, "sleeping"),
-    ({UnitState.booting}, "starting"),
-    ({UnitState.failed}, "failed"),
+    ({UnitState.awake}, ModelState.serving),
+    ({UnitState.waking}, ModelState.waking),
+    ({UnitState.draining, UnitState.sleeping}, ModelState.draining),
+    ({UnitState.asleep}, ModelState.sleeping),
+    ({UnitState.booting}, ModelState.starting),
+    ({UnitState.failed}, ModelState.failed),
 ]
 
 
-def engine_state(model: ServedModel, scheduler: Scheduler) -> str:
+def engine_state(model: ServedModel, scheduler: Scheduler) -> ModelState:
     states = {u.state for u in scheduler.units_of(model.name)}
-    for group, name in _STATES:
+    for group, state in _STATES:
         if states & group:
-            return name
-    return "failed" if model.phase == Phase.failed else "pending"
+            return state
+    return ModelState.failed if model.phase == Phase.failed else ModelState.pending
 
 
 def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dict:

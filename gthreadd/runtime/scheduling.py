@@ -88,9 +88,17 @@ class SchedulerLoop:
             if poller is not None:
                 poller.cancel()
 
-    async def settle(self) -> None:
-        """Wait for engine operations under way (a boot cannot be interrupted)."""
-        await asyncio.gather(*self._unit_ops.values(), return_exceptions=True)
+    async def settle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the engine operations under way (boots, conversions,
+        sleeps, wakes); cancel what is still running then. True when all finished on their own."""
+        running = [task for task in self._unit_ops.values() if not task.done()]
+        if not running:
+            return True
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return not pending
 
     # -- requests --------------------------------------------------------------------------------
     async def admit(self, model: str) -> Ticket:

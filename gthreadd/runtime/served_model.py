@@ -9,6 +9,7 @@ extraArgs, no checkpoint) is a PermanentFailure; anything else is retried with b
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,9 +175,21 @@ class ServedModel:
         self.conversion, self._progress = ConversionStatus(status="Running", progress=0.0), 0.0
         source = {"modelName": self.resource.spec.model_name, "revision": self.resource.spec.revision,
                   "checkpoint": str(checkpoint)}
+        cancelled = threading.Event()
+
+        def progress(done: float) -> None:
+            """Called from the conversion thread (a float store is atomic); raising is how a
+            cancelled conversion (shutdown) stops: the converter removes its partial output."""
+            if cancelled.is_set():
+                raise ConversionError("cancelled")
+            self._progress = done
+
         try:
             path = await asyncio.to_thread(convert, checkpoint, self._store, key, source,
-                                           self.resource.spec.dtype.value, self._set_progress)
+                                           self.resource.spec.dtype.value, progress)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         except ConversionError as exc:
             self.conversion = ConversionStatus(status="Failed")
             self._set_condition("Ready", "False", "ConversionFailed", f"{exc}; retrying")
@@ -185,10 +198,6 @@ class ServedModel:
         self.conversion = ConversionStatus(status="Complete", total_size_bytes=total, progress=1.0)
         log.info("model %s: converted to %s (%d bytes)", self.name, path, total)
         return path
-
-    def _set_progress(self, done: float) -> None:
-        """Called from the conversion thread; a float store is atomic."""
-        self._progress = done
 
     async def _stage(self, weights: Path) -> bool:
         """Whether the weights are resident (and leased)."""

@@ -7,7 +7,7 @@ the deployment guide (seeds 002) adds. Unknown fields are errors, as with
 
 import re
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -242,6 +242,19 @@ class Phase(str, Enum):
     staging = "Staging"
     ready = "Ready"
     failed = "Failed"
+
+
+class ModelState(StrEnum):
+    """What a model's engine is doing (`/<name>/status` "state", seeds 002's sidecar states): the
+    one vocabulary that status, metrics and the CLI use."""
+
+    pending = "pending"
+    starting = "starting"
+    serving = "serving"
+    waking = "waking"
+    draining = "draining"
+    sleeping = "sleeping"
+    failed = "failed"
 
 
 class ModelStatus(_Strict):

@@ -102,6 +102,12 @@ class DaemonProcess:
         except (urllib.error.URLError, ConnectionError):
             return 0, {}
 
+    def staged(self) -> list[Path]:
+        """The host tier's segments (its lock file aside)."""
+        from memory.host_segment import SEGMENT_PREFIX
+
+        return sorted(self.host_tier_dir.glob(f"{SEGMENT_PREFIX}*"))
+
     def get(self, path: str) -> tuple[int, dict]:
         return self.request("GET", path)
 

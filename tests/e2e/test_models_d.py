@@ -16,6 +16,7 @@ import psutil
 import pytest
 from openai import OpenAI
 
+from memory.host_segment import segment_path
 from tests.e2e.daemon_process import HUB_ID, MODEL_TEMPLATE, metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -259,11 +260,11 @@ def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemo
     assert obj["status"]["conversion"]["totalSizeBytes"] % 4096 == 0
     assert list(obj["status"]["distribution"]["stagingTier"].values()) == ["system"]
     (weights,) = (daemon.state_dir / "models").glob("*/weights.gthread")
-    assert (daemon.host_tier_dir / weights.parent.name).stat().st_size == weights.stat().st_size
+    assert segment_path(daemon.host_tier_dir, weights.parent.name).stat().st_size == weights.stat().st_size
     assert "gthread: weights from the host tier" in daemon.log_path.read_text()
 
     (daemon.models_dir / "fast.yaml").unlink()  # frees the host tier's copy: the next load reads the disk
-    daemon.wait_for(lambda: not any(daemon.host_tier_dir.iterdir()), 60, "the host tier to let fast go")
+    daemon.wait_for(lambda: not daemon.staged(), 60, "the host tier to let fast go")
     with open(weights, "r+b") as f:  # flip one byte of the first tensor
         f.seek(100)
         byte = f.read(1)

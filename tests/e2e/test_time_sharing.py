@@ -95,4 +95,4 @@ def test_a_pinned_gthread_model_wakes_from_the_host_tier(shared):
     assert shared.log_path.read_text().count("gthread: weights from the host tier") >= 2, "its boot and a wake"
     distribution = shared.get("/apis/greenthread.ai/v1alpha1/models/beta")[1]["status"]["distribution"]
     assert list(distribution["stagingTier"].values()) == ["system"]
-    assert len(list(shared.host_tier_dir.iterdir())) == 1
+    assert len(shared.staged()) == 1
