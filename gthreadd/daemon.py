@@ -1,11 +1,13 @@
 """The daemon's lifecycle: startup -> serve until a stop signal -> ordered, bounded shutdown.
 
-One task owns reconciliation: it drains a queue of rescan triggers (file events, SIGHUP, timer),
-reads models.d, builds the new desired state and hands it to the fleet whole.
+One task owns reconciliation: it drains the queue of rescan requests (file events, SIGHUP, the
+timer, the control socket, startup), reads models.d, builds the new desired state and hands it to
+the fleet whole.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -26,7 +28,7 @@ from gthreadd.settings import DaemonSettings
 from gthreadd.metrics import Metrics, StateSnapshot
 from gthreadd.api.views import engine_state, summary_line
 from gthreadd.systemd_notify import Notifier
-from gthreadd.spec.watcher import tick, watch_files
+from gthreadd.spec.watcher import RescanRequests, tick, watch_files
 from memory.host_tier import HostTier
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
@@ -63,14 +65,13 @@ class Daemon:
         self._probe_devices = devices is None
         self._engine_factory = engine_factory
         self.host_tier = HostTier(settings.host_tier_dir, settings.host_tier_bytes)
-        self._triggers: asyncio.Queue[str] = asyncio.Queue()
+        self.rescans = RescanRequests()
         self._stop = asyncio.Event()
         self._notify = Notifier()
         self._reload_pending = False
         self._tasks: list[asyncio.Task] = []
         self._runner: Optional[web.AppRunner] = None
         self._control_runner: Optional[web.AppRunner] = None
-        self._rescan_lock = asyncio.Lock()
 
     def _build(self) -> None:
         settings = self.settings
@@ -113,7 +114,7 @@ class Daemon:
     def reload(self) -> None:
         self._notify.reloading()
         self._reload_pending = True
-        self._triggers.put_nowait("SIGHUP")
+        self.rescans.request("SIGHUP")
 
     def _snapshot(self) -> StateSnapshot:
         scheduler = self.scheduling.scheduler
@@ -144,7 +145,7 @@ class Daemon:
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
         control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics)
-        add_control_routes(control_app, Control(s.models_dir, self._rescan_now), API_PREFIX)
+        add_control_routes(control_app, Control(s.models_dir, functools.partial(self.rescans.request_and_wait, "control socket")), API_PREFIX)
         self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None,
                                              shutdown_timeout=grace)
         await self._control_runner.setup()
@@ -152,16 +153,16 @@ class Daemon:
         log.info("serving on %s%s, models from %s, administration on %s", self.base_url,
                  f" ({len(keys)} API key{'s' if len(keys) != 1 else ''})" if keys else "", s.models_dir,
                  s.socket_path)
-        self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler")]
-        await self._rescan("startup")
+        self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler"),
+                       asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+        await self.rescans.request_and_wait("startup")
         mark_ready(app)
         mark_ready(control_app)
         self._notify.ready(self.summary())
         self._tasks += [
             asyncio.create_task(self._systemd_loop(), name="systemd-notify"),
-            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
-            asyncio.create_task(watch_files(s.models_dir, self._triggers, self._stop), name="watch"),
-            asyncio.create_task(tick(s.rescan_interval.total_seconds(), self._triggers), name="rescan-timer"),
+            asyncio.create_task(watch_files(s.models_dir, self.rescans, self._stop), name="watch"),
+            asyncio.create_task(tick(s.rescan_interval.total_seconds(), self.rescans), name="rescan-timer"),
         ]
 
     async def _bind_control_socket(self, path: Path) -> None:
@@ -204,14 +205,22 @@ class Daemon:
         os._exit(1)
 
     async def _reconcile_loop(self) -> None:
+        """The only place that reconciles: one rescan at a time, so a scan that began before a
+        write is never applied after a later one."""
         while True:
-            reason = await self._triggers.get()
-            while not self._triggers.empty():
-                self._triggers.get_nowait()
+            reasons, waiters = await self.rescans.take()
             try:
-                await self._rescan(reason)
-            except Exception:
-                log.exception("reconcile failed (%s); the current models stay as they are", reason)
+                log.debug("rescanning %s (%s)", self.settings.models_dir, "; ".join(reasons))
+                files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
+                self.fleet.apply(build_desired(files, self.fleet.desired))
+            except Exception as exc:
+                log.exception("reconcile failed (%s); the current models stay as they are", "; ".join(reasons))
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
             if self._reload_pending:
                 self._reload_pending = False
                 self._notify.ready(self.summary())
@@ -230,13 +239,3 @@ class Daemon:
                 self._notify.status(line)
                 last = line
             await asyncio.sleep(period)
-
-    async def _rescan(self, reason: str) -> None:
-        """One at a time: a scan that began before a write must not be applied after a later one."""
-        async with self._rescan_lock:
-            log.debug("rescanning %s (%s)", self.settings.models_dir, reason)
-            files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
-            self.fleet.apply(build_desired(files, self.fleet.desired))
-
-    async def _rescan_now(self) -> None:
-        await self._rescan("control socket")
