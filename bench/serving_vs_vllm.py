@@ -32,6 +32,8 @@ from typing import Callable, Iterator
 
 import aiohttp
 
+from gthreadd.spec.resource import model_yaml
+
 MODEL = "smollm2"
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent  # the venv's bin: gthreadd and the python with vLLM
@@ -42,17 +44,10 @@ MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse 
 # Both servers get this environment: the checkpoint is local, and nothing should phone home.
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
-MODEL_YAML = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {checkpoint}
-  dtype: bfloat16
-  gpuMemoryUtilization: "{utilization}"
-  extraArgs: ["--max-model-len", "4096"]
-"""
+def model_file(name: str, checkpoint: Path, utilization: str = "0.20", more: str = "") -> str:
+    """The benchmarks' Model: the `vllm serve` flags below as a spec, plus `more` spec lines."""
+    return model_yaml(name, checkpoint, f'  dtype: bfloat16\n  gpuMemoryUtilization: "{utilization}"\n'
+                      f'  extraArgs: ["--max-model-len", "4096"]\n{more}')
 
 
 class ServerError(RuntimeError):
@@ -194,7 +189,7 @@ def bench_gthreadd(args: argparse.Namespace, workdir: Path) -> Result:
     base_url = f"http://{HOST}:{port}"
     models_dir, state_dir, log_path = workdir / "models.d", workdir / "gthreadd-state", workdir / "gthreadd.log"
     models_dir.mkdir()
-    (models_dir / f"{MODEL}.yaml").write_text(MODEL_YAML.format(name=MODEL, checkpoint=args.checkpoint, utilization="0.20"))
+    (models_dir / f"{MODEL}.yaml").write_text(model_file(MODEL, args.checkpoint))
     argv = [str(BIN / "gthreadd"), "--models-dir", str(models_dir), "--state-dir", str(state_dir),
             "--listen", f"{HOST}:{port}"]
     with running("gthreadd", argv, log_path, gthreadd_ready(base_url, log_path)):

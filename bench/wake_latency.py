@@ -31,13 +31,10 @@ from pathlib import Path
 import aiohttp
 
 from serving_vs_vllm import BIN, HOST, ensure_port_free, get_json, gthreadd_ready, running
-from serving_vs_vllm import MODEL_YAML as SERVED_MODEL_YAML
+from serving_vs_vllm import model_file
 
 # The serving benchmark's Model, put to sleep after 3 idle seconds and free to preempt.
-MODEL_YAML = SERVED_MODEL_YAML + """\
-  sleep: {{idleTimeout: 3s}}
-  fairness: {{minRuntime: 0s, maxWaitTime: 0s}}
-{more}"""
+SLEEPY = "  sleep: {idleTimeout: 3s}\n  fairness: {minRuntime: 0s, maxWaitTime: 0s}\n"
 TIERED = "  loadFormat: gthread\n  staging: {pinned: true}\n"
 WEIGHT_LINES = {"warm": r"Loading weights took ([\d.]+) seconds", "tiered": r"filled the model with \d+ bytes in ([\d.]+)"}
 WOKE_LINE = r"(\w+) woke: (.*)"
@@ -101,10 +98,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
     base_url = f"http://{HOST}:{args.port}"
     models_dir = workdir / "models.d"
     models_dir.mkdir()
-    (models_dir / "warm.yaml").write_text(MODEL_YAML.format(name="warm", checkpoint=args.checkpoint,
-                                                            utilization=args.utilization, more=""))
-    (models_dir / "tiered.yaml").write_text(MODEL_YAML.format(name="tiered", checkpoint=args.checkpoint,
-                                                              utilization=args.utilization, more=TIERED))
+    (models_dir / "warm.yaml").write_text(model_file("warm", args.checkpoint, args.utilization, SLEEPY))
+    (models_dir / "tiered.yaml").write_text(model_file("tiered", args.checkpoint, args.utilization, SLEEPY + TIERED))
     argv = [str(BIN / "gthreadd"), "--models-dir", str(models_dir), "--state-dir", str(workdir / "state"),
             "--listen", f"{HOST}:{args.port}", "--host-tier-dir", str(args.host_tier_dir / "wake_latency")]
     log = workdir / "gthreadd.log"
@@ -122,8 +117,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
         if not args.skip_cold:
             wait_state(base_url, "warm", "sleeping")
             written = time.monotonic()
-            (models_dir / "cold.yaml").write_text(MODEL_YAML.format(name="cold", checkpoint=args.checkpoint,
-                                                                    utilization=args.utilization, more=""))
+            (models_dir / "cold.yaml").write_text(model_file("cold", args.checkpoint, args.utilization, SLEEPY))
             while get_json(f"{base_url}/cold/status")[0] != 200:  # the daemon has read the file
                 time.sleep(0.05)
             sent = time.monotonic()

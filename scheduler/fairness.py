@@ -65,8 +65,10 @@ class Scheduler:
 
     # -- the decision ----------------------------------------------------------------------------
     def decide(self, event: Event, now: float) -> list[Action]:
-        handler = getattr(self, f"_on_{type(event).__name__}")
-        actions: list[Action] = handler(event, now)
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            raise TypeError(f"the scheduler has no rule for {event!r}")
+        actions: list[Action] = handler(self, event, now)
         return actions + self._schedule(now)
 
     def _on_ModelUpserted(self, e: ModelUpserted, now: float) -> list[Action]:
@@ -351,3 +353,19 @@ class Scheduler:
         if popular:
             return "popular models hold " + ", ".join(str(u.id) for u in popular)
         return "other models hold the memory"
+
+
+_HANDLERS = {
+    ModelUpserted: Scheduler._on_ModelUpserted,
+    ModelRemoved: Scheduler._on_ModelRemoved,
+    RequestArrived: Scheduler._on_RequestArrived,
+    RequestLeft: Scheduler._on_RequestLeft,
+    RequestFinished: Scheduler._on_RequestFinished,
+    EngineAwake: Scheduler._on_EngineAwake,
+    EngineAsleep: Scheduler._on_EngineAsleep,
+    EngineFailed: Scheduler._on_EngineFailed,
+    TimerFired: Scheduler._on_TimerFired,
+    DeviceMemoryRead: Scheduler._on_DeviceMemoryRead,
+    SleepRequested: Scheduler._on_SleepRequested,
+}
+"""Event type -> its rule: every event of scheduler/messages.py, and nothing found by name."""

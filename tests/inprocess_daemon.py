@@ -7,19 +7,11 @@ from pathlib import Path
 from gthreadd.daemon import Daemon
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
+from gthreadd.spec.resource import model_yaml
 from scheduler.inventory import Device
 from tests.e2e.daemon_process import free_port
 from tests.fake_engine import FakeEngine
 
-MODEL = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {path}
-  gpuMemoryUtilization: "0.3"
-{extra}"""
 
 
 async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine,
@@ -39,7 +31,7 @@ async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngin
 
 
 def manifest(d: Daemon, name: str, extra: str = "") -> str:
-    return MODEL.format(name=name, path=d.settings.state_dir.parent / "ckpt", extra=extra)
+    return model_yaml(name, d.settings.state_dir.parent / "ckpt", '  gpuMemoryUtilization: "0.3"\n' + extra)
 
 
 def write(d: Daemon, file: str, name: str, extra: str = "") -> None:

@@ -2,19 +2,10 @@
 
 from gthreadd.spec.desired import DesiredState, build_desired, scan_directory
 from gthreadd.spec.manifests import parse_text
-
-MODEL = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {upstream}
-"""
-
+from gthreadd.spec.resource import model_yaml
 
 def doc(name, upstream="org/model"):
-    return MODEL.format(name=name, upstream=upstream)
+    return model_yaml(name, upstream)
 
 
 def state(files: dict[str, str], previous=DesiredState()):

@@ -1,5 +1,7 @@
 """Each scheduling rule, driven with a fake clock through SimulatedHost (tests/scheduler_sim.py)."""
 
+import pytest
+
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
@@ -273,3 +275,9 @@ def test_a_failed_first_boot_is_retried_without_waiting_for_a_request():
     h.feed(EngineFailed(UnitId("a", 0), "checksum mismatch"))
     h.run_until(5)
     assert state(h, "a") == UnitState.awake
+
+
+def test_an_event_without_a_rule_is_an_error():
+    """The core once found its rule by building a method name from the event's class name."""
+    with pytest.raises(TypeError, match="no rule for"):
+        Scheduler(gpus(), SchedulerConfig()).decide(object(), 0.0)

@@ -14,14 +14,25 @@ from scheduler.units import Policy, UnitId, UnitState
 GIB = 2**30
 
 
+class StubEngine:
+    """Test double for an engine, as supervision sees one: running until it dies."""
+
+    running = True
+
+
 class RecordingOps:
     """Test double for UnitOps: engine operations succeed at once and are recorded."""
 
     def __init__(self):
         self.calls: list[tuple[str, UnitId]] = []
+        self.engines: dict[UnitId, StubEngine] = {}
+
+    def engine(self, unit):
+        return self.engines.get(unit)
 
     async def boot(self, unit, devices):
         self.calls.append(("boot", unit))
+        self.engines[unit] = StubEngine()
 
     async def wake(self, unit):
         self.calls.append(("wake", unit))
@@ -78,3 +89,28 @@ async def test_a_boot_waits_for_memory_that_others_hold():
     assert ("boot", unit) not in ops.calls
     assert loop.scheduler.foreign[0] == 70 * GIB
     runner.cancel()
+
+
+async def test_an_engine_that_dies_is_found_by_supervision_without_a_request():
+    """Engine health once was diagnosed by the HTTP layer, on the next request's 500."""
+    loop, ops = loop_with(None, retry_base=0.01)
+    loop.supervise_s = 0.01
+    runner = asyncio.create_task(loop.run())
+    try:
+        loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
+        unit = UnitId("a", 0)
+        await until(lambda: unit in loop.scheduler.units and loop.scheduler.units[unit].state == UnitState.awake)
+        ops.engines[unit].running = False  # its EngineCore died
+        await until(lambda: loop.scheduler.units[unit].state == UnitState.failed)
+        assert loop.scheduler.units[unit].reason == "the vLLM engine process exited"
+        ticket = await asyncio.wait_for(loop.admit("a"), 5)
+        assert ops.calls.count(("boot", unit)) == 2, "the next request boots a new engine"
+        loop.finished(ticket)
+    finally:
+        runner.cancel()
+
+
+def test_an_action_the_effects_layer_cannot_carry_out_is_an_error():
+    loop, _ = loop_with(None)
+    with pytest.raises(TypeError, match="no way to carry out"):
+        loop._perform(object())

@@ -30,21 +30,9 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving_vs_vllm import BIN, HOST, ensure_port_free, gthreadd_ready, running  # noqa: E402
+from serving_vs_vllm import BIN, HOST, ensure_port_free, gthreadd_ready, model_file, running  # noqa: E402
 
-MODEL_YAML = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {checkpoint}
-  dtype: bfloat16
-  gpuMemoryUtilization: "0.55"
-  extraArgs: ["--max-model-len", "4096"]
-  sleep: {{idleTimeout: 60s}}
-  fairness: {{minRuntime: 1s, maxWaitTime: 2s}}
-{more}"""
+SHARING = "  sleep: {idleTimeout: 60s}\n  fairness: {minRuntime: 1s, maxWaitTime: 2s}\n"
 TIERED = "  loadFormat: gthread\n  staging: {pinned: true}\n"
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CLAIMED = re.compile(r'gthread_device_memory_bytes\{device="gpu0",kind="claimed"\} ([0-9.e+]+)')
@@ -135,8 +123,8 @@ def main() -> None:
         models_dir = workdir / "models.d"
         models_dir.mkdir()
         checkpoint = args.checkpoint.resolve()
-        (models_dir / "alpha.yaml").write_text(MODEL_YAML.format(name="alpha", checkpoint=checkpoint, more=""))
-        (models_dir / "beta.yaml").write_text(MODEL_YAML.format(name="beta", checkpoint=checkpoint, more=TIERED))
+        (models_dir / "alpha.yaml").write_text(model_file("alpha", checkpoint, "0.55", SHARING))
+        (models_dir / "beta.yaml").write_text(model_file("beta", checkpoint, "0.55", SHARING + TIERED))
         argv = [str(BIN / "gthreadd"), "--models-dir", str(models_dir), "--state-dir", str(workdir / "state"),
                 "--listen", f"{HOST}:{args.port}", "--host-tier-dir", str(args.host_tier_dir / "shared_gpu")]
         log = workdir / "gthreadd.log"

@@ -16,9 +16,8 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.results import openai_error
-from gthreadd.api.http import FLEET, SCHEDULING, error_response
+from gthreadd.api.http import FLEET, SCHEDULING, error_response, path_model
 from gthreadd.spec.manifests import is_manifest, parse_text
-from gthreadd.api.routing import RouteError, by_path
 from gthreadd.runtime.scheduling import Rejected
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import engine_state
@@ -104,10 +103,7 @@ def _state_reply(request: web.Request, model: ServedModel) -> web.Response:
 
 async def sleep(request: web.Request) -> web.Response:
     scheduling = request.app[SCHEDULING]
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     if model.resource.spec.fairness.popular:
         return error_response(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
     scheduling.submit(SleepRequested(model.name))
@@ -121,11 +117,9 @@ async def sleep(request: web.Request) -> web.Response:
 async def wake(request: web.Request) -> web.Response:
     """Wake the model as a request would (queueing and fairness included), without a request."""
     scheduling = request.app[SCHEDULING]
+    model = path_model(request)
     try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
         ticket = await scheduling.admit(model.name)
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
     except Rejected as exc:
         return error_response(exc.status, exc.reason)
     scheduling.finished(ticket)

@@ -28,7 +28,6 @@ from gthreadd.api.routing import RouteError, by_body, by_path
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import gpu_objects, model_object, sidecar_status
-from scheduler.messages import EngineFailed
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,25 @@ def bearer_auth(api_keys: tuple[str, ...]):
     return middleware
 
 
+@web.middleware
+async def routing_errors(request: web.Request, handler):
+    """A request for a Model this host does not have (or a /v1 body that names none) is answered
+    here, for every route, with the router's status and message."""
+    try:
+        return await handler(request)
+    except RouteError as exc:
+        return error_response(exc.status, exc.message, exc.param)
+
+
+def path_model(request: web.Request) -> ServedModel:
+    """The Model named by the route's {name}; raises RouteError (answered by routing_errors)."""
+    return by_path(request.app[FLEET].models, request.match_info["name"])
+
+
 def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics,
                api_keys: tuple[str, ...] = ()) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024,
-                          middlewares=[request_context] + ([bearer_auth(api_keys)] if api_keys else []))
+    middlewares = [request_context] + ([bearer_auth(api_keys)] if api_keys else []) + [routing_errors]
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=middlewares)
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -142,10 +156,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_model_events(request: web.Request) -> web.Response:
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     return web.json_response({"kind": "EventList", "items": model.events.to_json()})
 
 
@@ -161,26 +172,17 @@ async def get_model_objects(request: web.Request) -> web.Response:
 
 
 async def get_model_object(request: web.Request) -> web.Response:
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     return web.json_response(model_object(model, request.app[SCHEDULING].scheduler, request.app[BASE_URL]))
 
 
 async def model_status(request: web.Request) -> web.Response:
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     return web.json_response(sidecar_status(model, request.app[SCHEDULING].scheduler))
 
 
 async def model_models(request: web.Request) -> web.StreamResponse:
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     engine = next(iter(model.engines.values()), None)
     if engine is None:
         return error_response(503, f"model {model.name} has not started yet ({model.ready_condition.message})",
@@ -192,10 +194,7 @@ async def infer_by_path(request: web.Request) -> web.StreamResponse:
     body = await _read_body(request)
     if isinstance(body, web.Response):
         return body
-    try:
-        model = by_path(request.app[FLEET].models, request.match_info["name"])
-    except RouteError as exc:
-        return error_response(exc.status, exc.message)
+    model = path_model(request)
     body.setdefault("model", served_names(model.resource)[0])
     return await _infer(request, model, body)
 
@@ -204,10 +203,7 @@ async def infer_by_body(request: web.Request) -> web.StreamResponse:
     body = await _read_body(request)
     if isinstance(body, web.Response):
         return body
-    try:
-        model = by_body(request.app[FLEET].models, body)
-    except RouteError as exc:
-        return error_response(exc.status, exc.message, exc.param)
+    model = by_body(request.app[FLEET].models, body)
     return await _infer(request, model, body)
 
 
@@ -257,13 +253,11 @@ async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.St
         return error_response(exc.status, exc.reason, headers=headers)
     response: Optional[web.StreamResponse] = None
     try:
-        engine = model.engines.get(ticket.unit.replica)
+        engine = request.app[FLEET].engine(ticket.unit)
         if engine is None:
             return error_response(503, f"model {model.name} stopped while the request was admitted")
         result = await getattr(engine, method)(body)
         if isinstance(result, JsonResult):
-            if result.status >= 500 and not engine.running:
-                scheduling.submit(EngineFailed(ticket.unit, "the vLLM engine process exited"))
             return _json(result)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)

@@ -19,7 +19,7 @@ class RouteError(Exception):
 def by_path(models: Mapping[str, ServedModel], name: str) -> ServedModel:
     model = models.get(name)
     if model is None:
-        raise RouteError(404, f"no Model named {name!r} on this host")
+        raise RouteError(404, f"no Model named {name!r} on this host", param=None)
     return model
 
 

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from engine.interface import Engine
+
 from gthreadd.spec.desired import DesiredState
 from gthreadd.runtime.devices import memory_held
 from gthreadd.metrics import Metrics
@@ -69,6 +71,11 @@ class Fleet:
             policy = replace(policy, unschedulable_reason=invalid)
         model.note_waiting(policy.unschedulable_reason)
         self._submit(ModelUpserted(model.name, policy, model.resource.spec.replicas, model.generation))
+
+    def engine(self, unit: UnitId) -> Optional[Engine]:
+        """The unit's engine, where requests and supervision find it; None when it has none."""
+        model = self.models.get(unit.model) or self._retired.get(unit.model)
+        return model.engines.get(unit.replica) if model is not None else None
 
     def _model(self, unit: UnitId) -> ServedModel:
         return self.models.get(unit.model) or self._retired[unit.model]

@@ -19,7 +19,8 @@ from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event,
     Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
 )
-from scheduler.units import UnitId
+from engine.interface import Engine
+from scheduler.units import UnitId, UnitState
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ class PermanentFailure(Exception):
 
 
 class UnitOps(Protocol):
+    """The engines' registry and operations (runtime/fleet.py)."""
+
+    def engine(self, unit: UnitId) -> Optional[Engine]: ...
+
     async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None: ...
 
     async def wake(self, unit: UnitId) -> None: ...
@@ -64,11 +69,15 @@ class SchedulerLoop:
     free_bytes: Callable[[int], Optional[int]] = lambda index: None
     """The driver's free memory of a device (NVML), None where there is none to ask."""
     memory_poll_s: float = 5.0
+    supervise_s: float = 1.0
+    """How often engines are checked for a death (an EngineCore process that exited)."""
     _waiters: dict[str, asyncio.Future] = field(default_factory=dict)
     _tickets: dict[UnitId, set[Ticket]] = field(default_factory=dict)
     _timers: dict[tuple, asyncio.TimerHandle] = field(default_factory=dict)
     _unit_ops: dict[UnitId, asyncio.Task] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
+    _dead: set[UnitId] = field(default_factory=set)
+    """Units whose engine death is reported; cleared when an operation on the unit begins."""
 
     @property
     def now(self) -> float:
@@ -78,15 +87,17 @@ class SchedulerLoop:
         self.events.put_nowait(event)
 
     async def run(self) -> None:
-        poller = asyncio.create_task(self._poll_memory()) if self.free_bytes(0) is not None else None
+        helpers = [asyncio.create_task(self._supervise(), name="supervise-engines")]
+        if self.free_bytes(0) is not None:
+            helpers.append(asyncio.create_task(self._poll_memory(), name="poll-device-memory"))
         try:
             while True:
                 event = await self.events.get()
                 for action in self.scheduler.decide(event, self.now):
                     self._perform(action)
         finally:
-            if poller is not None:
-                poller.cancel()
+            for helper in helpers:
+                helper.cancel()
 
     async def settle(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the engine operations under way (boots, conversions,
@@ -159,6 +170,8 @@ class SchedulerLoop:
         elif isinstance(action, Stop):
             log.info("scheduler: stop %s", action.unit)
             self._chain(action.unit, self.ops.stop(action.unit), None)
+        else:
+            raise TypeError(f"the effects layer has no way to carry out {action!r}")
 
     def _resolve(self, request_id: str, result=None, error: Optional[Exception] = None) -> None:
         waiter = self._waiters.get(request_id)
@@ -197,6 +210,7 @@ class SchedulerLoop:
         async def run() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
+            self._dead.discard(unit)
             try:
                 await operation
             except PermanentFailure as exc:
@@ -210,6 +224,21 @@ class SchedulerLoop:
                 self.submit(success)
 
         self._unit_ops[unit] = asyncio.create_task(run(), name=f"unit:{unit}")
+
+    async def _supervise(self) -> None:
+        """Engine health is watched here, not where requests happen to notice it: an awake or
+        asleep unit whose engine stopped running (its EngineCore died) is reported failed, and
+        the core retries it with backoff."""
+        while True:
+            await asyncio.sleep(self.supervise_s)
+            for unit in list(self.scheduler.units.values()):
+                if unit.state not in (UnitState.awake, UnitState.asleep) or unit.id in self._dead:
+                    continue
+                engine = self.ops.engine(unit.id)
+                if engine is not None and not engine.running:
+                    log.error("scheduler: the engine of %s is dead", unit.id)
+                    self._dead.add(unit.id)
+                    self.submit(EngineFailed(unit.id, "the vLLM engine process exited"))
 
     async def _poll_memory(self) -> None:
         while True:

@@ -17,13 +17,13 @@ from typing import Optional
 
 from conversion.converter import ConversionError, convert
 from conversion.resolve import SourceError, resolve_source
-from engine.args import EngineArgsError, build_args
+from engine.args import EngineArgsError
 from engine.config import EngineConfig
 from engine.interface import Engine, EngineStartError
 from gthreadd.spec.conversion_key import conversion_key
 from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
 from gthreadd.spec.desired import DesiredModel
-from gthreadd.spec.engine_config import engine_config_for, needs_restart
+from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart
 from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.spec.manifests import ManifestError
 from gthreadd.runtime.model_events import EventLog
@@ -89,13 +89,11 @@ class ServedModel:
     def check_engine_args(self) -> str:
         """Run extraArgs through vLLM's parser now, not when a device frees up: a model that can
         never start fails at once, with the parser's message. Returns the reason, or ""."""
-        try:
-            build_args(engine_config_for(self.resource, Path("/unresolved")))
-        except EngineArgsError as exc:
-            if self.phase != Phase.failed:
-                self._failed("InvalidExtraArgs", str(exc))
-            return f"InvalidExtraArgs: {exc}"
-        return ""
+        if not (why := extra_args_error(self.resource)):
+            return ""
+        if self.phase != Phase.failed:
+            self._failed("InvalidExtraArgs", why)
+        return f"InvalidExtraArgs: {why}"
 
     def set_config_errors(self, errors: tuple[ManifestError, ...]) -> None:
         if errors:

@@ -52,3 +52,16 @@ def needs_restart(old: ModelResource, new: ModelResource) -> bool:
         or a.tensor_parallel != b.tensor_parallel
         or a.pipeline_parallel != b.pipeline_parallel
     )
+
+
+def extra_args_error(resource: ModelResource) -> str:
+    """Why vLLM's own serve parser rejects the Model's extraArgs (or the flags they fight), "" when
+    it accepts them: checked at validation and when the Model is applied, not when a device frees
+    up. Imports vLLM, which takes seconds the first time."""
+    from engine.args import EngineArgsError, build_args
+
+    try:
+        build_args(engine_config_for(resource, Path("/unresolved")))
+    except EngineArgsError as exc:
+        return str(exc)
+    return ""

@@ -20,6 +20,12 @@ KIND = "Model"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def model_yaml(name: str, model_name: object, spec: str = "") -> str:
+    """A Model file's text, as tests, benchmarks and examples write one: `spec` is more of the spec
+    as YAML lines indented by two spaces."""
+    return f"apiVersion: {API_VERSION}\nkind: {KIND}\nmetadata:\n  name: {name}\nspec:\n  modelName: {model_name}\n{spec}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 

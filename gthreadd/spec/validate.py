@@ -1,5 +1,6 @@
 """Check Model files without a daemon (`gthread validate`, `gthreadd --check`), like `nginx -t`."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,20 +25,12 @@ def validate_paths(paths: list[str], quiet: bool = False) -> int:
 
 
 def extra_args_errors(parsed: ParsedFile) -> list[ManifestError]:
-    """extraArgs through vLLM's own parser, when vLLM is installed (importing it takes seconds)."""
+    """extraArgs through vLLM's own parser, when vLLM is installed."""
     desired = build_desired([parsed], DesiredState())
     with_args = [m for m in desired.models.values() if m.resource.spec.extra_args]
-    if not with_args:
+    if not with_args or importlib.util.find_spec("vllm") is None:
         return []
-    try:
-        from engine.args import EngineArgsError, build_args
-        from gthreadd.spec.engine_config import engine_config_for
-    except ImportError:
-        return []
-    errors = []
-    for m in with_args:
-        try:
-            build_args(engine_config_for(m.resource, Path("/nonexistent")))
-        except EngineArgsError as exc:
-            errors.append(ManifestError(m.source, str(exc), field=f"{m.resource.metadata.name}: spec.extraArgs"))
-    return errors
+    from gthreadd.spec.engine_config import extra_args_error
+
+    return [ManifestError(m.source, why, field=f"{m.resource.metadata.name}: spec.extraArgs")
+            for m in with_args if (why := extra_args_error(m.resource))]

@@ -12,19 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from gthreadd.spec.resource import model_yaml
+
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The repo id under which the e2e tests' offline Hugging Face cache holds the demo checkpoint."""
 
-MODEL_TEMPLATE = """\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  modelName: {checkpoint}
-  gpuMemoryUtilization: "0.20"
-  extraArgs: [{extra}]
-{more}"""
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -81,10 +73,11 @@ class DaemonProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def write_model(self, file: str, name: str, *extra: str, model_name: str | None = None, more: str = "") -> None:
-        text = MODEL_TEMPLATE.format(name=name, checkpoint=model_name or self.checkpoint,
-                                     extra=", ".join(json.dumps(a) for a in extra), more=more)
-        self.write_file(file, text)
+    def write_model(self, file: str, name: str, *extra: str, model_name: str | None = None, more: str = "",
+                    utilization: str = "0.20") -> None:
+        """A Model on the demo checkpoint (or `model_name`) with these extraArgs and `more` spec lines."""
+        spec = f'  gpuMemoryUtilization: "{utilization}"\n  extraArgs: [{", ".join(json.dumps(a) for a in extra)}]\n'
+        self.write_file(file, model_yaml(name, model_name or self.checkpoint, spec + more))
 
     def write_file(self, file: str, text: str) -> None:
         tmp = self.models_dir / f".{file}.tmp"

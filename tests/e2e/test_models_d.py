@@ -17,7 +17,8 @@ import pytest
 from openai import OpenAI
 
 from memory.host_segment import segment_path
-from tests.e2e.daemon_process import HUB_ID, MODEL_TEMPLATE, metric_samples
+from gthreadd.spec.resource import model_yaml
+from tests.e2e.daemon_process import HUB_ID, metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -228,17 +229,8 @@ def test_delete_stops_the_engine_and_frees_its_memory(daemon):
 
 
 def test_embedding_model_serves_embeddings_only(daemon, embedding_checkpoint):
-    daemon.write_file("minilm.yaml", f"""\
-apiVersion: greenthread.ai/v1alpha1
-kind: Model
-metadata:
-  name: minilm
-spec:
-  modelName: file://{embedding_checkpoint}
-  modelType: embedding
-  dtype: float32
-  gpuMemoryUtilization: "0.10"
-""")
+    daemon.write_file("minilm.yaml", model_yaml("minilm", f"file://{embedding_checkpoint}",
+                                                "  modelType: embedding\n  dtype: float32\n  gpuMemoryUtilization: \"0.10\"\n"))
     daemon.wait_state("minilm", "serving")
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
     result = client.embeddings.create(model="minilm", input=["Paris is the capital of France.", "Bonjour"])
@@ -283,8 +275,7 @@ def test_load_format_gthread_gives_the_same_answer_and_survives_corruption(daemo
 def test_an_engine_that_fails_to_start_reports_its_root_cause(daemon):
     """0.01 of the CPU device is less than the weights: vLLM's worker fails in its own process, and
     the reason reaches the Model's condition instead of "see root cause above"."""
-    daemon.write_file("starved.yaml", MODEL_TEMPLATE.format(name="starved", checkpoint=daemon.checkpoint, extra="",
-                                                             more="").replace('"0.20"', '"0.01"'))
+    daemon.write_model("starved.yaml", "starved", utilization="0.01")
 
     def ready() -> dict:
         status = daemon.get("/apis/greenthread.ai/v1alpha1/models/starved")[1].get("status", {})
