@@ -7,7 +7,7 @@ from pathlib import Path
 from gthreadd.cli.table import render
 from gthreadd.spec.byte_size import human_bytes
 
-SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.yaml"))
+SEEDS = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "seeds").glob("*.yaml"))
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

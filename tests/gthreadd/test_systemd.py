@@ -18,7 +18,7 @@ from gthreadd.settings import DaemonSettings
 from gthreadd.systemd_notify import Notifier
 from tests.inprocess_daemon import start_daemon
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ async def test_a_cancelled_conversion_stops_its_thread_and_leaves_no_partial_cop
 
     from gthreadd.runtime import served_model
     from gthreadd.runtime.served_model import ServedModel
-    from tests.test_served_model import desired
+    from tests.gthreadd.runtime.test_served_model import desired
 
     reporting, stopped = threading.Event(), threading.Event()
 

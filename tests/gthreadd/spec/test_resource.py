@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from gthreadd.spec.manifests import load_file
 from gthreadd.spec.resource import Endpoint, ModelResource
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "fixtures" / "seeds"
 
 
 def model(**spec) -> ModelResource:
