@@ -23,7 +23,6 @@ from tests.e2e.daemon_process import HUB_ID, metric_samples
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-BASELINE: dict[str, set[int]] = {}  # the engine processes of the demo model alone
 
 
 def ask(client: OpenAI, model: str, stream: bool = False) -> str:
@@ -49,12 +48,30 @@ def engine_pids(daemon) -> set[int]:
     return {p.pid for p in engine_processes(daemon)}
 
 
+@pytest.fixture(scope="module")
+def demo_pids(daemon) -> set[int]:
+    """The engine processes of the demo model alone (asked for before any other model exists)."""
+    daemon.wait_state("smollm2", "serving")
+    pids = engine_pids(daemon)
+    assert pids, "the engine runs in processes of its own"
+    return pids
+
+
+@pytest.fixture
+def second(daemon) -> str:
+    """A second Model, named by a Hugging Face repo id resolved from the offline cache, serving."""
+    if not (daemon.models_dir / "second.yaml").exists():
+        daemon.write_model("second.yaml", "second", "--max-model-len", "2048", model_name=HUB_ID)
+    daemon.wait_state("second", "serving")
+    return "second"
+
+
 def gthread(daemon, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--server", daemon.url, *args],
                           capture_output=True, text=True, timeout=60)
 
 
-def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon):
+def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon, demo_pids):
     status = daemon.wait_state("smollm2", "serving")
     assert status == {"model": "smollm2", "state": "serving", "bootReady": True, "phase": "Ready",
                       "queue": {"inFlight": 0, "queued": 0, "barriered": False}}
@@ -64,8 +81,6 @@ def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon):
     completion = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused").completions.create(
         model="smollm2", prompt="The capital of France is", max_tokens=5, temperature=0)
     assert completion.choices[0].text
-    BASELINE["pids"] = engine_pids(daemon)
-    assert BASELINE["pids"], "the engine runs in processes of its own"
 
 
 def test_model_listings(daemon):
@@ -113,8 +128,10 @@ def test_gthread_get_models(daemon):
     assert missing.returncode == 1 and "no Model named 'nope'" in missing.stderr
 
 
-def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemon):
+def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemon, demo_pids):
     """The second Model names a Hugging Face repo id, resolved from the (offline) HF cache."""
+    (daemon.models_dir / "second.yaml").unlink(missing_ok=True)
+    daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "no second Model yet")
     daemon.write_model("second.yaml", "second", "--max-model-len", "2048", model_name=HUB_ID)
     daemon.wait_state("second", "starting", timeout=60)
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
@@ -134,7 +151,7 @@ def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemo
     assert sorted(listed) == sorted([HUB_ID, "smollm2"])
 
 
-def test_invalid_extra_args_fail_that_model_only(daemon):
+def test_invalid_extra_args_fail_that_model_only(daemon, second):
     daemon.write_model("broken-args.yaml", "broken-args", "--no-such-flag")
     status = daemon.wait_phase("broken-args", "Failed", timeout=60)
     assert status["reason"] == "InvalidExtraArgs" and "unrecognized arguments: --no-such-flag" in status["message"]
@@ -145,7 +162,7 @@ def test_invalid_extra_args_fail_that_model_only(daemon):
     daemon.wait_for(lambda: daemon.get("/broken-args/status")[0] == 404, 60, "broken-args to be removed")
 
 
-def test_broken_file_keeps_the_last_good_version_serving(daemon):
+def test_broken_file_keeps_the_last_good_version_serving(daemon, second):
     good = (daemon.models_dir / "second.yaml").read_text()
     daemon.write_file("second.yaml", good.replace('gpuMemoryUtilization: "0.20"', 'gpuMemoryUtilization: "2"'))
 
@@ -166,17 +183,17 @@ def test_broken_file_keeps_the_last_good_version_serving(daemon):
     daemon.wait_for(lambda: not daemon.get("/apis/greenthread.ai/v1alpha1/models")[1]["errors"], 30, "errors to clear")
 
 
-def test_edit_restarts_the_engine_with_the_change(daemon):
+def test_edit_restarts_the_engine_with_the_change(daemon, demo_pids, second):
     pids_before = engine_pids(daemon)
     daemon.write_model("second.yaml", "second", "--max-model-len", "1024", model_name=HUB_ID)
     daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
                     300, "second to serve with max_model_len 1024")
     assert engine_pids(daemon) - pids_before, "a new engine process serves the edited model"
-    assert BASELINE["pids"] <= engine_pids(daemon), "the other model's engine was left alone"
+    assert demo_pids <= engine_pids(daemon), "the other model's engine was left alone"
     assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/second/v1", api_key="unused"), "second", stream=True)
 
 
-def test_live_edit_does_not_restart(daemon):
+def test_live_edit_does_not_restart(daemon, second):
     pids_before = engine_pids(daemon)
     text = (daemon.models_dir / "second.yaml").read_text() + "  sleep:\n    idleTimeout: 1h\n"
     daemon.write_file("second.yaml", text)
@@ -215,11 +232,11 @@ def test_client_disconnect_aborts_the_generation(daemon, stream):
     daemon.wait_for(lambda: engines_busy(daemon) < 0.2, 20, "the engines to go idle")
 
 
-def test_delete_stops_the_engine_and_frees_its_memory(daemon):
+def test_delete_stops_the_engine_and_frees_its_memory(daemon, demo_pids, second):
     rss_before = sum(p.memory_info().rss for p in engine_processes(daemon))
     (daemon.models_dir / "second.yaml").unlink()
     daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "second to be removed")
-    daemon.wait_for(lambda: engine_pids(daemon) == BASELINE["pids"], 60, "second's engine processes to exit")
+    daemon.wait_for(lambda: engine_pids(daemon) == demo_pids, 60, "second's engine processes to exit")
     rss_after = sum(p.memory_info().rss for p in engine_processes(daemon))
     assert rss_after < rss_before - 200 * 2**20, (rss_before, rss_after)
     code, payload = daemon.request("POST", "/v1/chat/completions",
@@ -322,11 +339,14 @@ def test_sigterm_stops_engines_and_exits_cleanly(daemon):
 
 
 def test_a_restart_brings_the_models_back_reusing_converted_weights(daemon):
+    if daemon.proc.poll() is not None:  # stopped by the SIGTERM test
+        daemon.start()
     daemon.write_model("fast.yaml", "fast", more="  loadFormat: gthread\n")
-    converted_before = daemon.log_path.read_text().count("model fast: converted to")
+    daemon.wait_state("fast", "serving")
+    converted = daemon.log_path.read_text().count("model fast: converted to")
+    assert daemon.stop() == 0
     daemon.start()
     daemon.wait_state("smollm2", "serving")
     daemon.wait_state("fast", "serving")
-    assert daemon.log_path.read_text().count("model fast: converted to") == converted_before
-    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
-    assert "Paris" in ask(client, "fast")
+    assert daemon.log_path.read_text().count("model fast: converted to") == converted
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "fast")

@@ -156,6 +156,8 @@ def test_concurrent_stages_of_one_model_fill_it_once(tier, tmp_path):
     for t in threads:
         t.join()
     assert results == [tier.path("a")] * 4 and tier.used == 4 * MiB
+    assert tier.bytes_from_disk == 4 * MiB, "read from disk once"
+    assert tier.bytes_to_engines == 4 * 4 * MiB, "handed to each of the four"
 
 
 def test_start_clears_a_dead_daemons_segments_and_nothing_else(tmp_path):

@@ -1,6 +1,7 @@
 """A model's side of the engine operations (boot, sleep, wake, stop), its phase, conditions and
 edits, with FakeEngine. The scheduler's decisions are tested in test_fairness.py."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,33 @@ async def test_an_engine_that_reads_corrupt_weights_gets_them_converted_again_by
     await model.boot(0, ())
     assert model.ready_condition.reason == "Ready" and (copy / "gthread-manifest.json").is_file()
     assert not (copy / "gthread-corrupt.txt").exists()
+
+
+async def test_a_cancelled_conversion_stops_its_thread_and_leaves_no_partial_copy(tmp_path, monkeypatch):
+    """Converting runs in a worker thread, which cancelling the boot cannot interrupt: the
+    conversion stops at its next progress report instead (a thread left running would also hold
+    the interpreter's exit)."""
+    import threading
+
+    from gthreadd.runtime import served_model
+
+    reporting, stopped = threading.Event(), threading.Event()
+
+    def endless_convert(checkpoint, store, key, source, dtype, progress):
+        """A test double for converter.convert: reports progress until told to stop."""
+        try:
+            while True:
+                progress(0.5)
+                reporting.set()
+                threading.Event().wait(0.01)
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(served_model, "convert", endless_convert)
+    model = ServedModel(desired(tmp_path, loadFormat="gthread"), FakeEngine, store=tmp_path / "store")
+    boot = asyncio.create_task(model.boot(0, ()))
+    await asyncio.to_thread(reporting.wait, 10)
+    boot.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await boot
+    assert await asyncio.to_thread(stopped.wait, 10), "the conversion thread ended"

@@ -1,0 +1,96 @@
+"""The HTTP listener with the in-process daemon and FakeEngine: routing by path and body, the
+answers for Models it does not have, request ids, OpenAI-shaped errors for bad bodies, and the log
+line of a request. tests/e2e runs the same routes with real vLLM engines."""
+
+import logging
+
+import aiohttp
+import pytest
+
+from gthreadd.daemon import Daemon
+from tests.inprocess_daemon import start_daemon, until, write
+
+
+@pytest.fixture
+async def daemon(tmp_path):
+    d = await start_daemon(tmp_path)
+    yield d
+    await d.shutdown()
+
+
+async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(d.base_url + path, json=body) as r:
+            return r.status, await r.json()
+
+
+async def get(d: Daemon, path: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(d.base_url + path) as r:
+            return r.status, await r.json()
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/nope/status"), ("GET", "/nope/v1/models"), ("POST", "/nope/v1/chat/completions"),
+    ("GET", "/apis/greenthread.ai/v1alpha1/models/nope"), ("GET", "/apis/greenthread.ai/v1alpha1/models/nope/events"),
+])
+async def test_every_route_answers_a_model_this_host_lacks_with_the_same_404(daemon, method, path):
+    status, body = await (get(daemon, path) if method == "GET" else post(daemon, path, {"messages": []}))
+    assert status == 404 and body["error"] == {"message": "no Model named 'nope' on this host",
+                                               "type": "NotFoundError", "param": None, "code": 404}
+
+
+async def test_a_v1_body_must_name_its_model(daemon):
+    status, body = await post(daemon, "/v1/chat/completions", {"messages": []})
+    assert status == 400 and body["error"]["param"] == "model" and "needs a 'model'" in body["error"]["message"]
+    status, body = await post(daemon, "/v1/chat/completions", {"model": "nope", "messages": []})
+    assert status == 404 and body["error"]["message"] == "The model `nope` does not exist."
+
+
+async def test_malformed_json_is_a_400_that_says_so(daemon):
+    async with aiohttp.ClientSession() as s:
+        async with s.post(daemon.base_url + "/v1/chat/completions", data=b"{not json") as r:
+            body = await r.json()
+    assert r.status == 400 and body["error"]["message"].startswith("malformed JSON in the request body")
+
+
+async def test_disabled_endpoint_is_refused_by_name(daemon):
+    write(daemon, "c.yaml", "c", "  endpoints: [completions]\n")
+    await until(lambda: "c" in daemon.fleet.models and daemon.fleet.models["c"].engines, "c to serve")
+    status, body = await post(daemon, "/c/v1/chat/completions", {"messages": []})
+    assert status == 404 and "chat_completions is not enabled for model c (spec.endpoints: completions)" == \
+        body["error"]["message"]
+    assert (await post(daemon, "/c/v1/completions", {"prompt": "x"}))[0] == 200
+
+
+async def test_request_ids_are_echoed_or_given(daemon):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(daemon.base_url + "/healthz", headers={"X-Request-Id": "abc"}) as r:
+            assert r.headers["X-Request-Id"] == "abc"
+        async with s.get(daemon.base_url + "/healthz") as r:
+            assert len(r.headers["X-Request-Id"]) == 32
+
+
+async def test_body_must_be_a_json_object(daemon):
+    status, body = await post(daemon, "/v1/chat/completions", ["not", "an", "object"])
+    assert status == 400 and body["error"]["message"] == "the request body must be a JSON object"
+
+
+async def test_a_requests_log_line_names_its_model_and_request_id(daemon, capsys):
+    from gthreadd import logs
+
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    logs.configure("info", {})
+    try:
+        write(daemon, "a.yaml", "a")
+        await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(daemon.base_url + "/a/v1/chat/completions", json={"messages": []},
+                              headers={"X-Request-Id": "req-42"}) as r:
+                assert r.status == 200
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "POST /a/v1/chat/completions -> 200" in line]
+    assert len(lines) == 1 and lines[0].endswith("[model=a request_id=req-42]"), lines

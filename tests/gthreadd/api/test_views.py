@@ -1,0 +1,62 @@
+"""The views: a model's state from its units' states (the one vocabulary, ModelState), the
+`/<name>/status` JSON, and the rows of `gthread get gpus`."""
+
+import pytest
+
+from gthreadd.api.views import engine_state, gpu_objects, sidecar_status
+from gthreadd.runtime.served_model import ServedModel
+from gthreadd.spec.resource import ModelState
+from scheduler.fairness import Scheduler, SchedulerConfig
+from scheduler.inventory import Device
+from scheduler.units import Policy, Unit, UnitId, UnitState
+from tests.fake_engine import FakeEngine
+from tests.gthreadd.runtime.test_served_model import desired
+
+GIB = 2**30
+
+
+def host(*states: UnitState, devices=None) -> Scheduler:
+    scheduler = Scheduler(devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * GIB, 80 * GIB)], SchedulerConfig())
+    for replica, state in enumerate(states):
+        unit = scheduler.units[UnitId("m", replica)] = Unit(UnitId("m", replica), Policy(memory_fraction=0.25))
+        unit.state, unit.devices = state, (0,) if state != UnitState.asleep else ()
+    return scheduler
+
+
+@pytest.mark.parametrize("states, expected", [
+    ((), ModelState.pending),
+    ((UnitState.cold,), ModelState.pending),
+    ((UnitState.booting,), ModelState.starting),
+    ((UnitState.awake,), ModelState.serving),
+    ((UnitState.draining,), ModelState.draining),
+    ((UnitState.sleeping,), ModelState.draining),
+    ((UnitState.asleep,), ModelState.sleeping),
+    ((UnitState.waking,), ModelState.waking),
+    ((UnitState.failed,), ModelState.failed),
+    ((UnitState.asleep, UnitState.awake), ModelState.serving),
+    ((UnitState.failed, UnitState.booting), ModelState.starting),
+])
+def test_a_models_state_comes_from_its_units(tmp_path, states, expected):
+    assert engine_state(ServedModel(desired(tmp_path), FakeEngine), host(*states)) == expected
+
+
+def test_every_state_a_model_can_be_in_is_in_the_vocabulary():
+    assert {s.value for s in ModelState} == {"pending", "starting", "serving", "waking", "draining", "sleeping",
+                                             "failed"}
+
+
+def test_the_status_json_is_seed_002s_sidecar_shape(tmp_path):
+    body = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), host(UnitState.awake))
+    assert body == {"model": "m", "state": "serving", "bootReady": False, "phase": "Pending",
+                    "queue": {"inFlight": 0, "queued": 0, "barriered": False},
+                    "reason": "Pending", "message": "waiting for a device"}
+
+
+def test_gpu_rows_say_which_devices_hold_a_model_and_what_is_free():
+    devices = [Device(0, "GPU-0", "NVIDIA-A100", 80 * GIB, 80 * GIB), Device(1, "GPU-1", "NVIDIA-A100", 80 * GIB,
+               80 * GIB), Device(2, "GPU-2", "NVIDIA-A100", 80 * GIB, 80 * GIB, mig=True)]
+    rows = gpu_objects(host(UnitState.awake, devices=devices))
+    assert [(r["index"], r["mode"], r["health"]) for r in rows] == [
+        (0, "inference", "Healthy"), (1, "idle", "Healthy"), (2, "mig", "Healthy")]
+    assert [r["available"] for r in rows[:2]] == [60 * GIB, 80 * GIB]
+    assert rows[0]["name"].startswith("gpu-") and rows[0]["name"].endswith("-0")
