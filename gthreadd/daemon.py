@@ -117,18 +117,16 @@ class Daemon:
         self.rescans.request("SIGHUP")
 
     def _snapshot(self) -> StateSnapshot:
-        scheduler = self.scheduling.scheduler
-        claimed = scheduler.claimed()
-        devices = [(f"{'cpu' if d.is_cpu else 'gpu'}{d.index}", d.total_bytes, claimed.get(d.index, 0),
+        scheduler = self.scheduling.scheduler.snapshot()
+        devices = [(f"{'cpu' if d.is_cpu else 'gpu'}{d.index}", d.total_bytes, scheduler.claimed.get(d.index, 0),
                     scheduler.foreign.get(d.index, 0)) for d in self.devices]
         tier = self.host_tier
         return StateSnapshot(
             {name: engine_state(m, scheduler) for name, m in self.fleet.models.items()},
-            {name: len(q.waiting) for name, q in scheduler.queues.items()},
-            devices, (tier.used, tier.budget, tier.bytes_from_disk, tier.bytes_to_engines))
+            dict(scheduler.queued), devices, (tier.used, tier.budget, tier.bytes_from_disk, tier.bytes_to_engines))
 
     def summary(self) -> str:
-        return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler)
+        return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler.snapshot())
 
     async def startup(self) -> None:
         """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""

@@ -28,6 +28,7 @@ from scheduler.messages import (
     SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, unplaceable_reason, windows
+from scheduler.snapshot import SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
 
 
@@ -58,6 +59,16 @@ class Scheduler:
                 for i in unit.devices:
                     used[i] += claim_bytes(unit.policy, self.devices[i])
         return used
+
+    def snapshot(self) -> SchedulerSnapshot:
+        return SchedulerSnapshot(
+            devices=dict(self.devices),
+            units=tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
+                                 {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
+                                 if u.state in CLAIMING else {})
+                        for u in self.units.values()),
+            queued={model: len(queue.waiting) for model, queue in self.queues.items()},
+            free=self.free(), claimed=self.claimed(), foreign=dict(self.foreign))
 
     def free(self) -> dict[int, int]:
         used = self.claimed()

@@ -98,7 +98,8 @@ async def delete(request: web.Request) -> web.Response:
 
 
 def _state_reply(request: web.Request, model: ServedModel) -> web.Response:
-    return web.json_response({"model": model.name, "state": engine_state(model, request.app[SCHEDULING].scheduler)})
+    state = engine_state(model, request.app[SCHEDULING].scheduler.snapshot())
+    return web.json_response({"model": model.name, "state": state})
 
 
 async def sleep(request: web.Request) -> web.Response:
@@ -108,7 +109,7 @@ async def sleep(request: web.Request) -> web.Response:
         return error_response(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
     scheduling.submit(SleepRequested(model.name))
     deadline = scheduling.now + model.resource.spec.sleep.drain_timeout.total_seconds() + 120
-    while engine_state(model, scheduling.scheduler) in (ModelState.serving, ModelState.draining) \
+    while engine_state(model, scheduling.scheduler.snapshot()) in (ModelState.serving, ModelState.draining) \
             and scheduling.now < deadline:
         await asyncio.sleep(0.1)
     return _state_reply(request, model)

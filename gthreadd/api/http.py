@@ -161,11 +161,11 @@ async def get_model_events(request: web.Request) -> web.Response:
 
 
 async def get_gpus(request: web.Request) -> web.Response:
-    return web.json_response({"kind": "List", "items": gpu_objects(request.app[SCHEDULING].scheduler)})
+    return web.json_response({"kind": "List", "items": gpu_objects(request.app[SCHEDULING].scheduler.snapshot())})
 
 
 async def get_model_objects(request: web.Request) -> web.Response:
-    fleet, scheduler = request.app[FLEET], request.app[SCHEDULING].scheduler
+    fleet, scheduler = request.app[FLEET], request.app[SCHEDULING].scheduler.snapshot()
     items = [model_object(m, scheduler, request.app[BASE_URL]) for m in fleet.models.values()]
     errors = [str(e) for e in fleet.desired.errors]
     return web.json_response({"apiVersion": "v1", "kind": "List", "items": items, "errors": errors})
@@ -173,12 +173,12 @@ async def get_model_objects(request: web.Request) -> web.Response:
 
 async def get_model_object(request: web.Request) -> web.Response:
     model = path_model(request)
-    return web.json_response(model_object(model, request.app[SCHEDULING].scheduler, request.app[BASE_URL]))
+    return web.json_response(model_object(model, request.app[SCHEDULING].scheduler.snapshot(), request.app[BASE_URL]))
 
 
 async def model_status(request: web.Request) -> web.Response:
     model = path_model(request)
-    return web.json_response(sidecar_status(model, request.app[SCHEDULING].scheduler))
+    return web.json_response(sidecar_status(model, request.app[SCHEDULING].scheduler.snapshot()))
 
 
 async def model_models(request: web.Request) -> web.StreamResponse:

@@ -6,9 +6,8 @@ import socket
 from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.byte_size import human_bytes
-from scheduler.fairness import Scheduler
-from scheduler.placement import claim_bytes
-from scheduler.units import CLAIMING, UnitState
+from scheduler.snapshot import SchedulerSnapshot
+from scheduler.units import UnitState
 
 # A model's state from the states of its units (the first that applies).
 _STATES = [
@@ -21,7 +20,7 @@ _STATES = [
 ]
 
 
-def engine_state(model: ServedModel, scheduler: Scheduler) -> ModelState:
+def engine_state(model: ServedModel, scheduler: SchedulerSnapshot) -> ModelState:
     states = {u.state for u in scheduler.units_of(model.name)}
     for group, state in _STATES:
         if states & group:
@@ -29,10 +28,10 @@ def engine_state(model: ServedModel, scheduler: Scheduler) -> ModelState:
     return ModelState.failed if model.phase == Phase.failed else ModelState.pending
 
 
-def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dict:
+def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str) -> dict:
     units = scheduler.units_of(model.name)
-    claiming = [u for u in units if u.state in CLAIMING]
-    claimed = max((claim_bytes(u.policy, scheduler.devices[i]) for u in claiming for i in u.devices), default=None)
+    claiming = [u for u in units if u.claiming]
+    claimed = max((claim for u in claiming for claim in u.claims.values()), default=None)
     per_gpu = max(model.measured_memory.values(), default=None) or claimed
     node = socket.gethostname()
     distribution = None
@@ -61,10 +60,9 @@ def model_object(model: ServedModel, scheduler: Scheduler, base_url: str) -> dic
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def sidecar_status(model: ServedModel, scheduler: Scheduler) -> dict:
+def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
     """The JSON of `GET /<name>/status` (seeds 002), plus phase and the reason when not ready."""
     units = scheduler.units_of(model.name)
-    queue = scheduler.queues.get(model.name)
     body = {
         "model": model.name,
         "state": engine_state(model, scheduler),
@@ -72,7 +70,7 @@ def sidecar_status(model: ServedModel, scheduler: Scheduler) -> dict:
         "phase": model.phase.value,
         "queue": {
             "inFlight": sum(u.in_flight for u in units),
-            "queued": len(queue.waiting) if queue else 0,
+            "queued": scheduler.queued.get(model.name, 0),
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }
@@ -86,12 +84,12 @@ def sidecar_status(model: ServedModel, scheduler: Scheduler) -> dict:
     return body
 
 
-def gpu_objects(scheduler: Scheduler) -> list[dict]:
+def gpu_objects(scheduler: SchedulerSnapshot) -> list[dict]:
     """`kubectl get gpus` rows (seeds 002): MODE is inference while a model holds the device, mig
     for a MIG-enabled GPU, which gthreadd does not place on."""
     node = socket.gethostname()
-    free = scheduler.free()
-    held = {i for u in scheduler.units.values() if u.state in CLAIMING for i in u.devices}
+    free = scheduler.free
+    held = {i for u in scheduler.units if u.claiming for i in u.devices}
     return [{
         "name": f"{'cpu' if d.is_cpu else 'gpu'}-{node}-{d.index}",
         "node": node, "index": d.index, "uuid": d.uuid, "product": d.product,
@@ -102,12 +100,12 @@ def gpu_objects(scheduler: Scheduler) -> list[dict]:
     } for d in scheduler.devices.values()]
 
 
-def summary_line(models: list[ServedModel], scheduler: Scheduler) -> str:
+def summary_line(models: list[ServedModel], scheduler: SchedulerSnapshot) -> str:
     """One line for `systemctl status` (STATUS=): models by state, and requests waiting."""
     counts: dict[str, int] = {}
     for model in models:
         state = engine_state(model, scheduler)
         counts[state] = counts.get(state, 0) + 1
-    queued = sum(len(q.waiting) for q in scheduler.queues.values())
+    queued = sum(scheduler.queued.values())
     states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     return f"{len(models)} model{'s' if len(models) != 1 else ''}{': ' + states if states else ''}; {queued} queued"

@@ -8,6 +8,7 @@ from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.resource import ModelState
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
+from scheduler.snapshot import SchedulerSnapshot
 from scheduler.units import Policy, Unit, UnitId, UnitState
 from tests.fake_engine import FakeEngine
 from tests.gthreadd.runtime.test_served_model import desired
@@ -15,12 +16,12 @@ from tests.gthreadd.runtime.test_served_model import desired
 GIB = 2**30
 
 
-def host(*states: UnitState, devices=None) -> Scheduler:
+def host(*states: UnitState, devices=None) -> SchedulerSnapshot:
     scheduler = Scheduler(devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * GIB, 80 * GIB)], SchedulerConfig())
     for replica, state in enumerate(states):
         unit = scheduler.units[UnitId("m", replica)] = Unit(UnitId("m", replica), Policy(memory_fraction=0.25))
         unit.state, unit.devices = state, (0,) if state != UnitState.asleep else ()
-    return scheduler
+    return scheduler.snapshot()
 
 
 @pytest.mark.parametrize("states, expected", [
