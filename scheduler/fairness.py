@@ -236,14 +236,15 @@ class Scheduler:
         return [Drain(unit.id, reason), SetTimer(now + unit.policy.drain_timeout, ("drain", unit.id))]
 
     def _start(self, unit: Unit, window: tuple[int, ...], reason: str, free: dict[int, int]) -> Action:
-        for i in window:
-            free[i] -= claim_bytes(unit.policy, self.devices[i])
+        claims = tuple(claim_bytes(unit.policy, self.devices[i]) for i in window)
+        for i, claim in zip(window, claims):
+            free[i] -= claim
         unit.devices = window
         if unit.state == UnitState.asleep:
             unit.to(UnitState.waking)
-            return Wake(unit.id, window, reason)
+            return Wake(unit.id, window, reason, claims)
         unit.to(UnitState.booting)
-        return Boot(unit.id, window, reason)
+        return Boot(unit.id, window, reason, claims)
 
     def _startable(self, unit: Unit, now: float) -> bool:
         return unit.state in (UnitState.asleep, UnitState.cold) or (

@@ -89,6 +89,8 @@ class Boot:
     unit: UnitId
     devices: tuple[int, ...]
     reason: str
+    claims: tuple[int, ...] = ()
+    """Bytes the unit claims on each of `devices`, in order: what the driver must really have free."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Wake:
     unit: UnitId
     devices: tuple[int, ...]
     reason: str
+    claims: tuple[int, ...] = ()
+    """As Boot's."""
 
 
 @dataclass(frozen=True)

@@ -11,36 +11,17 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Optional
 
 from scheduler.fairness import Scheduler
-from scheduler.placement import claim_bytes
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event,
     Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
 )
-from engine.interface import Engine
+from gthreadd.runtime.unit_ops import PermanentFailure, UnitOps
 from scheduler.units import UnitId, UnitState
 
 log = logging.getLogger(__name__)
-
-
-class PermanentFailure(Exception):
-    """An engine failure that retrying cannot fix (bad extraArgs, no checkpoint)."""
-
-
-class UnitOps(Protocol):
-    """The engines' registry and operations (runtime/fleet.py)."""
-
-    def engine(self, unit: UnitId) -> Optional[Engine]: ...
-
-    async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None: ...
-
-    async def wake(self, unit: UnitId) -> None: ...
-
-    async def sleep(self, unit: UnitId) -> None: ...
-
-    async def stop(self, unit: UnitId) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -150,13 +131,11 @@ class SchedulerLoop:
                 delay, self.submit, TimerFired(action.key))
         elif isinstance(action, Boot):
             log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action.unit, action.devices,
-                                                     self.ops.boot(action.unit, action.devices)),
+            self._chain(action.unit, self._when_free(action, self.ops.boot(action.unit, action.devices)),
                         EngineAwake(action.unit))
         elif isinstance(action, Wake):
             log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action.unit, action.devices, self.ops.wake(action.unit)),
-                        EngineAwake(action.unit))
+            self._chain(action.unit, self._when_free(action, self.ops.wake(action.unit)), EngineAwake(action.unit))
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):
@@ -184,19 +163,15 @@ class SchedulerLoop:
         else:
             waiter.set_result(result)
 
-    async def _when_free(self, unit: UnitId, devices: tuple[int, ...], operation) -> None:
+    async def _when_free(self, action: Boot | Wake, operation) -> None:
         """Run a boot or wake only if the driver really has the memory free: what other processes
         took is not ours to take. Otherwise fail it (retried with backoff) and tell the core."""
         short = []
-        for index in devices:
+        for index, need in zip(action.devices, action.claims):
             free = self.free_bytes(index)
-            if free is None:
-                continue
-            need = claim_bytes(self.scheduler.units[unit].policy, self.scheduler.devices[index]) \
-                if unit in self.scheduler.units else 0
-            if free < need:
+            if free is not None and free < need:
                 self.submit(DeviceMemoryRead(index, free))
-                short.append(f"GPU {index} has {free >> 20} MiB free, {unit} needs {need >> 20} MiB")
+                short.append(f"GPU {index} has {free >> 20} MiB free, {action.unit} needs {need >> 20} MiB")
         if short:
             operation.close()
             raise RuntimeError("not enough free device memory (used by processes gthreadd does not own): "
@@ -231,7 +206,7 @@ class SchedulerLoop:
         the core retries it with backoff."""
         while True:
             await asyncio.sleep(self.supervise_s)
-            for unit in list(self.scheduler.units.values()):
+            for unit in self.scheduler.snapshot().units:
                 if unit.state not in (UnitState.awake, UnitState.asleep) or unit.id in self._dead:
                     continue
                 engine = self.ops.engine(unit.id)

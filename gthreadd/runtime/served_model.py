@@ -28,7 +28,7 @@ from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.spec.manifests import ManifestError
 from gthreadd.runtime.model_events import EventLog
 from gthreadd.spec.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
-from gthreadd.runtime.scheduling import PermanentFailure
+from gthreadd.runtime.unit_ops import PermanentFailure
 from memory.host_tier import HostTier
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import pytest
 from gthreadd.spec.desired import DesiredModel
 from gthreadd.spec.manifests import ManifestError
 from gthreadd.spec.resource import ModelResource, Phase
-from gthreadd.runtime.scheduling import PermanentFailure
+from gthreadd.runtime.unit_ops import PermanentFailure
 from gthreadd.runtime.served_model import ServedModel
 from tests.fake_engine import FakeEngine
 

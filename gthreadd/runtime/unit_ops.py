@@ -1,0 +1,25 @@
+"""What the scheduler's effects loop asks of the engines' owner (the fleet), and the one failure
+that tells it not to retry."""
+
+from typing import Optional, Protocol
+
+from engine.interface import Engine
+from scheduler.units import UnitId
+
+
+class PermanentFailure(Exception):
+    """An engine operation that retrying cannot fix (bad extraArgs, no checkpoint)."""
+
+
+class UnitOps(Protocol):
+    """The engines' registry and their operations, one replica (unit) at a time."""
+
+    def engine(self, unit: UnitId) -> Optional[Engine]: ...
+
+    async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None: ...
+
+    async def wake(self, unit: UnitId) -> None: ...
+
+    async def sleep(self, unit: UnitId) -> None: ...
+
+    async def stop(self, unit: UnitId) -> None: ...
