@@ -1,0 +1,109 @@
+"""The CRDs in deploy/crds: generated from the daemon's own spec (no drift), structural as the API
+server requires, accepting every seed example and rejecting what the daemon rejects."""
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from gthreadd.kube.crds import crds, render
+
+ROOT = Path(__file__).resolve().parents[3]
+SEEDS = sorted((ROOT / "tests" / "fixtures" / "seeds").glob("*.yaml"))
+FORBIDDEN = {"$ref", "allOf", "oneOf", "not", "title", "definitions", "$defs"}
+
+
+def seed_models() -> list[dict]:
+    return [doc for path in SEEDS for doc in yaml.safe_load_all(path.read_text())
+            if isinstance(doc, dict) and doc.get("kind") == "Model"]
+
+
+def json_schema(node):
+    """openAPIV3Schema -> JSON Schema, for validating examples here: `nullable` becomes a null type."""
+    if isinstance(node, list):
+        return [json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes") and k != "nullable"}
+    if node.get("properties") is not None and "properties" in out:
+        out["properties"] = {k: json_schema(v) for k, v in node["properties"].items()}
+    if node.get("nullable"):
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def model_validator() -> jsonschema.Draft7Validator:
+    schema = crds()["models.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return jsonschema.Draft7Validator(json_schema(schema))
+
+
+@pytest.mark.parametrize("name", ["models.yaml", "gpus.yaml"])
+def test_the_committed_crds_are_what_the_spec_generates(name):
+    assert (ROOT / "deploy" / "crds" / name).read_text() == render(crds()[name]), \
+        "run: python -m gthreadd.kube.crds deploy/crds"
+
+
+@pytest.mark.parametrize("name", ["models.yaml", "gpus.yaml"])
+def test_the_schemas_are_structural(name):
+    def walk(node, path):
+        assert not FORBIDDEN & set(node), f"{path}: {FORBIDDEN & set(node)}"
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
+        assert not ("properties" in node and "additionalProperties" in node), path
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                walk(node[key], f"{path}[{key}]")
+
+    version = crds()[name]["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    walk(schema, "")
+    assert schema["properties"]["metadata"] == {"type": "object"}, "metadata's schema is Kubernetes'"
+    assert version["subresources"] == {"status": {}}
+
+
+def test_every_seed_example_is_accepted():
+    validator = model_validator()
+    examples = seed_models()
+    assert len(examples) >= 5
+    for example in examples:
+        errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(example)]
+        assert not errors, (example["metadata"]["name"], errors)
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"dtype": "int3"}, "dtype"),
+    ({"replicas": -1}, "replicas"),
+    ({"tensorParallelSize": "two"}, "tensorParallelSize"),
+    ({"loadFormat": "pickle"}, "loadFormat"),
+    ({"endpoints": ["telepathy"]}, "endpoints"),
+    ({"fairness": {"popular": "very"}}, "popular"),
+])
+def test_what_the_daemon_rejects_the_api_server_rejects_too(spec, field):
+    model = {"apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"},
+             "spec": {"modelName": "org/model", **spec}}
+    errors = list(model_validator().iter_errors(model))
+    assert errors and any(field in ".".join(map(str, e.path)) for e in errors), [e.message for e in errors]
+
+
+def test_printer_columns_are_the_seeds_tables():
+    models = crds()["models.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"].upper() for c in models] == ["PHASE", "REPLICAS", "SERVING", "SLEEPING", "NODE", "GPUS",
+                                                   "VRAM/GPU", "URL"]
+    gpus = crds()["gpus.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"].upper() for c in gpus] == ["NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]
+    assert crds()["gpus.yaml"]["spec"]["scope"] == "Cluster" and crds()["models.yaml"]["spec"]["scope"] == "Namespaced"
+
+
+def test_every_manifest_in_deploy_validates_against_kubernetes_own_schemas():
+    """kubernetes-validate carries the API server's OpenAPI schemas: strict, so a misspelt field
+    fails here rather than on a cluster."""
+    import kubernetes_validate
+
+    files = sorted((ROOT / "deploy").rglob("*.yaml"))
+    assert files
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") != "Kustomization":
+                kubernetes_validate.validate(doc, "1.33", strict=True)
