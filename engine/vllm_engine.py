@@ -34,6 +34,7 @@ from engine.compat import (
     init_app_state,
 )
 from engine import root_cause
+from engine.process_tree import kill_tree
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
 from engine.metrics import EngineMetrics
@@ -237,12 +238,7 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 def _kill(processes: set[multiprocessing.process.BaseProcess]) -> None:
     """SIGKILL each process and everything it started, and reap them."""
     for process in processes:
-        try:
-            tree = psutil.Process(process.pid)
-            for member in [*tree.children(recursive=True), tree]:
-                member.kill()
-        except psutil.NoSuchProcess:
-            pass
+        kill_tree(process.pid)
     for process in processes:
         process.join(timeout=10)
 

@@ -6,7 +6,6 @@ the fleet whole.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -17,6 +16,7 @@ from typing import Optional
 import psutil
 from aiohttp import web
 
+from engine.process_tree import kill_tree
 from gthreadd.runtime import devices as device_probe
 from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
@@ -39,14 +39,10 @@ log = logging.getLogger(__name__)
 def kill_engine_processes() -> None:
     """SIGKILL every process this one started (its engines and their workers): the last resort
     of the daemon's process, after the engines were asked to stop."""
-    children = psutil.Process().children(recursive=True)
-    if not children:
-        return
-    log.warning("killing %d engine process(es) still alive: %s", len(children), [c.pid for c in children])
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    psutil.wait_procs(children, timeout=10)
+    killed = [process for child in psutil.Process().children() for process in kill_tree(child.pid)]
+    if killed:
+        log.warning("killed %d engine process(es) still alive: %s", len(killed), [p.pid for p in killed])
+        psutil.wait_procs(killed, timeout=10)
 
 
 ENGINE_STOP_MARGIN_S = 30.0
@@ -207,18 +203,19 @@ class Daemon:
         write is never applied after a later one."""
         while True:
             reasons, waiters = await self.rescans.take()
+            failure: Optional[Exception] = None
             try:
                 log.debug("rescanning %s (%s)", self.settings.models_dir, "; ".join(reasons))
                 files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
                 self.fleet.apply(build_desired(files, self.fleet.desired))
             except Exception as exc:
                 log.exception("reconcile failed (%s); the current models stay as they are", "; ".join(reasons))
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-            for waiter in waiters:
-                if not waiter.done():
+                failure = exc
+            for waiter in (w for w in waiters if not w.done()):
+                if failure is None:
                     waiter.set_result(None)
+                else:
+                    waiter.set_exception(failure)
             if self._reload_pending:
                 self._reload_pending = False
                 self._notify.ready(self.summary())

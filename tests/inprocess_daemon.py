@@ -4,6 +4,8 @@ so the daemon's logic runs in milliseconds. tests/e2e runs the same paths with r
 import asyncio
 from pathlib import Path
 
+import aiohttp
+
 from gthreadd.daemon import Daemon
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
@@ -51,3 +53,10 @@ async def serving(d: Daemon, name: str) -> None:
     model's engine is up."""
     d.reload()
     await until(lambda: name in d.fleet.models and d.fleet.models[name].engines, f"{name} to serve")
+
+
+async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
+    """POST a JSON body to the daemon's TCP port: (status, JSON reply)."""
+    async with aiohttp.ClientSession() as s:
+        async with s.post(d.base_url + path, json=body) as r:
+            return r.status, await r.json()

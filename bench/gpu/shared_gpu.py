@@ -31,10 +31,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serving_vs_vllm import BIN, HOST, ensure_port_free, gthreadd_ready, model_file, running  # noqa: E402
+from wake_latency import MESSAGES, TIERED, WOKE_LINE  # noqa: E402
 
 SHARING = "  sleep: {idleTimeout: 60s}\n  fairness: {minRuntime: 1s, maxWaitTime: 2s}\n"
-TIERED = "  loadFormat: gthread\n  staging: {pinned: true}\n"
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CLAIMED = re.compile(r'gthread_device_memory_bytes\{device="gpu0",kind="claimed"\} ([0-9.e+]+)')
 
 
@@ -139,7 +138,7 @@ def main() -> None:
             sampler.stopping.set()
             sampler.join()
             gpus, models = cli(base_url, "get", "gpus"), cli(base_url, "get", "models")
-        woke = re.findall(r"(\w+) woke: (.*)", log.read_text())
+        woke = re.findall(WOKE_LINE, log.read_text())
         print(f"# shared_gpu  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
         print(f"# command: {' '.join(sys.argv)}")
         ok = [r for r in results if r[1] == 200 and "Paris" in r[2]]

@@ -183,7 +183,7 @@ async def model_status(request: web.Request) -> web.Response:
 
 async def model_models(request: web.Request) -> web.StreamResponse:
     model = path_model(request)
-    engine = next(iter(model.engines.values()), None)
+    engine = request.app[FLEET].any_engine(model.name)
     if engine is None:
         return error_response(503, f"model {model.name} has not started yet ({model.ready_condition.message})",
                               headers={"Retry-After": "5"})

@@ -77,6 +77,11 @@ class Fleet:
         model = self.models.get(unit.model) or self._retired.get(unit.model)
         return model.engines.get(unit.replica) if model is not None else None
 
+    def any_engine(self, model: str) -> Optional[Engine]:
+        """One of the model's engines, for what any replica can answer (its model listing)."""
+        served = self.models.get(model)
+        return next(iter(served.engines.values()), None) if served is not None else None
+
     def _model(self, unit: UnitId) -> ServedModel:
         return self.models.get(unit.model) or self._retired[unit.model]
 

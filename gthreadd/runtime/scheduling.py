@@ -57,8 +57,6 @@ class SchedulerLoop:
     _timers: dict[tuple, asyncio.TimerHandle] = field(default_factory=dict)
     _unit_ops: dict[UnitId, asyncio.Task] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
-    _dead: set[UnitId] = field(default_factory=set)
-    """Units whose engine death is reported; cleared when an operation on the unit begins."""
 
     @property
     def now(self) -> float:
@@ -185,7 +183,6 @@ class SchedulerLoop:
         async def run() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
-            self._dead.discard(unit)
             try:
                 await operation
             except PermanentFailure as exc:
@@ -207,12 +204,11 @@ class SchedulerLoop:
         while True:
             await asyncio.sleep(self.supervise_s)
             for unit in self.scheduler.snapshot().units:
-                if unit.state not in (UnitState.awake, UnitState.asleep) or unit.id in self._dead:
+                if unit.state not in (UnitState.awake, UnitState.asleep):
                     continue
                 engine = self.ops.engine(unit.id)
                 if engine is not None and not engine.running:
                     log.error("scheduler: the engine of %s is dead", unit.id)
-                    self._dead.add(unit.id)
                     self.submit(EngineFailed(unit.id, "the vLLM engine process exited"))
 
     async def _poll_memory(self) -> None:

@@ -143,7 +143,7 @@ class ServedModel:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
             why = str(exc) if isinstance(exc, EngineStartError) else f"{type(exc).__name__}: {exc}"
-            if why.startswith(f"{ChecksumError.__name__}:") and weights != self._checkpoint:
+            if why.startswith(f"{ChecksumError.__name__}:") and self.resource.spec.load_format == LoadFormat.gthread:
                 # The engine read a corrupt chunk of the converted copy: the daemon, which owns the
                 # store, takes it out of use, so the retry converts again.
                 mark_corrupt(weights, why)

@@ -354,3 +354,14 @@ def test_a_restart_brings_the_models_back_reusing_converted_weights(daemon):
     daemon.wait_state("fast", "serving")
     assert daemon.log_path.read_text().count("model fast: converted to") == converted
     assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "fast")
+
+
+def test_a_dead_engine_is_found_without_a_request_and_the_next_request_boots_it_again(daemon):
+    """Engine supervision (the effects loop), not the next request, notices that an engine died."""
+    if daemon.proc.poll() is not None:  # stopped by the SIGTERM test
+        daemon.start()
+    daemon.wait_state("smollm2", "serving")
+    for process in engine_processes(daemon):
+        process.kill()
+    daemon.wait_for(lambda: daemon.status("smollm2")["state"] == "failed", 30, "the death to be noticed")
+    assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused", timeout=600), "smollm2")

@@ -14,20 +14,7 @@ from gthreadd.daemon import Daemon
 from gthreadd.runtime.devices import memory_held
 from scheduler.inventory import Device
 from tests.fake_engine import FakeEngine
-from tests.inprocess_daemon import serving, start_daemon, until, write
-
-@pytest.fixture
-async def daemon(tmp_path):
-    d = await start_daemon(tmp_path)
-    yield d
-    await d.shutdown()
-
-
-async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(d.base_url + path, json=body) as r:
-            return r.status, await r.json()
-
+from tests.inprocess_daemon import post, serving, start_daemon, until, write
 
 async def test_file_events_add_and_remove_models(daemon):
     write(daemon, "a.yaml", "a")

@@ -8,20 +8,7 @@ import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
-from tests.inprocess_daemon import start_daemon, until, write
-
-
-@pytest.fixture
-async def daemon(tmp_path):
-    d = await start_daemon(tmp_path)
-    yield d
-    await d.shutdown()
-
-
-async def post(d: Daemon, path: str, body) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(d.base_url + path, json=body) as r:
-            return r.status, await r.json()
+from tests.inprocess_daemon import post, until, write
 
 
 async def get(d: Daemon, path: str) -> tuple[int, dict]:
