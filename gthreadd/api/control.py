@@ -18,12 +18,14 @@ from aiohttp import web
 from engine.results import openai_error
 from gthreadd.api.http import FLEET, SCHEDULING, error_response, path_model
 from gthreadd.spec.manifests import is_manifest, parse_text
+from gthreadd.spec.policy import policy_for
 from gthreadd.runtime.scheduling import Rejected
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import engine_state
 from gthreadd.spec.resource import ModelState
 from gthreadd.spec.validate import extra_args_errors
 from scheduler.messages import SleepRequested
+from scheduler.placement import unplaceable_reason
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ def add_control_routes(app: web.Application, control: Control, api_prefix: str) 
 
 
 async def apply(request: web.Request) -> web.Response:
-    """Body: {"file": "NAME.yaml", "text": "..."}. Writes models.d/NAME.yaml when every Model in
-    it is valid, and reports each as created, configured or unchanged."""
+    """Body: {"file": "NAME.yaml", "text": "...", "dryRun": false}. Writes models.d/NAME.yaml when
+    every Model in it is valid, and reports each as created, configured or unchanged. A dry run
+    writes nothing and says instead why this host could never place a Model (`unschedulable`,
+    by name), which is how the Kubernetes shim asks whether a Model fits before taking its Lease."""
     control, fleet = request.app[CONTROL], request.app[FLEET]
     try:
         body = await request.json()
@@ -77,6 +81,15 @@ async def apply(request: web.Request) -> web.Response:
         held = fleet.desired.models.get(model.metadata.name)
         verb = "created" if held is None else "unchanged" if held.resource == model else "configured"
         results.append(f"model.greenthread.ai/{model.metadata.name} {verb}")
+    if body.get("dryRun"):
+        devices = list(request.app[SCHEDULING].scheduler.snapshot().devices.values())
+        unschedulable = {}
+        for model in parsed.models:
+            policy = policy_for(model, devices)
+            reason = policy.unschedulable_reason or unplaceable_reason(devices, policy)
+            if reason:
+                unschedulable[model.metadata.name] = reason
+        return web.json_response({"results": [r + " (dry run)" for r in results], "unschedulable": unschedulable})
     await asyncio.to_thread(_write_atomically, target, text)
     await control.rescan()
     return web.json_response({"results": results})

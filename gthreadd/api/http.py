@@ -23,7 +23,7 @@ from gthreadd import logs
 from gthreadd.spec.engine_config import served_names
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.metrics import Metrics
-from gthreadd.spec.resource import Endpoint, Phase
+from gthreadd.spec.resource import API_PREFIX, Endpoint, Phase
 from gthreadd.api.routing import RouteError, by_body, by_path
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
@@ -31,7 +31,6 @@ from gthreadd.api.views import gpu_objects, model_object, sidecar_status
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/apis/greenthread.ai/v1alpha1"
 # URL tail -> (the spec.endpoints entry that enables it, the engine method serving it)
 INFERENCE = {
     "chat/completions": (Endpoint.chat_completions, "chat_completion"),

@@ -16,6 +16,8 @@ from pydantic.alias_generators import to_camel
 from gthreadd.spec.duration import Duration
 
 API_VERSION = "greenthread.ai/v1alpha1"
+API_PREFIX = "/apis/" + API_VERSION
+"""Where the daemon serves Model and GPU objects, as the API server serves the CRDs."""
 KIND = "Model"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -277,6 +279,8 @@ class ModelStatus(_Strict):
     conversion: Optional[ConversionStatus] = None
     distribution: Optional[DistributionStatus] = None
     conditions: list[Condition] = []
+    observed_generation: Optional[int] = None
+    """The metadata.generation the Kubernetes shim last applied to a daemon (unset outside a cluster)."""
     source_file: str = ""
 
 
