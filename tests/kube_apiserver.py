@@ -19,8 +19,10 @@ or implement strategic merge (treated as a JSON merge patch) and server-side app
 
 import asyncio
 import copy
+import inspect
 import itertools
 import json
+import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -86,7 +88,7 @@ class ApiServerEmulator:
         self._last_rv = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self._watches: set[web.StreamResponse] = set()
+        self._open = False
         self.port = 0
         self.requests = 0
 
@@ -101,14 +103,14 @@ class ApiServerEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
+        self._open = True
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         """Close the port and every watch on it, keeping the objects (an API server restart)."""
+        self._open = False
         async with self._changed:
             self._changed.notify_all()
-        for response in list(self._watches):
-            response.force_close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -244,7 +246,6 @@ class ApiServerEmulator:
         timeout = float(request.query.get("timeoutSeconds") or 3600)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        self._watches.add(response)
 
         def wanted(event: dict) -> bool:
             meta = event["object"]["metadata"]
@@ -267,7 +268,7 @@ class ApiServerEmulator:
                 since = self._last_rv
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while self._runner is not None and loop.time() < deadline:
+            while self._open and loop.time() < deadline:
                 if since < self._compacted:
                     await gone()
                     break
@@ -285,10 +286,8 @@ class ApiServerEmulator:
                         await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - loop.time()))
                     except TimeoutError:
                         break
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             pass
-        finally:
-            self._watches.discard(response)
         return response
 
     # --- writes ---
@@ -331,3 +330,33 @@ class ApiServerEmulator:
             async with self._changed:
                 self._changed.notify_all()
         asyncio.get_running_loop().create_task(notify())
+
+
+class ApiServerThread:
+    """The emulator on an event loop of its own, for tests that block (real processes, waits)."""
+
+    def __init__(self) -> None:
+        self.api = ApiServerEmulator()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kube-apiserver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self.api.start)
+
+    def stop(self) -> None:
+        self.call(self.api.stop)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def call(self, fn, *args):
+        """Run `fn(*args)` (awaited when it is a coroutine function) on the emulator's loop."""
+        async def run():
+            result = fn(*args)
+            return await result if inspect.isawaitable(result) else result
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)

@@ -48,7 +48,7 @@ class AgentConfig:
     """This node's name (the downward API's spec.nodeName); also the Lease holder identity."""
     lease_namespace: str
     node_address: str
-    """The address Services reach this node's daemon at (status.hostIP)."""
+    """The address Services reach this node's daemon at (the pod's IP)."""
     port: int
     """The daemon's TCP port."""
     timing: LeaseTiming = LeaseTiming()
@@ -232,7 +232,10 @@ class NodeAgent:
         taken = None
         if free and (not mine or self._observer.free_for(lease_name(namespace, name, free[0]), now)
                      >= self.config.timing.duration_s):
-            dry = await self._daemon.apply(model_file(namespace, name), manifest(cr, len(mine) + 1), dry_run=True)
+            try:
+                dry = await self._daemon.apply(model_file(namespace, name), manifest(cr, len(mine) + 1), dry_run=True)
+            except DaemonError as exc:
+                return await self._refused(cr, exc, [lease_name(namespace, name, r) for r in mine], local)
             reason = dry["unschedulable"].get(name)
             if reason:
                 log.debug("Model %s/%s does not fit on %s: %s", namespace, name, self.config.node, reason)
@@ -249,22 +252,28 @@ class NodeAgent:
             if replica != taken:
                 await self._renew(cr, replica, leases.get(lease_name(namespace, name, replica)), states[replica])
         try:
-            await self._apply(cr, len(mine))
+            await self._apply(cr, len(mine), name in local)
         except DaemonError as exc:
-            if exc.status != 422:
-                raise
-            await self._write_status(cr, model_status.invalid_status(cr, str(exc)), force=True)
-            return await self._give_up(cr, [lease_name(namespace, name, r) for r in mine], local)
+            return await self._refused(cr, exc, [lease_name(namespace, name, r) for r in mine], local)
         obj = local.get(name, {})
         await self._publish_endpoints(cr, ready=(obj.get("status") or {}).get("phase") == "Ready")
         lowest = min(holders, key=lambda n: int(n.rsplit("-", 1)[1]))
         if holders[lowest] == self.config.node:
+            await self._prune_endpoints(cr, set(holders.values()))
             lease_states = {n: (leases.get(n) or {}).get("metadata", {}).get("annotations", {}).get(STATE_ANNOTATION, "")
                             for n in holders}
             lease_states.update({lease_name(namespace, name, r): s for r, s in states.items()})
             await self._write_status(cr, model_status.cluster_status(cr, obj, holders, lease_states))
         await self._send_events(cr)
         return True
+
+    async def _refused(self, cr: dict, exc: DaemonError, lease_names: list[str], local: dict) -> bool:
+        """This node's daemon refused the Model (422: e.g. a Model of that name in another file
+        there). Nodes may disagree, so unlike an invalid spec this status is rate-limited."""
+        if exc.status != 422:
+            raise exc
+        await self._write_status(cr, model_status.invalid_status(cr, f"{self.config.node}: {exc}"))
+        return await self._give_up(cr, lease_names, local)
 
     async def _give_up(self, cr: dict, lease_names: list[str], local: dict) -> bool:
         for lname in lease_names:
@@ -329,10 +338,12 @@ class NodeAgent:
 
     # --- what a served Model publishes ---
 
-    async def _apply(self, cr: dict, replicas: int) -> None:
+    async def _apply(self, cr: dict, replicas: int, held: bool) -> None:
+        """Apply the Model's file when it changed, or when the daemon does not hold it (restarted
+        with an empty models.d, or the file was removed by hand)."""
         name = cr["metadata"]["name"]
         text = manifest(cr, replicas)
-        if self._applied.get(name) != text:
+        if self._applied.get(name) != text or not held:
             result = await self._daemon.apply(model_file(cr["metadata"]["namespace"], name), text)
             log.info("%s", "; ".join(result.get("results", [])))
             self._applied[name] = text
@@ -367,6 +378,16 @@ class NodeAgent:
             await self._kube.patch(EndpointSlice, body["metadata"]["name"], body, namespace=namespace,
                                    patch_type=PatchType.MERGE, field_manager=FIELD_MANAGER)
         self._slices[(namespace, name)] = body
+
+    async def _prune_endpoints(self, cr: dict, serving: set[str]) -> None:
+        """Delete the EndpointSlices of nodes that no longer hold a replica (a dead node cannot)."""
+        namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
+        async for found in self._kube.list(EndpointSlice, namespace=namespace, labels=model_labels(namespace, name)):
+            nodes = {e.nodeName for e in found.endpoints or []}
+            if not nodes & serving:
+                log.info("deleting EndpointSlice %s/%s of %s, which serves Model %s no longer", namespace,
+                         found.metadata.name, ",".join(sorted(n for n in nodes if n)), name)
+                await self._delete(EndpointSlice, found.metadata.name, namespace)
 
     async def _write_status(self, cr: dict, status: dict, force: bool = False) -> None:
         """Patch the status subresource when it changed, at most once a second per Model."""

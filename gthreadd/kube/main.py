@@ -29,8 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="gthread-kube", description=__doc__.split("\n\n")[0])
     parser.add_argument("--node-name", default=env("NODE_NAME"), help="this node (env NODE_NAME, the downward API)")
-    parser.add_argument("--node-address", default=env("NODE_IP"),
-                        help="address Services reach the daemon at (env NODE_IP: status.hostIP)")
+    parser.add_argument("--node-address", default=env("POD_IP"),
+                        help="address Services reach the daemon at (env POD_IP: status.podIP)")
     parser.add_argument("--port", type=int, default=int(env("GTHREADD_PORT", "8000")), help="the daemon's TCP port")
     parser.add_argument("--socket", default=env("GTHREADD_SOCKET", "/run/gthreadd/gthreadd.sock"),
                         help="the daemon's control socket")

@@ -15,7 +15,7 @@ from gthreadd.kube.agent import AgentConfig, NodeAgent
 from gthreadd.kube.daemon_client import DaemonClient
 from gthreadd.kube.leases import LeaseTiming
 from gthreadd.kube.main import kube_config
-from tests.inprocess_daemon import start_daemon
+from tests.inprocess_daemon import manifest, serving, start_daemon
 from tests.kube_apiserver import ApiServerEmulator
 
 TIMING = LeaseTiming(duration_s=1.0, renew_s=0.1)
@@ -139,6 +139,8 @@ async def test_a_dead_nodes_lease_expires_and_another_node_takes_over(api, nodes
     await eventually(lambda: survivor.name in serving_nodes(nodes), "the survivor to serve")
     lease = api.get("leases", "model-default-chat-0", "greenthread-system")
     assert lease["spec"]["leaseTransitions"] == 1
+    await eventually(lambda: [s["metadata"]["name"] for s in api.list("endpointslices", "default")]
+                     == [f"chat-{survivor.name}"], "the dead node's EndpointSlice to go")
     await eventually(lambda: (api.get("models", "chat", "default").get("status") or {}).get("node") == survivor.name,
                      "status to name the survivor")
 
@@ -199,3 +201,18 @@ async def test_api_server_outage_keeps_serving_and_resyncs(api, nodes):
     await api.start()
     await eventually(lambda: serving_nodes(nodes, "later"), "a Model created during the outage, after a relist",
                      timeout=40)
+
+
+async def test_a_model_the_daemon_refuses_is_reported_and_its_lease_freed(api, nodes):
+    for node in nodes:  # a Model of that name already defined by hand in each daemon's models.d
+        (node.daemon.settings.models_dir / "local.yaml").write_text(manifest(node.daemon, "chat"))
+        await serving(node.daemon, "chat")
+    api.put(GROUP, "models", model_cr(nodes))
+
+    def refused():
+        conditions = (api.get("models", "chat", "default").get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "ConfigValid" and c["status"] == "False"), None)
+    condition = await eventually(refused, "ConfigValid=False")
+    assert "local.yaml" in condition["message"]
+    await eventually(lambda: not holders(api), "the Lease to be given up")
+    assert all(n.daemon.fleet.models["chat"].source.endswith("local.yaml") for n in nodes)
