@@ -207,8 +207,11 @@ def apply(args: argparse.Namespace) -> int:
         if validate_paths([path], quiet=True) != 0:
             return 1
         text = Path(path).read_text(encoding="utf-8")
-        for line in _call(client, "POST", f"{API}/apply", {"file": Path(path).name, "text": text}, 120)["results"]:
+        reply = _call(client, "POST", f"{API}/apply", {"file": Path(path).name, "text": text, "dryRun": args.dry_run}, 120)
+        for line in reply["results"]:
             print(line)
+        for name, reason in reply.get("unschedulable", {}).items():
+            print(f"warning: Model {name} cannot run on this host: {reason}", file=sys.stderr)
     return 0
 
 
@@ -268,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = verbs.add_parser("apply", help="validate Model files and write them into the daemon's models.d")
     a.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    a.add_argument("--dry-run", action="store_true", help="validate against the daemon and say whether each "
+                   "Model could ever be placed on this host, without writing anything")
     a.set_defaults(func=apply)
 
     rm = verbs.add_parser("delete", help="delete a Model (its file in models.d)")

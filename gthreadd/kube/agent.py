@@ -23,6 +23,7 @@ from lightkube import ALL_NS, ApiError, AsyncClient
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
 from gthreadd.kube import model_status
@@ -52,6 +53,8 @@ class AgentConfig:
     port: int
     """The daemon's TCP port."""
     timing: LeaseTiming = LeaseTiming()
+    ingress_class: str = ""
+    """When set, an Ingress of this class per Model routes /<name>/v1 to its Service (seed 002)."""
 
 
 def manifest(cr: dict, replicas: int | None = None) -> str:
@@ -70,6 +73,16 @@ def _owner(cr: dict) -> dict:
     meta = cr["metadata"]
     return {"apiVersion": API_VERSION, "kind": "Model", "name": meta["name"], "uid": meta.get("uid", ""),
             "controller": False, "blockOwnerDeletion": False}
+
+
+def _ingress(cr: dict, ingress_class: str) -> dict:
+    namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
+    backend = {"service": {"name": name, "port": {"number": model_status.SERVICE_PORT}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": namespace, "labels": model_labels(namespace, name),
+                         "ownerReferences": [_owner(cr)]},
+            "spec": {"ingressClassName": ingress_class, "rules": [{"http": {"paths": [
+                {"path": f"/{name}/v1", "pathType": "Prefix", "backend": backend}]}}]}}
 
 
 def _replica_states(local: dict, count: int) -> list[str]:
@@ -358,6 +371,8 @@ class NodeAgent:
                        "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": model_status.SERVICE_PORT,
                                            "targetPort": self.config.port}]}}
             await self._create(Service.from_dict(service))
+            if self.config.ingress_class:
+                await self._create(Ingress.from_dict(_ingress(cr, self.config.ingress_class)))
             self._services.add((namespace, name))
         address = self.config.node_address
         body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",

@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="API server URL without credentials (tests); default: in-cluster, then KUBECONFIG")
     parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds a Lease outlives its last renewal")
     parser.add_argument("--renew-interval", type=float, default=5.0, help="seconds between renewals and passes")
+    parser.add_argument("--ingress-class", default=env("INGRESS_CLASS", ""),
+                        help="publish an Ingress of this class per Model, path /<name>/v1 (default: none)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     if not args.node_name:
@@ -63,7 +65,8 @@ async def serve(args: argparse.Namespace) -> None:
     daemon = DaemonClient(args.socket)
     agent = NodeAgent(AgentConfig(node=args.node_name, lease_namespace=args.namespace,
                                   node_address=args.node_address, port=args.port,
-                                  timing=LeaseTiming(args.lease_duration, args.renew_interval)), kube, daemon)
+                                  timing=LeaseTiming(args.lease_duration, args.renew_interval),
+                                  ingress_class=args.ingress_class), kube, daemon)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

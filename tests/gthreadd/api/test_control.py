@@ -61,6 +61,18 @@ async def test_apply_refuses_bad_files_and_names_another_file_owns(daemon, tmp_p
     assert code == 1 and "422: Model 'c' is defined in" in err and "owner.yaml" in err
 
 
+async def test_a_dry_run_writes_nothing_and_says_what_cannot_be_placed(daemon, tmp_path):
+    fits, elsewhere = tmp_path / "fits.yaml", tmp_path / "elsewhere.yaml"
+    fits.write_text(manifest(daemon, "fits"))
+    elsewhere.write_text(manifest(daemon, "elsewhere", "  product: NVIDIA-A40\n"))
+    assert await gthread(daemon, "apply", "--dry-run", "-f", str(fits)) == \
+        (0, "model.greenthread.ai/fits created (dry run)\n", "")
+    code, out, err = await gthread(daemon, "apply", "--dry-run", "-f", str(elsewhere))
+    assert code == 0 and out == "model.greenthread.ai/elsewhere created (dry run)\n"
+    assert "Model elsewhere cannot run on this host: product NVIDIA-A40 is not on this host" in err
+    assert not list(daemon.settings.models_dir.glob("*.yaml")) and not daemon.fleet.models
+
+
 async def test_get_and_describe_over_the_socket(daemon, tmp_path):
     write(daemon, "d.yaml", "d")
     await serving(daemon, "d")

@@ -15,6 +15,7 @@ from gthreadd.kube.agent import AgentConfig, NodeAgent
 from gthreadd.kube.daemon_client import DaemonClient
 from gthreadd.kube.leases import LeaseTiming
 from gthreadd.kube.main import kube_config
+from tests.gthreadd.kube.crd_schema import validator
 from tests.inprocess_daemon import manifest, serving, start_daemon
 from tests.kube_apiserver import ApiServerEmulator
 
@@ -44,8 +45,8 @@ async def start_node(api: ApiServerEmulator, tmp_path, name: str, labels: dict |
     daemon = await start_daemon(tmp_path / name)
     client = DaemonClient(str(daemon.settings.socket_path))
     kube = AsyncClient(config=kube_config(api.url))
-    agent = NodeAgent(AgentConfig(name, "greenthread-system", "10.0.0." + name[-1], daemon.settings.port, TIMING),
-                      kube, client)
+    agent = NodeAgent(AgentConfig(name, "greenthread-system", "10.0.0." + name[-1], daemon.settings.port, TIMING,
+                                  ingress_class="nginx"), kube, client)
     await client.start()
     await agent.start()
     return KubeNode(name, daemon, agent, client, kube)
@@ -113,6 +114,10 @@ async def test_one_node_takes_the_lease_serves_and_reports(api, nodes):
     assert {"type": "ConfigValid", "status": "True"}.items() <= status["conditions"][0].items()
     assert status["memory"]["servingHuman"]
 
+    ingress = api.get("ingresses", "chat", "default")
+    path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert ingress["spec"]["ingressClassName"] == "nginx" and path["path"] == "/chat/v1"
+    assert path["backend"]["service"] == {"name": "chat", "port": {"number": 80}}
     service = api.get("services", "chat", "default")
     assert "selector" not in service["spec"] and service["spec"]["ports"][0]["port"] == 80
     slices = api.list("endpointslices", "default")
@@ -121,11 +126,19 @@ async def test_one_node_takes_the_lease_serves_and_reports(api, nodes):
     assert slices[0]["ports"][0]["port"] == node.daemon.settings.port
     await eventually(lambda: any(e["involvedObject"]["name"] == "chat" for e in api.list("events", "default")),
                      "the daemon's events on the Model")
+    import kubernetes_validate  # the API server's own schemas: what the emulator does not check
+
+    for plural in ("services", "endpointslices", "ingresses", "leases", "events"):
+        for obj in api.list(plural):
+            kubernetes_validate.validate(obj, "1.33", strict=True)
+    assert not [e.message for e in validator("models.yaml").iter_errors(api.get("models", "chat", "default"))]
     gpus = await eventually(lambda: len(api.list("gpus")) == 2 and api.list("gpus"), "a GPU object per node")
     assert sorted(g["metadata"]["name"] for g in gpus) == ["gpu-n1-0", "gpu-n2-0"]
     held = next(g for g in gpus if g["spec"]["node"] == node.name)
     await eventually(lambda: (api.get("gpus", held["metadata"]["name"]).get("status") or {}).get("mode") == "inference",
                      "MODE inference on the holder's GPU")
+    for gpu in api.list("gpus"):
+        assert not [e.message for e in validator("gpus.yaml").iter_errors(gpu)]
 
 
 async def test_a_dead_nodes_lease_expires_and_another_node_takes_over(api, nodes):

@@ -3,11 +3,11 @@ server requires, accepting every seed example and rejecting what the daemon reje
 
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
 from gthreadd.kube.crds import crds, render
+from tests.gthreadd.kube.crd_schema import model_validator
 
 ROOT = Path(__file__).resolve().parents[3]
 SEEDS = sorted((ROOT / "tests" / "fixtures" / "seeds").glob("*.yaml"))
@@ -17,25 +17,6 @@ FORBIDDEN = {"$ref", "allOf", "oneOf", "not", "title", "definitions", "$defs"}
 def seed_models() -> list[dict]:
     return [doc for path in SEEDS for doc in yaml.safe_load_all(path.read_text())
             if isinstance(doc, dict) and doc.get("kind") == "Model"]
-
-
-def json_schema(node):
-    """openAPIV3Schema -> JSON Schema, for validating examples here: `nullable` becomes a null type."""
-    if isinstance(node, list):
-        return [json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes") and k != "nullable"}
-    if node.get("properties") is not None and "properties" in out:
-        out["properties"] = {k: json_schema(v) for k, v in node["properties"].items()}
-    if node.get("nullable"):
-        out = {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
-def model_validator() -> jsonschema.Draft7Validator:
-    schema = crds()["models.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return jsonschema.Draft7Validator(json_schema(schema))
 
 
 @pytest.mark.parametrize("name", ["models.yaml", "gpus.yaml"])
