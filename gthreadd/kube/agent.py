@@ -108,7 +108,7 @@ class NodeAgent:
         self._slices: dict[tuple[str, str], dict] = {}
         self._services: set[tuple[str, str]] = set()
         self._gpus: dict[str, dict] = {}
-        self._events: dict[str, int] = {}
+        self._events: dict[tuple[str, str], dict[str, int]] = {}
         self._status_written: dict[tuple[str, str], float] = {}
         self._node_labels: tuple[float, dict[str, str], str] | None = None
         self._failing = ""
@@ -426,9 +426,12 @@ class NodeAgent:
     async def _send_events(self, cr: dict) -> None:
         """The daemon's events for the Model as core/v1 Events on the CR (`kubectl describe model`)."""
         namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
+        sent = self._events.setdefault((namespace, name), {})
+        current = {}
         for event in await self._daemon.events(name):
             ename = event_name(name, self.config.node, event["reason"], event["firstTimestamp"])
-            if self._events.get(ename) == event["count"]:
+            current[ename] = sent.get(ename)
+            if sent.get(ename) == event["count"]:
                 continue
             body = {"apiVersion": "v1", "kind": "Event",
                     "metadata": {"name": ename, "namespace": namespace, "labels": dict(MANAGED_BY)},
@@ -439,12 +442,13 @@ class NodeAgent:
                     "lastTimestamp": event["lastTimestamp"],
                     "source": {"component": FIELD_MANAGER, "host": self.config.node},
                     "reportingComponent": "greenthread.ai/" + FIELD_MANAGER, "reportingInstance": self.config.node}
-            if ename in self._events:
+            if ename in sent:
                 await self._kube.patch(Event, ename, {"count": event["count"], "lastTimestamp": event["lastTimestamp"]},
                                        namespace=namespace, patch_type=PatchType.MERGE, field_manager=FIELD_MANAGER)
             else:
                 await self._create(Event.from_dict(body))
-            self._events[ename] = event["count"]
+            sent[ename] = current[ename] = event["count"]
+        self._events[(namespace, name)] = current  # the daemon's log is bounded; so is this
 
     async def _sync_gpus(self, node_uid: str) -> None:
         """One GPU object per device of the daemon's inventory; status patched when it changes."""
