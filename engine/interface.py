@@ -16,6 +16,10 @@ class Engine(Protocol):
     @property
     def running(self) -> bool: ...
 
+    @property
+    def exit_cause(self) -> str:
+        """Why an engine that was running stopped on its own (an exit code or a signal), or "" """
+
     async def start(self) -> None:
         """Raises EngineArgsError for bad arguments, EngineStartError with the root cause when the
         engine's processes fail."""

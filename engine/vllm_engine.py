@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +63,15 @@ class VllmEngine:
     @property
     def running(self) -> bool:
         return self._llm is not None and not self._llm.errored
+
+    @property
+    def exit_cause(self) -> str:
+        for process in self._processes:
+            code = process.exitcode
+            if code is not None:
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                return f"the vLLM engine process {process.name} (pid {process.pid}) {how}"
+        return "the vLLM engine stopped" if self._llm is not None and self._llm.errored else ""
 
     async def start(self) -> None:
         """Parse the arguments (EngineArgsError on bad extraArgs), then build the engine off-loop."""

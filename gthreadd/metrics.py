@@ -28,6 +28,8 @@ class Metrics:
                                            "Duration of engine boots, wakes and sleeps (a wake's latency "
                                            "is operation=\"wake\")", ("model", "operation"),
                                            buckets=_OPERATION, registry=r)
+        self.engine_crashes = Counter("gthread_engine_crashes", "Engine deaths found by supervision (the engine "
+                                      "is restarted; a crash loop fails the model)", ("model",), registry=r)
         self.requests = Counter("gthread_requests", "Inference requests by model, endpoint and HTTP status",
                                 ("model", "endpoint", "code"), registry=r)
         self.queue_wait = Histogram("gthread_queue_wait_seconds", "Time a request waited to be admitted "

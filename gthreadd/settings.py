@@ -46,6 +46,8 @@ class DaemonSettings(BaseModel):
                                        description="on SIGTERM, how long requests in flight may finish and "
                                        "engine boots settle before they are cancelled; stopping the engines "
                                        "then takes 30 s at most, and a second signal exits at once")
+    max_request_bytes: ByteSize = Field("16Mi", description="the largest request body the port accepts "
+                                        "(then 413): a size such as 16Mi")
     queue_limit: int = Field(256, ge=1, description="requests that may wait for a sleeping model (then 429)")
     queue_timeout: Duration = Field("5m", validate_default=True,
                                     description="how long a request waits for its model to wake (then 503)")
@@ -70,6 +72,10 @@ class DaemonSettings(BaseModel):
     @property
     def host_tier_bytes(self) -> int:
         return parse_size(self.host_tier_size, host_memory())
+
+    @property
+    def request_bytes(self) -> int:
+        return parse_size(self.max_request_bytes, 0)
 
     @property
     def host(self) -> str:

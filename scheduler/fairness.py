@@ -24,7 +24,7 @@ from typing import Optional
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
-    Event, ModelRemoved, ModelUpserted, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
+    Event, GiveUp, ModelRemoved, ModelUpserted, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
     SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, unplaceable_reason, windows
@@ -38,6 +38,9 @@ class SchedulerConfig:
     queue_timeout: float = 300.0
     retry_base: float = 1.0
     retry_max: float = 60.0
+    crash_loop: int = 5
+    """This many engine failures of a unit within `crash_window` seconds, and it is given up."""
+    crash_window: float = 600.0
 
 
 class Scheduler:
@@ -173,14 +176,20 @@ class Scheduler:
         unit.state = UnitState.failed  # from any engine state: the engine is gone
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
         unit.failures += 1
+        unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + [now]
+        actions: list[Action] = []
+        if e.retry and len(unit.crashes) >= self.config.crash_loop:
+            unit.reason = (f"crash loop: {len(unit.crashes)} engine failures in "
+                           f"{now - unit.crashes[0]:.0f}s, the last: {e.reason}")
+            e = EngineFailed(e.unit, unit.reason, retry=False)
+            actions.append(GiveUp(unit.id, unit.reason))
         if not e.retry:
             unit.retry_at = float("inf")
             if all(u.state == UnitState.failed and u.retry_at == float("inf") for u in self.units_of(unit.id.model)):
                 queue = self.queues[unit.id.model]
-                rejected = [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.waiting]
+                actions += [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.waiting]
                 queue.waiting.clear()
-                return rejected
-            return []
+            return actions
         unit.retry_at = now + min(self.config.retry_max, self.config.retry_base * 2 ** (unit.failures - 1))
         return [SetTimer(unit.retry_at, ("retry", unit.id))]
 
@@ -337,13 +346,15 @@ class Scheduler:
             if not ok:
                 recheck += self._recheck_times(unit.policy, oldest, now)
 
-        # 3. Units never booted (or whose first boot failed, once their backoff is over): boot
-        #    into free capacity, so first requests find them ready.
+        # 3. Units never booted, and failed ones once their backoff is over (a boot that failed, an
+        #    engine that died): boot into free capacity, so requests find them ready, unprompted.
         for unit in sorted(self.units.values(), key=lambda u: u.id):
-            if not unit.booted and unit.state in (UnitState.cold, UnitState.failed) and self._startable(unit, now):
+            if (unit.state == UnitState.cold and not unit.booted) or (
+                    unit.state == UnitState.failed and self._startable(unit, now)):
                 for window in windows(list(self.devices.values()), unit.policy):
                     if fits(window, unit.policy, self.devices, free):
-                        actions.append(self._start(unit, window, "first boot", free))
+                        why = "restart after a failure" if unit.state == UnitState.failed and unit.booted else "first boot"
+                        actions.append(self._start(unit, window, why, free))
                         break
 
         future = [t for t in recheck if t > now]

@@ -127,6 +127,13 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class GiveUp:
+    """Stop retrying a unit that keeps failing (a crash loop): its model is Failed until an edit."""
+    unit: UnitId
+    reason: str
+
+
+@dataclass(frozen=True)
 class Admit:
     request_id: str
     unit: UnitId
@@ -146,4 +153,4 @@ class SetTimer:
     key: tuple
 
 
-Action = Union[Boot, Wake, Drain, Sleep, AbortInFlight, Stop, Admit, Reject, SetTimer]
+Action = Union[Boot, Wake, Drain, Sleep, AbortInFlight, Stop, GiveUp, Admit, Reject, SetTimer]

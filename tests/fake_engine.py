@@ -23,10 +23,19 @@ class FakeEngine:
         self.stopped = False
         self.asleep = False
         self.pids: list[int] = []
+        self.died = ""
 
     @property
     def running(self) -> bool:
         return self.is_running
+
+    @property
+    def exit_cause(self) -> str:
+        return self.died
+
+    def die(self, cause: str = "killed by SIGKILL") -> None:
+        """What an EngineCore's death looks like from the daemon."""
+        self.is_running, self.died = False, cause
 
     async def start(self) -> None:
         """Takes start_delay seconds, and waits for start_gate to open when one is given."""
@@ -54,7 +63,16 @@ class FakeEngine:
         return self.pids
 
     async def chat_completion(self, body: dict) -> JsonResult:
-        await asyncio.sleep(self._reply_delay if body.get("slow") else 0)
+        if self.died:  # as vLLM answers when its EngineCore is gone (EngineDeadError)
+            return JsonResult(500, {"error": {"message": "EngineCore encountered an issue. See stack trace (above) "
+                                              "for the root cause.", "type": "InternalServerError", "code": 500}})
+        try:
+            await asyncio.sleep(self._reply_delay if body.get("slow") else 0)
+        except asyncio.CancelledError:
+            # As vLLM's serving classes do: the generation is aborted and the cancellation
+            # answered as if the client had left.
+            return JsonResult(400, {"error": {"message": "Client disconnected", "type": "BadRequestError",
+                                              "code": 400}})
         return JsonResult(200, {"object": "chat.completion", "model": self.config.served_model_names[0],
                                 "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
 

@@ -42,13 +42,15 @@ SCHEDULING = web.AppKey("scheduling", SchedulerLoop)
 BASE_URL = web.AppKey("base_url", str)
 READY = web.AppKey("ready", dict)
 METRICS = web.AppKey("metrics", Metrics)
+MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def error_response(status: int, message: str, param: Optional[str] = None,
                    headers: Optional[dict] = None) -> web.Response:
     kind = {400: "BadRequestError", 404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
-            429: "RateLimitError", 503: "ServiceUnavailableError"}.get(status, "InternalServerError")
+            429: "RateLimitError", 503: "ServiceUnavailableError"}.get(
+                status, "BadRequestError" if status < 500 else "InternalServerError")
     return web.json_response(openai_error(status, message, kind, param).body, status=status, headers=headers)
 
 
@@ -88,11 +90,20 @@ def bearer_auth(api_keys: tuple[str, ...]):
 @web.middleware
 async def routing_errors(request: web.Request, handler):
     """A request for a Model this host does not have (or a /v1 body that names none) is answered
-    here, for every route, with the router's status and message."""
+    here, for every route, with the router's status and message; so are aiohttp's own refusals
+    (no such route, a method the route lacks, a body over maxRequestBytes), in OpenAI's error shape."""
     try:
         return await handler(request)
     except RouteError as exc:
         return error_response(exc.status, exc.message, exc.param)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"the request body is over {request.app[MAX_REQUEST_BYTES]} bytes (maxRequestBytes)")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(405, f"{request.method} is not allowed on {request.path} (allowed: {allowed})",
+                              headers={"Allow": allowed})
+    except web.HTTPNotFound:
+        return error_response(404, f"no such route: {request.method} {request.path}")
 
 
 def path_model(request: web.Request) -> ServedModel:
@@ -100,10 +111,11 @@ def path_model(request: web.Request) -> ServedModel:
     return by_path(request.app[FLEET].models, request.match_info["name"])
 
 
-def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics,
+def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics, max_request_bytes: int,
                api_keys: tuple[str, ...] = ()) -> web.Application:
     middlewares = [request_context] + ([bearer_auth(api_keys)] if api_keys else []) + [routing_errors]
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=middlewares)
+    app = web.Application(client_max_size=max_request_bytes, middlewares=middlewares)
+    app[MAX_REQUEST_BYTES] = max_request_bytes
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -256,7 +268,15 @@ async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.St
         if engine is None:
             return error_response(503, f"model {model.name} stopped while the request was admitted")
         result = await getattr(engine, method)(body)
+        if asyncio.current_task().cancelling():
+            # vLLM's serving code caught the cancellation (and aborted the generation in the
+            # engine), then answered it as a 400 "Client disconnected": it is ours to answer.
+            raise asyncio.CancelledError
         if isinstance(result, JsonResult):
+            if result.status >= 500 and not engine.running:  # vLLM's EngineDeadError, as a 500
+                cause = engine.exit_cause or "the engine stopped"
+                return error_response(503, f"model {model.name}'s engine died ({cause}); it is being restarted",
+                                      headers={"Retry-After": "10"})
             return _json(result)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
@@ -278,7 +298,7 @@ async def _aborted(request: web.Request, ticket: Ticket, response: Optional[web.
     if response is None:
         return error_response(503, ticket.aborted, headers={"Retry-After": "5"})
     error = openai_error(503, ticket.aborted, "ServiceUnavailableError").body
-    await response.write(f"data: {json.dumps(error)}\n\n".encode())
+    await response.write(f"data: {json.dumps(error)}\n\ndata: [DONE]\n\n".encode())
     await response.write_eof()
     return response
 

@@ -135,6 +135,17 @@ class Fleet:
             del self._retired[unit.model]
             model.forget_staged()
 
+    def died(self, unit: UnitId, cause: str) -> None:
+        model = self.models.get(unit.model)
+        if model is not None:
+            self._metrics.engine_crashes.labels(unit.model).inc()
+            model.events.add("Warning", "EngineDied", f"replica {unit.replica}: {cause}; restarting it")
+
+    def give_up(self, unit: UnitId, reason: str) -> None:
+        model = self.models.get(unit.model)
+        if model is not None:
+            model.give_up(reason)
+
     async def shutdown(self) -> None:
         models = list(self.models.values()) + list(self._retired.values())
         self.models, self._retired = {}, {}

@@ -15,7 +15,7 @@ from typing import Optional
 
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
-    AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event,
+    AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event, GiveUp,
     Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
 )
 from gthreadd.runtime.unit_ops import PermanentFailure, UnitOps
@@ -144,6 +144,9 @@ class SchedulerLoop:
                 ticket.aborted = action.reason
                 if ticket.task is not None:
                     ticket.task.cancel()
+        elif isinstance(action, GiveUp):
+            log.error("scheduler: giving up on %s: %s", action.unit, action.reason)
+            self.ops.give_up(action.unit, action.reason)
         elif isinstance(action, Stop):
             log.info("scheduler: stop %s", action.unit)
             self._chain(action.unit, self.ops.stop(action.unit), None)
@@ -208,8 +211,10 @@ class SchedulerLoop:
                     continue
                 engine = self.ops.engine(unit.id)
                 if engine is not None and not engine.running:
-                    log.error("scheduler: the engine of %s is dead", unit.id)
-                    self.submit(EngineFailed(unit.id, "the vLLM engine process exited"))
+                    cause = engine.exit_cause or "the vLLM engine stopped running"
+                    log.error("scheduler: the engine of %s died: %s", unit.id, cause)
+                    self.ops.died(unit.id, cause)
+                    self.submit(EngineFailed(unit.id, cause))
 
     async def _poll_memory(self) -> None:
         while True:

@@ -257,6 +257,10 @@ class ServedModel:
         if engine is not None:
             await engine.stop()
 
+    def give_up(self, message: str) -> None:
+        """Failed until an edit: the scheduler stopped retrying (its engine keeps dying)."""
+        self._failed("CrashLoop", message)
+
     def _failed(self, reason: str, message: str) -> PermanentFailure:
         self.set_phase(Phase.failed)
         self._set_condition("Ready", "False", reason, message)

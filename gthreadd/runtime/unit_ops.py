@@ -23,3 +23,9 @@ class UnitOps(Protocol):
     async def sleep(self, unit: UnitId) -> None: ...
 
     async def stop(self, unit: UnitId) -> None: ...
+
+    def died(self, unit: UnitId, cause: str) -> None:
+        """Supervision found the unit's engine dead: count it and tell the model's events."""
+
+    def give_up(self, unit: UnitId, reason: str) -> None:
+        """The scheduler stopped retrying the unit (a crash loop): its model is Failed."""

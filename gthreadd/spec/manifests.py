@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from gthreadd.spec.resource import API_VERSION, KIND, ModelResource
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_MANIFEST_BYTES = 1024 * 1024
+"""Far above any real Model file; a file this large is a mistake (or an attack on the parser)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,18 @@ def is_manifest(path: Path) -> bool:
 
 
 def load_file(path: Path) -> ParsedFile:
+    """A models.d file; a symlink out of its directory, or a file too large to be a Model, is an error."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        target = path.resolve()
+        if path.is_symlink() and path.parent.resolve() not in target.parents:
+            return ParsedFile(str(path), (), (ManifestError(str(path), f"a symlink out of {path.parent} (to {target}): "
+                                                                       "refused; copy the file in instead"),))
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            return ParsedFile(str(path), (), (ManifestError(str(path), f"{size} bytes: a Model file is at most "
+                                                                       f"{MAX_MANIFEST_BYTES} bytes"),))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return ParsedFile(str(path), (), (ManifestError(str(path), f"cannot read: {exc}"),))
     return parse_text(text, str(path))

@@ -5,8 +5,8 @@ import pytest
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
-    AbortInFlight, Boot, DeviceMemoryRead, Drain, EngineFailed, ModelRemoved, ModelUpserted, RequestArrived, RequestLeft,
-    SleepRequested,
+    AbortInFlight, Boot, DeviceMemoryRead, Drain, EngineFailed, GiveUp, ModelRemoved, ModelUpserted, RequestArrived,
+    RequestLeft, SleepRequested,
 )
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
@@ -281,3 +281,43 @@ def test_an_event_without_a_rule_is_an_error():
     """The core once found its rule by building a method name from the event's class name."""
     with pytest.raises(TypeError, match="no rule for"):
         Scheduler(gpus(), SchedulerConfig()).decide(object(), 0.0)
+
+
+def test_an_engine_that_died_is_restarted_unprompted_after_its_backoff():
+    h = host()
+    add(h, "a")
+    h.run_until(5)
+    assert state(h, "a") == UnitState.awake
+    h.feed(EngineFailed(UnitId("a", 0), "the vLLM engine process EngineCore_DP0 was killed by SIGKILL"))
+    assert state(h, "a") == UnitState.failed
+    h.run_until(5.5)
+    assert state(h, "a") == UnitState.failed, "the backoff (retry_base, 1s) comes first"
+    h.run_until(10)
+    assert state(h, "a") == UnitState.awake, "restarted without any request"
+    assert [a.reason for t, a in h.actions if isinstance(a, Boot) and t > 5] == ["restart after a failure"]
+
+
+def test_a_crash_loop_is_given_up_and_its_queue_answered():
+    h = host(crash_loop=3, crash_window=60)
+    add(h, "a")
+    for crash in range(3):
+        h.run_until(h.now + 5)
+        assert state(h, "a") == UnitState.awake
+        if crash == 2:
+            h.feed(RequestArrived("a", "r"))
+        h.feed(EngineFailed(UnitId("a", 0), "killed by SIGKILL"))
+    gave_up = [a for _, a in h.actions if isinstance(a, GiveUp)]
+    assert len(gave_up) == 1 and gave_up[0].reason.startswith("crash loop: 3 engine failures in ")
+    assert gave_up[0].reason.endswith("the last: killed by SIGKILL")
+    h.run_until(h.now + 1000)
+    assert state(h, "a") == UnitState.failed
+
+
+def test_crashes_far_apart_are_not_a_loop():
+    h = host(crash_loop=2, crash_window=60)
+    add(h, "a")
+    for _ in range(3):
+        h.run_until(h.now + 100)
+        h.feed(EngineFailed(UnitId("a", 0), "killed by SIGKILL"))
+    h.run_until(h.now + 100)
+    assert state(h, "a") == UnitState.awake and not [a for _, a in h.actions if isinstance(a, GiveUp)]

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
-from tests.inprocess_daemon import post, until, write
+from tests.inprocess_daemon import post, start_daemon, until, write
 
 
 async def get(d: Daemon, path: str) -> tuple[int, dict]:
@@ -81,3 +81,23 @@ async def test_a_requests_log_line_names_its_model_and_request_id(daemon, capsys
         root.setLevel(level)
     lines = [line for line in capsys.readouterr().err.splitlines() if "POST /a/v1/chat/completions -> 200" in line]
     assert len(lines) == 1 and lines[0].endswith("[model=a request_id=req-42]"), lines
+
+
+async def test_unknown_routes_wrong_methods_and_big_bodies_get_openai_errors(tmp_path):
+    d = await start_daemon(tmp_path, maxRequestBytes="1Ki")
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(d.base_url + "/v2/nothing") as r:
+                body = await r.json()
+            assert r.status == 404 and body["error"]["message"] == "no such route: GET /v2/nothing"
+            async with s.get(d.base_url + "/v1/chat/completions") as r:
+                body = await r.json()
+            assert r.status == 405 and r.headers["Allow"] == "POST"
+            assert body["error"]["message"] == "GET is not allowed on /v1/chat/completions (allowed: POST)"
+            async with s.post(d.base_url + "/v1/chat/completions", json={"model": "x", "pad": "x" * 2048}) as r:
+                body = await r.json()
+            assert r.status == 413 and body["error"] == {
+                "message": "the request body is over 1024 bytes (maxRequestBytes)", "type": "BadRequestError",
+                "param": None, "code": 413}
+    finally:
+        await d.shutdown()

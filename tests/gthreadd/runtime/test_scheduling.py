@@ -18,6 +18,7 @@ class StubEngine:
     """Test double for an engine, as supervision sees one: running until it dies."""
 
     running = True
+    exit_cause = ""
 
 
 class RecordingOps:
@@ -42,6 +43,12 @@ class RecordingOps:
 
     async def stop(self, unit):
         self.calls.append(("stop", unit))
+
+    def died(self, unit, cause):
+        self.calls.append(("died", unit))
+
+    def give_up(self, unit, reason):
+        self.calls.append(("give_up", unit))
 
 
 def loop_with(free_gib: float | None, **config) -> tuple[SchedulerLoop, RecordingOps]:
@@ -91,8 +98,9 @@ async def test_a_boot_waits_for_memory_that_others_hold():
     runner.cancel()
 
 
-async def test_an_engine_that_dies_is_found_by_supervision_without_a_request():
-    """Engine health once was diagnosed by the HTTP layer, on the next request's 500."""
+async def test_an_engine_that_dies_is_found_by_supervision_and_restarted_without_a_request():
+    """Engine health once was diagnosed by the HTTP layer, on the next request's 500, and a new
+    engine waited for a request after that."""
     loop, ops = loop_with(None, retry_base=0.01)
     loop.supervise_s = 0.01
     runner = asyncio.create_task(loop.run())
@@ -100,11 +108,12 @@ async def test_an_engine_that_dies_is_found_by_supervision_without_a_request():
         loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
         unit = UnitId("a", 0)
         await until(lambda: unit in loop.scheduler.units and loop.scheduler.units[unit].state == UnitState.awake)
-        ops.engines[unit].running = False  # its EngineCore died
-        await until(lambda: loop.scheduler.units[unit].state == UnitState.failed)
-        assert loop.scheduler.units[unit].reason == "the vLLM engine process exited"
+        dead = ops.engines[unit]
+        dead.running, dead.exit_cause = False, "the vLLM engine process EngineCore_DP0 (pid 7) was killed by SIGKILL"
+        await until(lambda: ("died", unit) in ops.calls)
+        await until(lambda: ops.calls.count(("boot", unit)) == 2)  # restarted with no request
+        await until(lambda: loop.scheduler.units[unit].state == UnitState.awake)
         ticket = await asyncio.wait_for(loop.admit("a"), 5)
-        assert ops.calls.count(("boot", unit)) == 2, "the next request boots a new engine"
         loop.finished(ticket)
     finally:
         runner.cancel()

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from gthreadd.spec.manifests import is_manifest, load_file, parse_text
+from gthreadd.spec.manifests import MAX_MANIFEST_BYTES, is_manifest, load_file, parse_text
+from gthreadd.spec.resource import model_yaml
 
 GOOD = """\
 apiVersion: greenthread.ai/v1alpha1
@@ -66,3 +67,21 @@ def test_manifest_names():
     assert is_manifest(Path("a.yaml")) and is_manifest(Path("b.yml"))
     for name in [".a.yaml", "a.yaml~", "#a.yaml#", ".a.yaml.swp", "a.json", "a.yaml.bak"]:
         assert not is_manifest(Path(name)), name
+
+
+def test_a_symlink_out_of_models_d_is_refused_and_one_inside_is_read(tmp_path):
+    models_d = tmp_path / "models.d"
+    models_d.mkdir()
+    (models_d / "real.yaml").write_text(model_yaml("m", "org/m"))
+    (models_d / "alias.yaml").symlink_to(models_d / "real.yaml")
+    (models_d / "passwd.yaml").symlink_to("/etc/passwd")
+    assert [m.metadata.name for m in load_file(models_d / "alias.yaml").models] == ["m"]
+    errors = load_file(models_d / "passwd.yaml").errors
+    assert len(errors) == 1 and "a symlink out of" in str(errors[0]) and "/etc/passwd" in str(errors[0])
+
+
+def test_a_file_too_large_to_be_a_model_is_refused_unread(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * MAX_MANIFEST_BYTES)
+    errors = load_file(big).errors
+    assert len(errors) == 1 and f"a Model file is at most {MAX_MANIFEST_BYTES} bytes" in str(errors[0])
