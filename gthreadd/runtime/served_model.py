@@ -188,7 +188,7 @@ class ServedModel:
         except asyncio.CancelledError:
             cancelled.set()
             raise
-        except ConversionError as exc:
+        except (ConversionError, OSError) as exc:  # OSError: the store's disk filled up midway
             self.conversion = ConversionStatus(status="Failed")
             self._set_condition("Ready", "False", "ConversionFailed", f"{exc}; retrying")
             raise

@@ -206,3 +206,32 @@ async def test_a_cancelled_conversion_stops_its_thread_and_leaves_no_partial_cop
     with pytest.raises(asyncio.CancelledError):
         await boot
     assert await asyncio.to_thread(stopped.wait, 10), "the conversion thread ended"
+
+
+async def test_a_disk_that_fills_up_during_conversion_fails_the_boot_clearly_and_a_retry_converts(tmp_path,
+                                                                                                   monkeypatch):
+    import errno
+
+    import torch
+    from safetensors.torch import save_file
+
+    from conversion import converter
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    save_file({"w": torch.ones(64, 64)}, src / "model.safetensors")
+    model = ServedModel(desired(src, loadFormat="gthread"), FakeEngine, store=tmp_path / "store")
+    write_weights = converter._write_weights
+
+    def full(path, plan, total, progress):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(converter, "_write_weights", full)
+    with pytest.raises(OSError):
+        await model.boot(0, ())
+    assert model.conversion.status == "Failed"
+    assert model.ready_condition.reason == "ConversionFailed"
+    assert "No space left on device" in model.ready_condition.message and "retrying" in model.ready_condition.message
+    monkeypatch.setattr(converter, "_write_weights", write_weights)  # space was freed
+    await model.boot(0, ())
+    assert model.conversion.status == "Complete" and model.engines[0].running
