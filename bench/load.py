@@ -29,11 +29,11 @@ DOCUMENTED = {429, 503}
 """Errors a client is told to expect under load: queue full (429), and aborts and queue timeouts (503)."""
 
 
-async def client(session: aiohttp.ClientSession, url: str, models: list[str], until: float,
+async def client(session: aiohttp.ClientSession, url: str, models: list[str], max_tokens: int, until: float,
                  outcomes: Counter, latencies: list[float], wrong: list[str]) -> None:
     while time.monotonic() < until:
         model = random.choice(models)
-        body = {"model": model, "messages": QUESTION, "max_tokens": 16, "temperature": 0}
+        body = {"model": model, "messages": QUESTION, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
         started = time.monotonic()
         try:
             async with session.post(f"{url}/{model}/v1/chat/completions", json=body) as response:
@@ -59,16 +59,16 @@ async def client(session: aiohttp.ClientSession, url: str, models: list[str], un
             wrong.append(f"{model}: HTTP {status}: {payload}")
 
 
-async def run(url: str, models: list[str], clients: int, seconds: float) -> None:
+async def run(url: str, models: list[str], clients: int, seconds: float, max_tokens: int) -> None:
     outcomes: Counter = Counter()
     latencies: list[float] = []
     wrong: list[str] = []
     until = time.monotonic() + seconds
     timeout = aiohttp.ClientTimeout(total=seconds + 600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(client(session, url, models, until, outcomes, latencies, wrong) for _ in range(clients)))
+        await asyncio.gather(*(client(session, url, models, max_tokens, until, outcomes, latencies, wrong) for _ in range(clients)))
     total = sum(outcomes.values())
-    print(f"{clients} clients over {len(models)} models for {seconds:.0f}s: {total} requests")
+    print(f"{clients} clients over {len(models)} models for {seconds:.0f}s, {max_tokens} tokens each: {total} requests")
     for key in ("answered", "429", "503", "lost"):
         print(f"  {key:>8}: {outcomes[key]:5d}  ({outcomes[key] / max(total, 1):.1%})")
     if latencies:
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--share", default="0.3", help="--cpu-memory-share: 0.3 holds one model of 0.2")
     parser.add_argument("--drain-timeout", default="5s")
+    parser.add_argument("--max-tokens", type=int, default=16, help="generated per request (ignore_eos)")
     args = parser.parse_args()
     daemon = DaemonProcess(Path(tempfile.mkdtemp(prefix="load-")), args.checkpoint.resolve(), {"HF_HUB_OFFLINE": "1"},
                            flags=("--cpu-memory-share", args.share))
@@ -106,7 +107,7 @@ def main() -> None:
     try:
         for name in names:  # every engine built before the clock starts: a wake is what is measured
             daemon.wait_for(lambda n=name: answers(daemon, n), 900, f"{name} to answer")
-        asyncio.run(run(daemon.url, names, args.clients, args.seconds))
+        asyncio.run(run(daemon.url, names, args.clients, args.seconds, args.max_tokens))
     finally:
         daemon.kill()
         print(f"daemon log: {daemon.log_path}")
