@@ -52,11 +52,11 @@ def convert(source_dir: Path, store: Path, key: str, source: dict, dtype: Option
 
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=store))
     try:
-        crcs = _write_weights(tmp / WEIGHTS, plan, total, progress)
+        crcs, sums = _write_weights(tmp / WEIGHTS, plan, total, progress)
         for aux in source_dir.iterdir():
             if aux.is_file() and aux.name.endswith(_AUX_SUFFIXES) and aux.name not in _SKIP:
                 _write_synced(tmp / aux.name, aux.read_bytes())
-        manifest = Manifest(FORMAT, source, ALIGN, CHUNK, total, [entry for entry, _ in plan], crcs)
+        manifest = Manifest(FORMAT, source, ALIGN, CHUNK, total, [entry for entry, _ in plan], crcs, sums)
         _write_synced(tmp / MANIFEST, manifest.to_json())
         _fsync_dir(tmp)
         tmp.chmod(0o755)
@@ -87,8 +87,12 @@ def _source_tensors(source_dir: Path) -> Iterator[tuple[str, "torch.Tensor"]]:
         yield from torch.load(file, map_location="cpu", weights_only=True).items()
 
 
-def _write_weights(path: Path, plan, total: int, progress: Callable[[float], None]) -> list[int]:
+def _write_weights(path: Path, plan, total: int, progress: Callable[[float], None]) -> tuple[list[int], list[int]]:
+    """Write the tensors at their offsets, then checksum the file as written: CRC32 and the
+    device-verifiable sum per chunk."""
     import torch
+
+    from memory.device_checksum import chunk_sum
 
     with open(path, "wb") as f:
         for entry, tensor in plan:
@@ -98,12 +102,13 @@ def _write_weights(path: Path, plan, total: int, progress: Callable[[float], Non
         f.truncate(total)
         f.flush()
         os.fsync(f.fileno())
-    crcs = []
+    crcs, sums = [], []
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             crcs.append(zlib.crc32(chunk))
+            sums.append(chunk_sum(torch.frombuffer(bytearray(chunk), dtype=torch.uint8)))
     progress(1.0)
-    return crcs
+    return crcs, sums
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -11,7 +11,7 @@ from argparse import Namespace
 
 from engine.compat import FlexibleArgumentParser, current_platform, make_arg_parser, validate_parsed_serve_args
 from engine.config import EngineConfig
-from engine.gthread_loader import HOST_TIER
+from engine.gthread_loader import HOST_TIER, ON_MISS
 
 # Flag in extraArgs -> the spec field that owns it.
 OWNED_FLAGS = {
@@ -88,8 +88,9 @@ def build_args(config: EngineConfig) -> Namespace:
         argv += ["--runner", "pooling", "--convert", config.task]
     if config.quantization:
         argv += ["--quantization", config.quantization]
-    if config.load_format == "gthread" and config.host_tier:
-        argv += ["--model-loader-extra-config", json.dumps({HOST_TIER: config.host_tier})]
+    if config.load_format == "gthread":
+        extra = {ON_MISS: config.on_miss} | ({HOST_TIER: config.host_tier} if config.host_tier else {})
+        argv += ["--model-loader-extra-config", json.dumps(extra)]
     argv += list(config.extra_args)
     args = _serve_parser().parse_args(argv)
     try:

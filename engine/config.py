@@ -21,3 +21,5 @@ class EngineConfig:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     host_tier: str = ""
     """Directory of the daemon's host-tier segments, for the gthread loader; empty: read the disk."""
+    on_miss: str = "disk"
+    """Where the gthread loader reads when the host tier lacks the model: "kvikio" or "disk"."""

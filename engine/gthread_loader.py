@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from memory import kvikio_reader
+from memory.read_path import ReadPath
+
 HOST_TIER = "hostTier"
+ON_MISS = "onMiss"
+"""Where to read when the host tier lacks the model: "kvikio" or "disk" (memory/read_path.py)."""
 
 
 def register() -> None:
@@ -53,9 +58,17 @@ def register() -> None:
             from memory.store_format import Manifest
 
             directory = Path(model_config.model)
-            host_tier = (self.load_config.model_loader_extra_config or {}).get(HOST_TIER)
+            extra = self.load_config.model_loader_extra_config or {}
+            host_tier = extra.get(HOST_TIER)
             segment = map_segment(segment_path(Path(host_tier), directory.name)) if host_tier else None
             started = time.perf_counter()
+            if segment is None and extra.get(ON_MISS) == ReadPath.kvikio:
+                manifest = Manifest.read(directory)
+                if kvikio_reader.usable():
+                    log.info("gthread: weights read into device memory by KvikIO (%s)", kvikio_reader.mode())
+                    yield kvikio_reader.read_tensors(directory, manifest), manifest.total_bytes
+                    return
+                log.warning("gthread: KvikIO cannot run in this process; reading %s from disk", directory)
             if segment is not None:
                 manifest, buffer = Manifest.read(directory), segment.buffer
                 pinned = segment.register_with_cuda()

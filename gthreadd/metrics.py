@@ -30,6 +30,9 @@ class Metrics:
                                            buckets=_OPERATION, registry=r)
         self.engine_crashes = Counter("gthread_engine_crashes", "Engine deaths found by supervision (the engine "
                                       "is restarted; a crash loop fails the model)", ("model",), registry=r)
+        self.weight_bytes_read = Counter("gthread_weight_read_bytes", "Bytes of converted weights loaded into "
+                                         "engines, by the tier they were read from (host-tier, kvikio, disk)",
+                                         ("model", "path"), registry=r)
         self.requests = Counter("gthread_requests", "Inference requests by model, endpoint and HTTP status",
                                 ("model", "endpoint", "code"), registry=r)
         self.queue_wait = Histogram("gthread_queue_wait_seconds", "Time a request waited to be admitted "

@@ -4,8 +4,8 @@ GPUDirect Storage need, so a load is a few large reads straight into their desti
 
 A converted model is a directory in the daemon's model store: the checkpoint's config and
 tokenizer files (what vLLM reads to build the model), `weights.gthread`, and
-`gthread-manifest.json` with every tensor's name, dtype, shape, offset and length, a CRC32 per
-chunk of the file, and the source it came from. The manifest is written last and the directory
+`gthread-manifest.json` with every tensor's name, dtype, shape, offset and length, a CRC32 and a
+device-verifiable sum per chunk of the file, and the source it came from. The manifest is written last and the directory
 renamed into place (conversion/converter.py), so a directory with a manifest is complete.
 """
 
@@ -44,6 +44,9 @@ class Manifest:
     total_bytes: int
     tensors: list[TensorEntry]
     chunk_crc32: list[int] = field(default_factory=list)
+    chunk_sum16: list[int] = field(default_factory=list)
+    """Per chunk, memory/device_checksum.py's sum: how reads into device memory are verified.
+    Empty in manifests written before it; those models are read through the host."""
 
     @classmethod
     def read(cls, directory: Path) -> "Manifest":

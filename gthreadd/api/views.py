@@ -74,6 +74,8 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }
+    if model.read_path is not None:
+        body["weights"] = {"readPath": model.read_path.value, "bytesRead": dict(model.bytes_read)}
     ready = model.ready_condition
     if ready.status != "True":
         body["reason"] = ready.reason

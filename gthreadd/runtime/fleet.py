@@ -91,7 +91,8 @@ class Fleet:
         gpus = [str(i) for i in devices if i not in cpu]
         on = f"GPU {', '.join(gpus)}" if gpus else "the CPU"
         async with self._operation(model, "boot", f"replica {unit.replica}: vLLM engine started on {on}"):
-            await model.boot(unit.replica, devices)
+            await model.boot(unit.replica, devices, on_gpu=bool(gpus))
+        self._count_read(model)
         await self._measure(model, unit)
 
     async def wake(self, unit: UnitId) -> None:
@@ -99,7 +100,14 @@ class Fleet:
         async with self._operation(model, "wake", f"replica {unit.replica}: awake"):
             await model.wake(unit.replica)
         model.note_awake()
+        self._count_read(model)
         await self._measure(model, unit)
+
+    def _count_read(self, model: ServedModel) -> None:
+        if model.last_read is not None:
+            path, size = model.last_read
+            self._metrics.weight_bytes_read.labels(model.name, path).inc(size)
+            model.last_read = None
 
     async def _measure(self, model: ServedModel, unit: UnitId) -> None:
         """What the awake engine really holds, for status (the scheduler places by claims)."""

@@ -30,6 +30,8 @@ from gthreadd.runtime.model_events import EventLog
 from gthreadd.spec.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
 from gthreadd.runtime.unit_ops import PermanentFailure
 from memory.host_tier import HostTier
+from memory import kvikio_reader
+from memory.read_path import ReadPath, on_miss, read_path
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,11 @@ class ServedModel:
         self.conversion: Optional[ConversionStatus] = None
         self._progress = 0.0
         self.events = EventLog()
+        self._on_miss = ReadPath.disk
+        self.read_path: Optional[ReadPath] = None
+        """Where the last load of a gthread model read its weights from (memory/read_path.py)."""
+        self.last_read: Optional[tuple[ReadPath, int]] = None
+        self.bytes_read: dict[str, int] = {}
         self.measured_memory: dict[int, int] = {}
         """Bytes the engine held per device when last awake, as the driver (or the OS) counts them."""
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
@@ -113,7 +120,7 @@ class ServedModel:
             return self.conversion.model_copy(update={"progress": round(self._progress, 3)})
         return self.conversion
 
-    async def boot(self, replica: int, devices: tuple[int, ...]) -> None:
+    async def boot(self, replica: int, devices: tuple[int, ...], on_gpu: bool = False) -> None:
         await self.stop(replica)  # a dead engine, when this boot is a retry
         first = self.phase in (Phase.pending, Phase.failed)
         if self.phase == Phase.failed:
@@ -133,12 +140,17 @@ class ServedModel:
             self.set_phase(Phase.staging)
         self._weights = weights
         host_tier = str(self._host_tier.directory) if self._host_tier is not None else ""
-        engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier))
+        self._on_miss = ReadPath.disk
+        if self.resource.spec.load_format == LoadFormat.gthread:
+            sums = bool(Manifest.read(weights).chunk_sum16)
+            self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), sums)
+        engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier, self._on_miss))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
-            async with self._loading(reconvert_from=self._checkpoint):
+            async with self._loading(reconvert_from=self._checkpoint) as staged:
                 await engine.start()
+                self._read(staged)
         except EngineArgsError as exc:
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
@@ -209,7 +221,7 @@ class ServedModel:
         corrupt copy is taken out of use and, at a boot, converted again before any engine sees it."""
         weights = self._weights
         if self._host_tier is None or self.resource.spec.load_format != LoadFormat.gthread or weights is None:
-            yield
+            yield False
             return
         try:
             staged = await self._stage(weights)
@@ -220,10 +232,18 @@ class ServedModel:
             await self._converted(reconvert_from)
             staged = await self._stage(weights)
         try:
-            yield
+            yield staged
         finally:
             if staged:
                 self._host_tier.release(weights)
+
+    def _read(self, staged: bool) -> None:
+        """Account a load of a gthread model's weights to the tier it was read from."""
+        if self.resource.spec.load_format != LoadFormat.gthread or self._weights is None:
+            return
+        path, size = read_path(staged, self._on_miss), Manifest.read(self._weights).total_bytes
+        self.read_path, self.last_read = path, (path, size)
+        self.bytes_read[path] = self.bytes_read.get(path, 0) + size
 
     @property
     def weights_on_host(self) -> bool:
@@ -243,8 +263,9 @@ class ServedModel:
 
     async def wake(self, replica: int) -> None:
         try:
-            async with self._loading():
+            async with self._loading() as staged:
                 await self.engines[replica].wake()
+                self._read(staged)  # a gthread model's wake reloads its weights (CPU; CUDA level 2)
         except Exception as exc:
             self._set_condition("Ready", "False", "WakeFailed", f"{type(exc).__name__}: {exc}; retrying")
             raise

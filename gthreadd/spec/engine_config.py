@@ -26,7 +26,7 @@ def served_names(resource: ModelResource) -> tuple[str, ...]:
 
 
 def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = (),
-                      host_tier: str = "") -> EngineConfig:
+                      host_tier: str = "", on_miss: str = "disk") -> EngineConfig:
     spec = resource.spec
     return EngineConfig(
         name=resource.metadata.name,
@@ -42,6 +42,7 @@ def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[
         devices=devices,
         extra_args=tuple(spec.extra_args),
         host_tier=host_tier if spec.load_format.value == "gthread" else "",
+        on_miss=on_miss,
     )
 
 

@@ -8,10 +8,13 @@ gthread load format with pinned staging, so its wakes reload its weights from th
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import psutil
 import pytest
 from openai import OpenAI
+
+from tests.e2e.daemon_process import metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -108,3 +111,8 @@ def test_a_pinned_gthread_model_wakes_from_the_host_tier(shared):
     distribution = shared.get("/apis/greenthread.ai/v1alpha1/models/beta")[1]["status"]["distribution"]
     assert list(distribution["stagingTier"].values()) == ["system"]
     assert len(shared.staged()) == 1
+    weights = shared.status("beta")["weights"]
+    assert weights["readPath"] == "host-tier" and weights["bytesRead"]["host-tier"] > 0
+    metrics = metric_samples(urllib.request.urlopen(f"{shared.url}/metrics", timeout=30).read().decode())
+    assert metrics[("gthread_weight_read_bytes_total", (("model", "beta"), ("path", "host-tier")))] == \
+        weights["bytesRead"]["host-tier"]

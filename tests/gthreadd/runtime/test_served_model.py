@@ -11,6 +11,7 @@ from gthreadd.spec.manifests import ManifestError
 from gthreadd.spec.resource import ModelResource, Phase
 from gthreadd.runtime.unit_ops import PermanentFailure
 from gthreadd.runtime.served_model import ServedModel
+from memory.read_path import ReadPath
 from tests.fake_engine import FakeEngine
 
 
@@ -138,8 +139,11 @@ async def test_gthread_weights_are_staged_in_the_host_tier_and_corruption_conver
     config = model.engines[0].config
     assert config.host_tier == str(tmp_path / "shm") and model.staging_tier == "system"
     assert tier.path(Path(config.model_path).name).is_file()
+    assert model.read_path == ReadPath.host_tier and model.bytes_read == {"host-tier": 8192}
+    assert config.on_miss == ReadPath.disk, "a CPU host reads a miss from disk"
     await model.sleep(0)
     await model.wake(0)
+    assert model.bytes_read == {"host-tier": 16384}, "a wake reloads the weights"
     assert tier.used == 8192, "64x64 in bfloat16"
     assert not any(s.leases for s in tier._segments.values()), "a lease ends with its load"
 
@@ -235,3 +239,21 @@ async def test_a_disk_that_fills_up_during_conversion_fails_the_boot_clearly_and
     monkeypatch.setattr(converter, "_write_weights", write_weights)  # space was freed
     await model.boot(0, ())
     assert model.conversion.status == "Complete" and model.engines[0].running
+
+
+async def test_a_gpu_host_with_kvikio_reads_a_host_tier_miss_with_kvikio(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from memory import kvikio_reader
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    save_file({"w": torch.ones(64, 64)}, src / "model.safetensors")
+    monkeypatch.setattr(kvikio_reader, "installed", lambda: True)
+    model = ServedModel(desired(src, loadFormat="gthread"), FakeEngine, store=tmp_path / "store")
+    await model.boot(0, (0,), on_gpu=True)
+    assert model.engines[0].config.on_miss == ReadPath.kvikio
+    assert model.read_path == ReadPath.kvikio and model.bytes_read == {"kvikio": 8192}
+    await model.boot(0, ())
+    assert model.engines[0].config.on_miss == ReadPath.disk and model.read_path == ReadPath.disk
