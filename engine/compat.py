@@ -14,6 +14,7 @@ from vllm import __version__ as VLLM_VERSION
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 from vllm.platforms import current_platform
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -90,6 +91,8 @@ __all__ = [
     "CompletionRequest",
     "ErrorResponse",
     "FlexibleArgumentParser",
+    "RerankRequest",
+    "ScoreRequest",
     "StatLoggerBase",
     "create_error_response",
     "current_platform",

@@ -29,6 +29,8 @@ from engine.compat import (
     ChatCompletionRequest,
     CompletionRequest,
     ErrorResponse,
+    RerankRequest,
+    ScoreRequest,
     create_error_response,
     current_platform,
     engine_environment,
@@ -179,6 +181,12 @@ class VllmEngine:
     async def embedding(self, body: dict) -> ServingResult:
         return await self._call("serving_embedding", None, _embedding_request(), body)
 
+    async def score(self, body: dict) -> ServingResult:
+        return await self._call("serving_scores", None, _adapter(ScoreRequest), body)
+
+    async def rerank(self, body: dict) -> ServingResult:
+        return await self._call("serving_scores", None, _adapter(RerankRequest), body)
+
     async def models(self) -> JsonResult:
         listing = await self._serving("openai_serving_models").show_available_models()
         return JsonResult(200, listing.model_dump())
@@ -210,11 +218,15 @@ class VllmEngine:
 
 
 @functools.cache
+def _adapter(request_union: Any) -> TypeAdapter:
+    """Built once per union of vLLM's request types: a TypeAdapter costs milliseconds to construct."""
+    return TypeAdapter(request_union)
+
+
 def _embedding_request() -> TypeAdapter:
-    """Built once: a TypeAdapter over vLLM's request union costs milliseconds to construct."""
     from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
-    return TypeAdapter(EmbeddingRequest)
+    return _adapter(EmbeddingRequest)
 
 
 _spawn_lock = asyncio.Lock()

@@ -78,6 +78,8 @@ class FakeEngine:
 
     completion = chat_completion
     embedding = chat_completion
+    score = chat_completion
+    rerank = chat_completion
 
     async def models(self) -> JsonResult:
         return JsonResult(200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]})

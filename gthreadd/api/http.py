@@ -36,6 +36,8 @@ INFERENCE = {
     "chat/completions": (Endpoint.chat_completions, "chat_completion"),
     "completions": (Endpoint.completions, "completion"),
     "embeddings": (Endpoint.embeddings, "embedding"),
+    "score": (Endpoint.score, "score"),
+    "rerank": (Endpoint.rerank, "rerank"),
 }
 FLEET = web.AppKey("fleet", Fleet)
 SCHEDULING = web.AppKey("scheduling", SchedulerLoop)

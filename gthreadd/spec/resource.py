@@ -63,6 +63,7 @@ class Endpoint(str, Enum):
     completions = "completions"
     embeddings = "embeddings"
     rerank = "rerank"
+    score = "score"
     audio_transcriptions = "audio_transcriptions"
     audio_translations = "audio_translations"
     audio_speech = "audio_speech"
@@ -71,7 +72,7 @@ class Endpoint(str, Enum):
 DEFAULT_ENDPOINTS: dict[ModelType, list[Endpoint]] = {
     ModelType.chat: [Endpoint.chat_completions, Endpoint.completions],
     ModelType.embedding: [Endpoint.embeddings],
-    ModelType.reranker: [Endpoint.rerank],
+    ModelType.reranker: [Endpoint.rerank, Endpoint.score],
     ModelType.asr: [Endpoint.audio_transcriptions, Endpoint.audio_translations],
     ModelType.tts: [Endpoint.audio_speech],
 }

@@ -245,15 +245,26 @@ def test_delete_stops_the_engine_and_frees_its_memory(daemon, demo_pids, second)
     assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/v1", api_key="unused"), "smollm2")
 
 
-def test_embedding_model_serves_embeddings_only(daemon, embedding_checkpoint):
+def test_embedding_model_serves_embeddings_score_and_rerank_only(daemon, embedding_checkpoint):
     daemon.write_file("minilm.yaml", model_yaml("minilm", f"file://{embedding_checkpoint}",
-                                                "  modelType: embedding\n  dtype: float32\n  gpuMemoryUtilization: \"0.10\"\n"))
+                                                "  modelType: embedding\n  dtype: float32\n  gpuMemoryUtilization: \"0.10\"\n"
+                                                "  endpoints: [embeddings, score, rerank]\n"))
     daemon.wait_state("minilm", "serving")
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
     result = client.embeddings.create(model="minilm", input=["Paris is the capital of France.", "Bonjour"])
     assert [len(d.embedding) for d in result.data] == [384, 384]
+    query, documents = "What is the capital of France?", ["Paris is the capital of France.", "Bananas are yellow."]
+    code, scored = daemon.request("POST", "/v1/score", json.dumps(
+        {"model": "minilm", "text_1": query, "text_2": documents}).encode())
+    assert code == 200, scored
+    assert scored["data"][0]["score"] > scored["data"][1]["score"], "the relevant sentence scores higher"
+    code, ranked = daemon.request("POST", "/minilm/v1/rerank", json.dumps({"query": query, "documents": documents}).encode())
+    assert code == 200, ranked
+    assert [r["index"] for r in ranked["results"]] == [0, 1]
     code, payload = daemon.request("POST", "/minilm/v1/chat/completions", json.dumps({"messages": QUESTION}).encode())
     assert code == 404 and "chat_completions is not enabled for model minilm" in payload["error"]["message"]
+    code, payload = daemon.request("POST", "/smollm2/v1/rerank", json.dumps({"query": query, "documents": documents}).encode())
+    assert code == 404 and "rerank is not enabled for model smollm2" in payload["error"]["message"]
     (daemon.models_dir / "minilm.yaml").unlink()
     daemon.wait_for(lambda: daemon.get("/minilm/status")[0] == 404, 60, "minilm to be removed")
 
