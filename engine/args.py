@@ -9,7 +9,10 @@ import functools
 import json
 from argparse import Namespace
 
-from engine.compat import FlexibleArgumentParser, current_platform, make_arg_parser, validate_parsed_serve_args
+from engine.compat import (
+    FlexibleArgumentParser, ReasoningParserManager, ToolParserManager, current_platform, make_arg_parser,
+    validate_parsed_serve_args,
+)
 from engine.config import EngineConfig
 from engine.gthread_loader import HOST_TIER, ON_MISS
 
@@ -97,4 +100,17 @@ def build_args(config: EngineConfig) -> Namespace:
         validate_parsed_serve_args(args)
     except (TypeError, ValueError) as exc:
         raise EngineArgsError(str(exc)) from exc
+    _check_parsers(args)
     return args
+
+
+def _check_parsers(args: Namespace) -> None:
+    """vLLM looks its tool-call and reasoning parsers up only when the engine's serving layer is
+    built, so a misspelt name would fail every boot; here it fails validation, naming the flag.
+    A parser plugin may register any name: then the name is the plugin's to check."""
+    for flag, name, plugin, registered in (
+            ("--tool-call-parser", args.tool_call_parser, args.tool_parser_plugin, ToolParserManager.list_registered),
+            ("--reasoning-parser", args.reasoning_parser, args.reasoning_parser_plugin,
+             ReasoningParserManager.list_registered)):
+        if name and not plugin and name not in (known := registered()):
+            raise EngineArgsError(f"{flag} {name!r} is not one of vLLM's parsers: {', '.join(known)}")

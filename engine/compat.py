@@ -16,6 +16,8 @@ from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionReque
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 from vllm.platforms import current_platform
+from vllm.reasoning import ReasoningParserManager
+from vllm.tool_parsers import ToolParserManager
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.metrics.loggers import StatLoggerBase
@@ -91,8 +93,10 @@ __all__ = [
     "CompletionRequest",
     "ErrorResponse",
     "FlexibleArgumentParser",
+    "ReasoningParserManager",
     "RerankRequest",
     "ScoreRequest",
+    "ToolParserManager",
     "StatLoggerBase",
     "create_error_response",
     "current_platform",

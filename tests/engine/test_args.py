@@ -43,3 +43,14 @@ def test_serve_checks_run_too():
 def test_flags_owned_by_the_spec_are_refused(flag):
     with pytest.raises(EngineArgsError, match="set it there"):
         build_args(config(flag, "1"))
+
+
+def test_parser_names_are_checked_against_vllms_own():
+    """vLLM looks them up only when an engine's serving layer is built: every boot would fail."""
+    assert build_args(config("--enable-auto-tool-choice", "--tool-call-parser", "hermes")).tool_call_parser == "hermes"
+    with pytest.raises(EngineArgsError, match="--tool-call-parser 'hermez' is not one of vLLM's parsers: .*hermes"):
+        build_args(config("--enable-auto-tool-choice", "--tool-call-parser", "hermez"))
+    with pytest.raises(EngineArgsError, match="--reasoning-parser 'deepseek' is not one of vLLM's parsers: .*deepseek_r1"):
+        build_args(config("--reasoning-parser", "deepseek"))
+    plugin = config("--tool-parser-plugin", "/opt/my_parser.py", "--enable-auto-tool-choice", "--tool-call-parser", "mine")
+    assert build_args(plugin).tool_call_parser == "mine", "a plugin's names are the plugin's to check"
