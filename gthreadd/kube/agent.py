@@ -122,7 +122,11 @@ class NodeAgent:
         restarting beside a daemon that keeps serving takes its own Leases back at once."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout_s)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+            if pending:
+                log.warning("gthread-kube: %s did not stop within %.0fs", ", ".join(t.get_name() for t in pending),
+                            timeout_s)
         self._tasks = []
 
     # --- the informer ---
