@@ -31,6 +31,8 @@ OWNED_FLAGS = {
     "--load-format": "spec.loadFormat",
     "--runner": "spec.modelType",
     "--convert": "spec.modelType",
+    "--enable-lora": "spec.lora.enabled",
+    "--max-lora-rank": "spec.lora.maxRank",
     "--enable-sleep-mode": "gthreadd (sleep is how it time-shares devices)",
     "--worker-extension-cls": "gthreadd (its CPU sleep extension)",
     "--host": "the daemon's listen address",
@@ -91,6 +93,8 @@ def build_args(config: EngineConfig) -> Namespace:
         argv += ["--runner", "pooling", "--convert", config.task]
     if config.quantization:
         argv += ["--quantization", config.quantization]
+    if config.max_lora_rank:
+        argv += ["--enable-lora", "--max-lora-rank", str(config.max_lora_rank)]
     if config.load_format == "gthread":
         extra = {ON_MISS: config.on_miss} | ({HOST_TIER: config.host_tier} if config.host_tier else {})
         argv += ["--model-loader-extra-config", json.dumps(extra)]

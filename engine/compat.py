@@ -15,6 +15,7 @@ from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
+from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 from vllm.platforms import current_platform
 from vllm.reasoning import ReasoningParserManager
 from vllm.tool_parsers import ToolParserManager
@@ -93,6 +94,8 @@ __all__ = [
     "CompletionRequest",
     "ErrorResponse",
     "FlexibleArgumentParser",
+    "LoadLoRAAdapterRequest",
+    "UnloadLoRAAdapterRequest",
     "ReasoningParserManager",
     "RerankRequest",
     "ScoreRequest",

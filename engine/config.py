@@ -21,5 +21,7 @@ class EngineConfig:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     host_tier: str = ""
     """Directory of the daemon's host-tier segments, for the gthread loader; empty: read the disk."""
+    max_lora_rank: int = 0
+    """LoRA adapters up to this rank may be loaded at run time; 0: LoRA off (spec.lora)."""
     on_miss: str = "disk"
     """Where the gthread loader reads when the host tier lacks the model: "kvikio" or "disk"."""

@@ -45,4 +45,12 @@ class Engine(Protocol):
 
     async def rerank(self, body: dict) -> ServingResult: ...
 
+    async def load_lora(self, name: str, path: str) -> JsonResult:
+        """Load a LoRA adapter (a local directory) into the running engine under `name`."""
+
+    async def unload_lora(self, name: str) -> JsonResult: ...
+
+    def lora_adapters(self) -> dict[str, str]:
+        """The adapters the engine holds now, name -> path (vLLM forgets them with the engine)."""
+
     async def models(self) -> JsonResult: ...

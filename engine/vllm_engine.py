@@ -29,6 +29,8 @@ from engine.compat import (
     ChatCompletionRequest,
     CompletionRequest,
     ErrorResponse,
+    LoadLoRAAdapterRequest,
+    UnloadLoRAAdapterRequest,
     RerankRequest,
     ScoreRequest,
     create_error_response,
@@ -186,6 +188,24 @@ class VllmEngine:
 
     async def rerank(self, body: dict) -> ServingResult:
         return await self._call("serving_scores", None, _adapter(RerankRequest), body)
+
+    async def load_lora(self, name: str, path: str) -> JsonResult:
+        models = self._serving("openai_serving_models")
+        result = await models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=path))
+        if isinstance(result, ErrorResponse):
+            return JsonResult(result.error.code, result.model_dump())
+        return JsonResult(200, {"message": result})
+
+    async def unload_lora(self, name: str) -> JsonResult:
+        models = self._serving("openai_serving_models")
+        result = await models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
+        if isinstance(result, ErrorResponse):
+            return JsonResult(result.error.code, result.model_dump())
+        return JsonResult(200, {"message": result})
+
+    def lora_adapters(self) -> dict[str, str]:
+        models = self._serving("openai_serving_models")
+        return {name: request.lora_path for name, request in models.lora_requests.items()}
 
     async def models(self) -> JsonResult:
         listing = await self._serving("openai_serving_models").show_available_models()

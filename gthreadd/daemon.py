@@ -22,6 +22,7 @@ from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.api.control import Control, add_control_routes
 from gthreadd.api.http import API_PREFIX, create_app, mark_ready
+from gthreadd.api.lora import add_lora_routes
 from gthreadd.runtime.scheduling import SchedulerLoop
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
@@ -134,11 +135,13 @@ class Daemon:
         keys = tuple(k.get_secret_value() for k in s.api_keys)
         self.metrics.add_state(self._snapshot)
         app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, keys)
+        add_lora_routes(app)
         grace = s.shutdown_timeout.total_seconds()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
         control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes)
+        add_lora_routes(control_app)
         add_control_routes(control_app, Control(s.models_dir, functools.partial(self.rescans.request_and_wait, "control socket")), API_PREFIX)
         self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None,
                                              shutdown_timeout=grace)

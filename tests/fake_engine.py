@@ -24,6 +24,7 @@ class FakeEngine:
         self.asleep = False
         self.pids: list[int] = []
         self.died = ""
+        self.adapters: dict[str, str] = {}
 
     @property
     def running(self) -> bool:
@@ -80,6 +81,19 @@ class FakeEngine:
     embedding = chat_completion
     score = chat_completion
     rerank = chat_completion
+
+    async def load_lora(self, name: str, path: str) -> JsonResult:
+        self.adapters[name] = path
+        return JsonResult(200, {"message": f"Success: LoRA adapter '{name}' added successfully."})
+
+    async def unload_lora(self, name: str) -> JsonResult:
+        if self.adapters.pop(name, None) is None:
+            return JsonResult(404, {"error": {"message": f"The lora adapter '{name}' cannot be found.",
+                                              "type": "NotFoundError", "code": 404}})
+        return JsonResult(200, {"message": f"Success: LoRA adapter '{name}' removed successfully."})
+
+    def lora_adapters(self) -> dict[str, str]:
+        return dict(self.adapters)
 
     async def models(self) -> JsonResult:
         return JsonResult(200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]})

@@ -159,6 +159,10 @@ async def list_models(request: web.Request) -> web.Response:
         {"id": served_names(m.resource)[0], "object": "model", "created": int(time.time()), "owned_by": "gthreadd",
          "name": m.name}
         for m in models if m.phase != Phase.failed
+    ] + [
+        {"id": adapter, "object": "model", "created": int(time.time()), "owned_by": "gthreadd", "name": m.name,
+         "parent": served_names(m.resource)[0]}
+        for m in models if m.phase != Phase.failed for adapter in sorted(m.adapters)
     ]
     return web.json_response({"object": "list", "data": data})
 
@@ -204,7 +208,7 @@ async def model_models(request: web.Request) -> web.StreamResponse:
 
 
 async def infer_by_path(request: web.Request) -> web.StreamResponse:
-    body = await _read_body(request)
+    body = await read_body(request)
     if isinstance(body, web.Response):
         return body
     model = path_model(request)
@@ -213,14 +217,14 @@ async def infer_by_path(request: web.Request) -> web.StreamResponse:
 
 
 async def infer_by_body(request: web.Request) -> web.StreamResponse:
-    body = await _read_body(request)
+    body = await read_body(request)
     if isinstance(body, web.Response):
         return body
     model = by_body(request.app[FLEET].models, body)
     return await _infer(request, model, body)
 
 
-async def _read_body(request: web.Request) -> dict | web.Response:
+async def read_body(request: web.Request) -> dict | web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

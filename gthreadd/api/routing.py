@@ -1,5 +1,6 @@
 """Find the model a request is for: by URL path (`/<name>/v1/...`) or by the body's `model`
-(`/v1/...`), which may be the Model's name or its upstream id (spec.modelName)."""
+(`/v1/...`), which may be the Model's name, its upstream id (spec.modelName) or one of its LoRA
+adapters."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def by_body(models: Mapping[str, ServedModel], body: dict) -> ServedModel:
         raise RouteError(400, "the request body needs a 'model' (a Model name or its modelName) on /v1 routes")
     if requested in models:
         return models[requested]
-    matches = [m for m in models.values() if requested in served_names(m.resource)]
+    matches = [m for m in models.values() if requested in served_names(m.resource) or requested in m.adapters]
     if not matches:
         raise RouteError(404, f"The model `{requested}` does not exist.")
     if len(matches) > 1:

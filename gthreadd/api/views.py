@@ -51,6 +51,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         conversion=model.conversion_status,
         distribution=distribution,
         conditions=list(model.conditions.values()),
+        lora_adapters=sorted(model.adapters),
         source_file=model.source,
     )
     resource = ModelResource(

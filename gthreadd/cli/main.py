@@ -166,6 +166,7 @@ def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
         ("Conversion", f"{conversion['status']} ({human_bytes(conversion.get('totalSizeBytes'))})"
          if conversion else None),
         ("Staging Tier", ", ".join(f"{tier} ({node})" for node, tier in tiers.items()) or None),
+        ("Adapters", ", ".join(status.get("loraAdapters", [])) or None),
     ):
         if value is not None:
             lines.append(f"  {key + ':':<14}{value}")
@@ -233,6 +234,23 @@ def wake(args: argparse.Namespace) -> int:
     return 0
 
 
+def lora(args: argparse.Namespace) -> int:
+    """LoRA adapters of a running Model: load and unload through the daemon (which remembers them
+    across sleeps and engine restarts), list what /v1/models lists for it."""
+    if args.action == "list":
+        listing = _call(reader(args), "GET", "/v1/models")
+        for entry in listing["data"]:
+            if entry.get("name") == args.name and entry.get("parent"):
+                print(entry["id"])
+        return 0
+    if not args.adapter or (args.action == "load" and not args.path):
+        raise CliError(f"gthread lora {args.action} NAME ADAPTER{' PATH' if args.action == 'load' else ''}")
+    body = {"lora_name": args.adapter} | ({"lora_path": args.path} if args.action == "load" else {})
+    result = _call(admin(args), "POST", f"/{args.name}/v1/{args.action}_lora_adapter", body, timeout=900)
+    print(result["message"])
+    return 0
+
+
 def validate(args: argparse.Namespace) -> int:
     from gthreadd.spec.validate import validate_paths
 
@@ -285,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(verb, help=text)
         p.add_argument("name")
         p.set_defaults(func=func)
+
+    lo = verbs.add_parser("lora", help="LoRA adapters of a Model: load NAME ADAPTER PATH, unload NAME ADAPTER, "
+                                       "list NAME")
+    lo.add_argument("action", choices=["load", "unload", "list"])
+    lo.add_argument("name")
+    lo.add_argument("adapter", nargs="?")
+    lo.add_argument("path", nargs="?", help="an adapter directory or a Hugging Face repo id")
+    lo.set_defaults(func=lora)
 
     v = verbs.add_parser("validate", help="check Model files; exit 0 when valid")
     v.add_argument("files", nargs="+", metavar="FILE")

@@ -23,8 +23,9 @@ from engine.interface import Engine, EngineStartError
 from gthreadd.spec.conversion_key import conversion_key
 from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
 from gthreadd.spec.desired import DesiredModel
-from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart
+from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart, served_names
 from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
+from gthreadd.runtime.lora import AdapterError, check_adapter, fetch_adapter
 from gthreadd.spec.manifests import ManifestError
 from gthreadd.runtime.model_events import EventLog
 from gthreadd.spec.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
@@ -64,6 +65,8 @@ class ServedModel:
         """Where the last load of a gthread model read its weights from (memory/read_path.py)."""
         self.last_read: Optional[tuple[ReadPath, int]] = None
         self.bytes_read: dict[str, int] = {}
+        self.adapters: dict[str, str] = {}
+        """LoRA adapters loaded at run time, name -> directory: loaded again into every new engine."""
         self.measured_memory: dict[int, int] = {}
         """Bytes the engine held per device when last awake, as the driver (or the OS) counts them."""
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
@@ -162,6 +165,7 @@ class ServedModel:
             self._set_condition("Ready", "False", "EngineStartFailed", f"{why}; retrying")
             raise
         self.engines[replica] = engine
+        await self._restore_adapters(engine)
         if self.phase != Phase.ready:
             self.set_phase(Phase.ready)
         self._set_condition("Ready", "True", "Ready", "")
@@ -266,9 +270,48 @@ class ServedModel:
             async with self._loading() as staged:
                 await self.engines[replica].wake()
                 self._read(staged)  # a gthread model's wake reloads its weights (CPU; CUDA level 2)
+            await self._restore_adapters(self.engines[replica])
         except Exception as exc:
             self._set_condition("Ready", "False", "WakeFailed", f"{type(exc).__name__}: {exc}; retrying")
             raise
+
+    async def load_adapter(self, name: str, source: str) -> str:
+        """Load a LoRA adapter into every running engine and remember it; AdapterError says why not."""
+        lora = self.resource.spec.lora
+        if not lora.enabled:
+            raise AdapterError(400, f"model {self.name} was not started for LoRA: set spec.lora.enabled")
+        if name in served_names(self.resource):
+            raise AdapterError(400, f"LoRA adapter name {name!r} is model {self.name}'s own name")
+        path = await fetch_adapter(source, lora.cache_dir, lora.download_timeout.total_seconds())
+        check_adapter(path, lora.max_rank)
+        for engine in self.engines.values():
+            result = await engine.load_lora(name, str(path))
+            if result.status != 200:
+                raise AdapterError(result.status, result.body.get("error", {}).get("message", str(result.body)))
+        self.adapters[name] = str(path)
+        self.events.add("Normal", "AdapterLoaded", f"LoRA adapter {name} from {path}")
+        return f"LoRA adapter {name} loaded into model {self.name} from {path}"
+
+    async def unload_adapter(self, name: str) -> str:
+        if self.adapters.pop(name, None) is None:
+            raise AdapterError(404, f"model {self.name} has no LoRA adapter {name!r}")
+        for engine in self.engines.values():
+            if name in engine.lora_adapters():
+                await engine.unload_lora(name)
+        self.events.add("Normal", "AdapterUnloaded", f"LoRA adapter {name}")
+        return f"LoRA adapter {name} unloaded from model {self.name}"
+
+    async def _restore_adapters(self, engine: Engine) -> None:
+        """vLLM's runtime adapters do not outlive an engine (or, on the CPU, a wake): load again
+        what the Model remembers. One that no longer loads is dropped with a Warning event."""
+        for name, path in list(self.adapters.items()):
+            if name in engine.lora_adapters():
+                continue
+            result = await engine.load_lora(name, path)
+            if result.status != 200:
+                del self.adapters[name]
+                self.events.add("Warning", "AdapterLost", f"LoRA adapter {name} from {path} no longer loads: "
+                                f"{result.body.get('error', {}).get('message', result.body)}")
 
     async def sleep(self, replica: int) -> None:
         await self.engines[replica].sleep()

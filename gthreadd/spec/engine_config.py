@@ -43,6 +43,7 @@ def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[
         extra_args=tuple(spec.extra_args),
         host_tier=host_tier if spec.load_format.value == "gthread" else "",
         on_miss=on_miss,
+        max_lora_rank=spec.lora.max_rank if spec.lora.enabled else 0,
     )
 
 

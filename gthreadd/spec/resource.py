@@ -280,6 +280,8 @@ class ModelStatus(_Strict):
     conversion: Optional[ConversionStatus] = None
     distribution: Optional[DistributionStatus] = None
     conditions: list[Condition] = []
+    lora_adapters: list[str] = []
+    """LoRA adapters loaded at run time (spec.lora), by name."""
     observed_generation: Optional[int] = None
     """The metadata.generation the Kubernetes shim last applied to a daemon (unset outside a cluster)."""
     source_file: str = ""
