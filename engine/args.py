@@ -31,6 +31,7 @@ OWNED_FLAGS = {
     "--load-format": "spec.loadFormat",
     "--runner": "spec.modelType",
     "--convert": "spec.modelType",
+    "--kv-offloading-size": "spec.kvCache.maxSize",
     "--enable-lora": "spec.lora.enabled",
     "--max-lora-rank": "spec.lora.maxRank",
     "--enable-sleep-mode": "gthreadd (sleep is how it time-shares devices)",
@@ -95,6 +96,8 @@ def build_args(config: EngineConfig) -> Namespace:
         argv += ["--quantization", config.quantization]
     if config.max_lora_rank:
         argv += ["--enable-lora", "--max-lora-rank", str(config.max_lora_rank)]
+    if config.kv_offload_bytes and not current_platform.is_cpu():  # vLLM: "only supported on CUDA-alike and XPU"
+        argv += ["--kv-offloading-size", f"{config.kv_offload_bytes / 2**30:g}"]
     if config.load_format == "gthread":
         extra = {ON_MISS: config.on_miss} | ({HOST_TIER: config.host_tier} if config.host_tier else {})
         argv += ["--model-loader-extra-config", json.dumps(extra)]

@@ -23,5 +23,8 @@ class EngineConfig:
     """Directory of the daemon's host-tier segments, for the gthread loader; empty: read the disk."""
     max_lora_rank: int = 0
     """LoRA adapters up to this rank may be loaded at run time; 0: LoRA off (spec.lora)."""
+    kv_offload_bytes: int = 0
+    """Host memory for prefix KV blocks beyond the engine's own (vLLM's native KV offloading,
+    spec.kvCache); 0: none. vLLM runs it on CUDA and XPU devices only."""
     on_miss: str = "disk"
     """Where the gthread loader reads when the host tier lacks the model: "kvikio" or "disk"."""

@@ -39,7 +39,7 @@ class SchedulerConfig:
     retry_base: float = 1.0
     retry_max: float = 60.0
     crash_loop: int = 5
-    """This many engine failures of a unit within `crash_window` seconds, and it is given up."""
+    """This many engine deaths of a unit within `crash_window` seconds, and it is given up."""
     crash_window: float = 600.0
 
 
@@ -176,10 +176,10 @@ class Scheduler:
         unit.state = UnitState.failed  # from any engine state: the engine is gone
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
         unit.failures += 1
-        unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + [now]
+        unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + ([now] if e.crashed else [])
         actions: list[Action] = []
-        if e.retry and len(unit.crashes) >= self.config.crash_loop:
-            unit.reason = (f"crash loop: {len(unit.crashes)} engine failures in "
+        if e.retry and e.crashed and len(unit.crashes) >= self.config.crash_loop:
+            unit.reason = (f"crash loop: its engine died {len(unit.crashes)} times in "
                            f"{now - unit.crashes[0]:.0f}s, the last: {e.reason}")
             e = EngineFailed(e.unit, unit.reason, retry=False)
             actions.append(GiveUp(unit.id, unit.reason))

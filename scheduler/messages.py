@@ -56,6 +56,10 @@ class EngineFailed:
     reason: str
     retry: bool = True
     """False when retrying cannot help (bad extraArgs, missing checkpoint): only an edit can."""
+    crashed: bool = False
+    """A running engine died (found by supervision), as opposed to an operation that failed: only
+    deaths count towards a crash loop, so a boot that keeps failing (memory held by others, say)
+    keeps being retried with backoff."""
 
 
 @dataclass(frozen=True)

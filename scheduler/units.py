@@ -70,7 +70,7 @@ class Unit:
     failures: int = 0
     """Failures since the engine was last up: the retry backoff's exponent."""
     crashes: list[float] = field(default_factory=list)
-    """When its engine failed lately, up or not: what a crash loop is judged on."""
+    """When its running engine died lately: what a crash loop is judged on."""
     retry_at: float = 0.0
     reason: str = ""
     booted: bool = False

@@ -214,7 +214,7 @@ class SchedulerLoop:
                     cause = engine.exit_cause or "the vLLM engine stopped running"
                     log.error("scheduler: the engine of %s died: %s", unit.id, cause)
                     self.ops.died(unit.id, cause)
-                    self.submit(EngineFailed(unit.id, cause))
+                    self.submit(EngineFailed(unit.id, cause, crashed=True))
 
     async def _poll_memory(self) -> None:
         while True:

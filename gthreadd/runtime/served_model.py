@@ -148,6 +148,9 @@ class ServedModel:
             sums = bool(Manifest.read(weights).chunk_sum16)
             self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), sums)
         engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier, self._on_miss))
+        if self.resource.spec.kv_cache.enabled and not on_gpu:
+            self.events.add("Warning", "KVCacheUnsupported", "spec.kvCache has no effect on the CPU: vLLM's KV "
+                            "offloading runs on CUDA and XPU devices only")
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:

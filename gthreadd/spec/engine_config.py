@@ -4,6 +4,7 @@ from pathlib import Path
 
 from conversion.resolve import is_local
 from engine.config import EngineConfig
+from gthreadd.spec.byte_size import host_memory, parse_size
 from gthreadd.spec.resource import ModelResource, ModelType
 
 TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
@@ -25,6 +26,10 @@ def served_names(resource: ModelResource) -> tuple[str, ...]:
     return (name, upstream) if is_local(upstream) else (upstream, name)
 
 
+KV_CACHE_DEFAULT = "4Gi"
+"""spec.kvCache.maxSize when enabled without one."""
+
+
 def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = (),
                       host_tier: str = "", on_miss: str = "disk") -> EngineConfig:
     spec = resource.spec
@@ -44,6 +49,8 @@ def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[
         host_tier=host_tier if spec.load_format.value == "gthread" else "",
         on_miss=on_miss,
         max_lora_rank=spec.lora.max_rank if spec.lora.enabled else 0,
+        kv_offload_bytes=parse_size(spec.kv_cache.max_size or KV_CACHE_DEFAULT, host_memory())
+        if spec.kv_cache.enabled else 0,
     )
 
 

@@ -103,6 +103,16 @@ class LoraSpec(_Strict):
 class KvCacheSpec(_Strict):
     enabled: bool = False
     max_size: str = ""
+    """Host memory for offloaded prefix KV blocks (16Gi, 20%); empty: 4Gi."""
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        from gthreadd.spec.byte_size import parse_size
+
+        if value:
+            parse_size(value, 1)
+        return value
 
 
 class ParallelismSpec(_Strict):

@@ -54,3 +54,15 @@ def test_parser_names_are_checked_against_vllms_own():
         build_args(config("--reasoning-parser", "deepseek"))
     plugin = config("--tool-parser-plugin", "/opt/my_parser.py", "--enable-auto-tool-choice", "--tool-call-parser", "mine")
     assert build_args(plugin).tool_call_parser == "mine", "a plugin's names are the plugin's to check"
+
+
+def test_kv_offloading_is_asked_for_only_where_vllm_runs_it(monkeypatch):
+    from engine import args as engine_args
+
+    config_with_cache = config(kv_offload_bytes=8 * 2**30)
+    assert build_args(config_with_cache).kv_offloading_size is None, "vLLM refuses it on the CPU"
+    monkeypatch.setattr(engine_args.current_platform, "is_cpu", lambda: False)
+    monkeypatch.setattr(engine_args, "validate_parsed_serve_args", lambda args: None)
+    assert build_args(config_with_cache).kv_offloading_size == 8.0
+    with pytest.raises(EngineArgsError, match="spec.kvCache.maxSize"):
+        build_args(config("--kv-offloading-size", "2"))

@@ -257,3 +257,10 @@ async def test_a_gpu_host_with_kvikio_reads_a_host_tier_miss_with_kvikio(tmp_pat
     assert model.read_path == ReadPath.kvikio and model.bytes_read == {"kvikio": 8192}
     await model.boot(0, ())
     assert model.engines[0].config.on_miss == ReadPath.disk and model.read_path == ReadPath.disk
+
+
+async def test_kv_cache_on_the_cpu_is_reported_as_having_no_effect(tmp_path):
+    model = ServedModel(desired(tmp_path, kvCache={"enabled": True, "maxSize": "2Gi"}), FakeEngine)
+    await model.boot(0, ())
+    assert model.engines[0].config.kv_offload_bytes == 2 * 2**30
+    assert [e["reason"] for e in model.events.to_json() if e["type"] == "Warning"] == ["KVCacheUnsupported"]

@@ -105,3 +105,9 @@ def test_dump_round_trips_in_the_users_spelling():
     dumped = m.model_dump(mode="json", by_alias=True)
     assert dumped["spec"]["sleep"]["idleTimeout"] == "1h30m"
     assert ModelResource.model_validate(dumped) == m
+
+
+def test_kv_cache_max_size_is_a_size():
+    assert model(kvCache={"enabled": True, "maxSize": "16Gi"}).spec.kv_cache.max_size == "16Gi"
+    ((where, message),) = errors(kvCache={"enabled": True, "maxSize": "lots"})
+    assert where == "spec.kvCache.maxSize" and "expected a size such as 16Gi" in message
