@@ -23,7 +23,7 @@ from gthreadd.runtime.scheduling import Rejected
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import engine_state
 from gthreadd.spec.resource import ModelState
-from gthreadd.spec.validate import extra_args_errors
+from gthreadd.spec.validate import engine_errors
 from scheduler.messages import SleepRequested
 from scheduler.placement import unplaceable_reason
 
@@ -65,7 +65,7 @@ async def apply(request: web.Request) -> web.Response:
     parsed = parse_text(text, str(target))
     errors = [str(e) for e in parsed.errors]
     if not errors:
-        errors = [str(e) for e in await asyncio.to_thread(extra_args_errors, parsed)]
+        errors = [str(e) for e in await asyncio.to_thread(engine_errors, parsed)]
     if not errors and not parsed.models:
         errors = [f"{name}: no Model in it"]
     for model in parsed.models:

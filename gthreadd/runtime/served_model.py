@@ -23,7 +23,7 @@ from engine.interface import Engine, EngineStartError
 from gthreadd.spec.conversion_key import conversion_key
 from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
 from gthreadd.spec.desired import DesiredModel
-from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart, served_names
+from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart, served_names, unservable
 from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
 from gthreadd.runtime.lora import AdapterError, check_adapter, fetch_adapter
 from gthreadd.spec.manifests import ManifestError
@@ -125,6 +125,8 @@ class ServedModel:
 
     async def boot(self, replica: int, devices: tuple[int, ...], on_gpu: bool = False) -> None:
         await self.stop(replica)  # a dead engine, when this boot is a retry
+        if why := unservable(self.resource):
+            raise self._failed("UnsupportedModelType", why)
         first = self.phase in (Phase.pending, Phase.failed)
         if self.phase == Phase.failed:
             self.set_phase(Phase.pending)

@@ -8,6 +8,19 @@ from gthreadd.spec.byte_size import host_memory, parse_size
 from gthreadd.spec.resource import ModelResource, ModelType
 
 TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
+UNSERVED = {
+    ModelType.asr: "speech recognition: vLLM's transcription endpoints are not routed by gthreadd",
+    ModelType.tts: "text to speech: vLLM does not serve it",
+}
+
+
+def unservable(resource: ModelResource) -> str:
+    """Why no engine gthreadd starts could serve this modelType, or "": refused at validation
+    rather than accepted and broken at the first boot."""
+    kind = resource.spec.model_type
+    if kind in TASKS:
+        return ""
+    return f"modelType {kind.value} ({UNSERVED[kind]}) cannot be served; gthreadd serves chat, embedding and reranker models"
 
 # Spec fields whose change needs new engines; the rest (sleep, fairness, staging, endpoints,
 # replicas, placement hints) are applied live by the daemon and its scheduler.

@@ -14,7 +14,7 @@ def validate_paths(paths: list[str], quiet: bool = False) -> int:
     failed = False
     for path in paths:
         parsed = load_file(Path(path))
-        errors = list(parsed.errors) + extra_args_errors(parsed)
+        errors = list(parsed.errors) + engine_errors(parsed)
         for error in errors:
             print(error, file=sys.stderr)
         if errors:
@@ -24,13 +24,18 @@ def validate_paths(paths: list[str], quiet: bool = False) -> int:
     return 1 if failed else 0
 
 
-def extra_args_errors(parsed: ParsedFile) -> list[ManifestError]:
-    """extraArgs through vLLM's own parser, when vLLM is installed."""
+def engine_errors(parsed: ParsedFile) -> list[ManifestError]:
+    """What an engine would refuse: a modelType gthreadd cannot serve, and extraArgs through vLLM's
+    own parser (when vLLM is installed)."""
+    from gthreadd.spec.engine_config import unservable
+
     desired = build_desired([parsed], DesiredState())
-    with_args = [m for m in desired.models.values() if m.resource.spec.extra_args]
+    errors = [ManifestError(m.source, why, field=f"{m.resource.metadata.name}: spec.modelType")
+              for m in desired.models.values() if (why := unservable(m.resource))]
+    with_args = [m for m in desired.models.values() if m.resource.spec.extra_args and not unservable(m.resource)]
     if not with_args or importlib.util.find_spec("vllm") is None:
-        return []
+        return errors
     from gthreadd.spec.engine_config import extra_args_error
 
-    return [ManifestError(m.source, why, field=f"{m.resource.metadata.name}: spec.extraArgs")
-            for m in with_args if (why := extra_args_error(m.resource))]
+    return errors + [ManifestError(m.source, why, field=f"{m.resource.metadata.name}: spec.extraArgs")
+                     for m in with_args if (why := extra_args_error(m.resource))]

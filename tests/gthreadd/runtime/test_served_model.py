@@ -264,3 +264,11 @@ async def test_kv_cache_on_the_cpu_is_reported_as_having_no_effect(tmp_path):
     await model.boot(0, ())
     assert model.engines[0].config.kv_offload_bytes == 2 * 2**30
     assert [e["reason"] for e in model.events.to_json() if e["type"] == "Warning"] == ["KVCacheUnsupported"]
+
+
+async def test_a_model_type_no_engine_can_serve_fails_with_the_reason(tmp_path):
+    model = ServedModel(desired(tmp_path, modelType="tts"), FakeEngine)
+    with pytest.raises(PermanentFailure):
+        await model.boot(0, ())
+    assert model.phase == Phase.failed and model.ready_condition.reason == "UnsupportedModelType"
+    assert "modelType tts (text to speech: vLLM does not serve it) cannot be served" in model.ready_condition.message
