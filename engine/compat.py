@@ -14,6 +14,7 @@ from vllm import __version__ as VLLM_VERSION
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 from vllm.platforms import current_platform
@@ -98,6 +99,7 @@ __all__ = [
     "UnloadLoRAAdapterRequest",
     "ReasoningParserManager",
     "RerankRequest",
+    "ResponsesRequest",
     "ScoreRequest",
     "ToolParserManager",
     "StatLoggerBase",

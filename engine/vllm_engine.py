@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psutil
@@ -32,6 +32,7 @@ from engine.compat import (
     LoadLoRAAdapterRequest,
     UnloadLoRAAdapterRequest,
     RerankRequest,
+    ResponsesRequest,
     ScoreRequest,
     create_error_response,
     current_platform,
@@ -183,6 +184,10 @@ class VllmEngine:
     async def embedding(self, body: dict) -> ServingResult:
         return await self._call("serving_embedding", None, _embedding_request(), body)
 
+    async def responses(self, body: dict) -> ServingResult:
+        result = await self._call("openai_serving_responses", "create_responses", ResponsesRequest, body)
+        return StreamResult(_sse_events(result.chunks)) if isinstance(result, StreamResult) else result
+
     async def score(self, body: dict) -> ServingResult:
         return await self._call("serving_scores", None, _adapter(ScoreRequest), body)
 
@@ -235,6 +240,13 @@ class VllmEngine:
         if hasattr(result, "status_code") and hasattr(result, "body"):  # starlette Response (pooling)
             return JsonResult(result.status_code, json.loads(result.body))
         return JsonResult(200, result.model_dump())
+
+
+async def _sse_events(events) -> AsyncIterator[str]:
+    """The Responses API streams event objects, which vLLM's router formats as SSE (`event:` and
+    `data:` lines); the chat and completion streams come formatted already."""
+    async for event in events:
+        yield f"event: {getattr(event, 'type', 'unknown')}\ndata: {event.model_dump_json(indent=None, by_alias=True)}\n\n"
 
 
 @functools.cache

@@ -79,6 +79,7 @@ class FakeEngine:
 
     completion = chat_completion
     embedding = chat_completion
+    responses = chat_completion
     score = chat_completion
     rerank = chat_completion
 

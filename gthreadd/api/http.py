@@ -38,6 +38,7 @@ INFERENCE = {
     "embeddings": (Endpoint.embeddings, "embedding"),
     "score": (Endpoint.score, "score"),
     "rerank": (Endpoint.rerank, "rerank"),
+    "responses": (Endpoint.responses, "responses"),
 }
 FLEET = web.AppKey("fleet", Fleet)
 SCHEDULING = web.AppKey("scheduling", SchedulerLoop)

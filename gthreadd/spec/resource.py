@@ -64,6 +64,7 @@ class Endpoint(str, Enum):
     embeddings = "embeddings"
     rerank = "rerank"
     score = "score"
+    responses = "responses"
     audio_transcriptions = "audio_transcriptions"
     audio_translations = "audio_translations"
     audio_speech = "audio_speech"

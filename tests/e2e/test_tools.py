@@ -1,5 +1,6 @@
 """Tool calling through the daemon with seed 001's flags (--enable-auto-tool-choice,
---tool-call-parser) on a real engine: OpenAI's tool_calls shape, plain and streamed."""
+--tool-call-parser) on a real engine: OpenAI's tool_calls shape, plain and streamed; and the same
+engine through OpenAI's Responses API, an endpoint the Model lists."""
 
 import json
 import subprocess
@@ -22,7 +23,8 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory, checkpoint):
     d = DaemonProcess(tmp_path_factory.mktemp("tools"), checkpoint)
-    d.write_model("tools.yaml", "tools", "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
+    d.write_model("tools.yaml", "tools", "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+                  more="  endpoints: [chat_completions, completions, responses]\n")
     d.start()
     d.wait_state("tools", "serving")
     yield d
@@ -58,6 +60,20 @@ def test_auto_tool_choice_is_enabled_by_the_extra_args(tools):
     reply = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER], tool_choice="auto",
                                            max_tokens=32, temperature=0)
     assert reply.choices[0].message.tool_calls or reply.choices[0].message.content is not None
+
+
+def test_the_responses_api_answers_plain_and_streamed(tools):
+    client = OpenAI(base_url=f"{tools.url}/v1", api_key="unused")
+    reply = client.responses.create(model="tools", input="What is the capital of France?", max_output_tokens=32,
+                                    temperature=0)
+    assert reply.status == "completed" and "Paris" in reply.output_text
+    events = list(client.responses.create(model="tools", input="What is the capital of France?",
+                                          max_output_tokens=32, temperature=0, stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert "Paris" in text and text == events[-1].response.output_text
+    code, body = tools.request("POST", "/v1/responses", json.dumps({"model": "absent", "input": "x"}).encode())
+    assert code == 404 and body["error"]["message"] == "The model `absent` does not exist."
 
 
 def test_a_misspelt_parser_is_refused_naming_extra_args(tools, tmp_path):
