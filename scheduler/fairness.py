@@ -27,7 +27,7 @@ from scheduler.messages import (
     Event, GiveUp, ModelRemoved, ModelUpserted, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
     SleepRequested, Stop, TimerFired, Wake,
 )
-from scheduler.placement import claim_bytes, fits, unplaceable_reason, windows
+from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.snapshot import SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
 
@@ -88,7 +88,7 @@ class Scheduler:
     def _on_ModelUpserted(self, e: ModelUpserted, now: float) -> list[Action]:
         actions: list[Action] = []
         self.queues.setdefault(e.model, ModelQueue())
-        reason = e.policy.unschedulable_reason or unplaceable_reason(list(self.devices.values()), e.policy)
+        reason = never_placeable(list(self.devices.values()), e.policy)
         for replica in range(max(e.replicas, 0)):
             unit = self.units.setdefault(UnitId(e.model, replica),
                                          Unit(UnitId(e.model, replica), e.policy, generation=e.generation))

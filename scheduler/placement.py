@@ -35,3 +35,9 @@ def unplaceable_reason(devices: Sequence[Device], policy: Policy) -> str:
         return (f"gpuMemoryUtilization {policy.memory_fraction} is more than this host lets one model claim "
                 f"({min(d.capacity_bytes / d.total_bytes for d in devices):.2f} of a device)")
     return ""
+
+
+def never_placeable(devices: Sequence[Device], policy: Policy) -> str:
+    """Why this host can never run the unit, or "": the spec's own reason (nodeSelector, product)
+    first, then placement's. What the core marks unschedulable and what an apply dry run reports."""
+    return policy.unschedulable_reason or unplaceable_reason(devices, policy)

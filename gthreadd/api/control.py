@@ -25,7 +25,7 @@ from gthreadd.api.views import engine_state
 from gthreadd.spec.resource import ModelState
 from gthreadd.spec.validate import engine_errors
 from scheduler.messages import SleepRequested
-from scheduler.placement import unplaceable_reason
+from scheduler.placement import never_placeable
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,7 @@ async def apply(request: web.Request) -> web.Response:
         devices = list(request.app[SCHEDULING].scheduler.snapshot().devices.values())
         unschedulable = {}
         for model in parsed.models:
-            policy = policy_for(model, devices)
-            reason = policy.unschedulable_reason or unplaceable_reason(devices, policy)
-            if reason:
+            if reason := never_placeable(devices, policy_for(model, devices)):
                 unschedulable[model.metadata.name] = reason
         return web.json_response({"results": [r + " (dry run)" for r in results], "unschedulable": unschedulable})
     await asyncio.to_thread(_write_atomically, target, text)

@@ -200,7 +200,7 @@ class NodeAgent:
             await self._sync_model(cr, leases, local, labels, now)
         wanted = {name for _, name in self._models}
         for name, obj in local.items():
-            if name not in wanted and Path((obj.get("status") or {}).get("sourceFile", "")).name.startswith(FILE_PREFIX):
+            if name not in wanted and _file(obj).startswith(FILE_PREFIX):
                 await self._stop_serving(obj)
         for name, lease in leases.items():
             meta = lease["metadata"]
@@ -296,8 +296,7 @@ class NodeAgent:
         for lname in lease_names:
             await self._release(lname)
         obj = local.get(cr["metadata"]["name"])
-        if obj is not None and Path((obj.get("status") or {}).get("sourceFile", "")).name == \
-                model_file(cr["metadata"]["namespace"], cr["metadata"]["name"]):
+        if obj is not None and _file(obj) == model_file(cr["metadata"]["namespace"], cr["metadata"]["name"]):
             await self._stop_serving(obj)
         return False
 
@@ -487,6 +486,11 @@ class NodeAgent:
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
+
+
+def _file(local: dict) -> str:
+    """The models.d file name a daemon Model object came from (the shim's start with FILE_PREFIX)."""
+    return Path((local.get("status") or {}).get("sourceFile", "")).name
 
 
 def _is_model(lease: dict, namespace: str, name: str) -> bool:

@@ -26,7 +26,7 @@ async def fetch_adapter(source: str, cache_dir: str, timeout_s: float) -> Path:
     """A local directory as it is; anything else is a Hugging Face repo id, fetched into cache_dir
     (the hub's cache when empty) within timeout_s, or found there when HF_HUB_OFFLINE is set."""
     local = Path(source.removeprefix("file://"))
-    if local.is_absolute() or source.startswith(("file://", ".", "/")):
+    if source.startswith(("file://", "/", ".")):
         if not local.is_dir():
             raise AdapterError(404, f"no LoRA adapter directory at {local}")
         return local

@@ -20,6 +20,7 @@ from conversion.resolve import SourceError, resolve_source
 from engine.args import EngineArgsError
 from engine.config import EngineConfig
 from engine.interface import Engine, EngineStartError
+from engine.results import error_message
 from gthreadd.spec.conversion_key import conversion_key
 from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
 from gthreadd.spec.desired import DesiredModel
@@ -61,6 +62,8 @@ class ServedModel:
         self._progress = 0.0
         self.events = EventLog()
         self._on_miss = ReadPath.disk
+        self._weights_bytes = 0
+        """Size of a gthread model's converted weights (0 for other formats): what each load reads."""
         self.read_path: Optional[ReadPath] = None
         """Where the last load of a gthread model read its weights from (memory/read_path.py)."""
         self.last_read: Optional[tuple[ReadPath, int]] = None
@@ -145,10 +148,11 @@ class ServedModel:
             self.set_phase(Phase.staging)
         self._weights = weights
         host_tier = str(self._host_tier.directory) if self._host_tier is not None else ""
-        self._on_miss = ReadPath.disk
+        self._on_miss, self._weights_bytes = ReadPath.disk, 0
         if self.resource.spec.load_format == LoadFormat.gthread:
-            sums = bool(Manifest.read(weights).chunk_sum16)
-            self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), sums)
+            manifest = Manifest.read(weights)  # once per boot; every later load moves the same bytes
+            self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), bool(manifest.chunk_sum16))
+            self._weights_bytes = manifest.total_bytes
         engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier, self._on_miss))
         if self.resource.spec.kv_cache.enabled and not on_gpu:
             self.events.add("Warning", "KVCacheUnsupported", "spec.kvCache has no effect on the CPU: vLLM's KV "
@@ -248,11 +252,11 @@ class ServedModel:
 
     def _read(self, staged: bool) -> None:
         """Account a load of a gthread model's weights to the tier it was read from."""
-        if self.resource.spec.load_format != LoadFormat.gthread or self._weights is None:
+        if not self._weights_bytes:
             return
-        path, size = read_path(staged, self._on_miss), Manifest.read(self._weights).total_bytes
-        self.read_path, self.last_read = path, (path, size)
-        self.bytes_read[path] = self.bytes_read.get(path, 0) + size
+        path = read_path(staged, self._on_miss)
+        self.read_path, self.last_read = path, (path, self._weights_bytes)
+        self.bytes_read[path] = self.bytes_read.get(path, 0) + self._weights_bytes
 
     @property
     def weights_on_host(self) -> bool:
@@ -292,7 +296,7 @@ class ServedModel:
         for engine in self.engines.values():
             result = await engine.load_lora(name, str(path))
             if result.status != 200:
-                raise AdapterError(result.status, result.body.get("error", {}).get("message", str(result.body)))
+                raise AdapterError(result.status, error_message(result))
         self.adapters[name] = str(path)
         self.events.add("Normal", "AdapterLoaded", f"LoRA adapter {name} from {path}")
         return f"LoRA adapter {name} loaded into model {self.name} from {path}"
@@ -315,8 +319,8 @@ class ServedModel:
             result = await engine.load_lora(name, path)
             if result.status != 200:
                 del self.adapters[name]
-                self.events.add("Warning", "AdapterLost", f"LoRA adapter {name} from {path} no longer loads: "
-                                f"{result.body.get('error', {}).get('message', result.body)}")
+                self.events.add("Warning", "AdapterLost",
+                                f"LoRA adapter {name} from {path} no longer loads: {error_message(result)}")
 
     async def sleep(self, replica: int) -> None:
         await self.engines[replica].sleep()

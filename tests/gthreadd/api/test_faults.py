@@ -71,3 +71,23 @@ async def _get_text(d, path: str) -> str:
 async def _get_json(d, path: str) -> dict:
     async with aiohttp.ClientSession() as s, s.get(d.base_url + path) as r:
         return await r.json()
+
+
+async def test_an_engine_that_keeps_dying_is_given_up_and_its_model_failed(tmp_path):
+    d = await start_daemon(tmp_path)
+    try:
+        write(d, "a.yaml", "a")
+        d.reload()
+        for death in range(5):
+            await until(lambda: "a" in d.fleet.models and 0 in d.fleet.models["a"].engines
+                        and d.fleet.models["a"].engines[0].running, f"engine {death + 1}", timeout=10)
+            d.fleet.models["a"].engines[0].die(f"killed by SIGKILL ({death + 1})")  # supervision restarts it
+        await until(lambda: d.fleet.models["a"].ready_condition.reason == "CrashLoop", "the crash loop", timeout=15)
+        model = d.fleet.models["a"]
+        assert model.phase.value == "Failed"
+        assert "its engine died 5 times" in model.ready_condition.message
+        assert "killed by SIGKILL (5)" in model.ready_condition.message
+        status, body = await post(d, "/a/v1/chat/completions", {"messages": []})
+        assert status == 503 and "CrashLoop" in body["error"]["message"]
+    finally:
+        await d.shutdown()
