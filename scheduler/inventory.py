@@ -3,6 +3,10 @@
 from dataclasses import dataclass
 
 
+CPU_PRODUCT = "cpu"
+"""The product of the CPU device a host without GPUs serves on."""
+
+
 @dataclass(frozen=True)
 class Device:
     index: int
@@ -24,4 +28,10 @@ class Device:
 
     @property
     def is_cpu(self) -> bool:
-        return self.product == "cpu"
+        return self.product == CPU_PRODUCT
+
+
+def device_object_name(node: str, index: int, product: str) -> str:
+    """A device's name as `gthread get gpus` and the GPU objects show it (seed 002: gpu-<node>-<index>);
+    the CPU device of a host without GPUs is cpu-<node>-<index>."""
+    return f"{'cpu' if product == CPU_PRODUCT else 'gpu'}-{node}-{index}"

@@ -6,6 +6,7 @@ import socket
 from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.byte_size import human_bytes
+from scheduler.inventory import device_object_name
 from scheduler.snapshot import SchedulerSnapshot
 from scheduler.units import UnitState
 
@@ -94,7 +95,7 @@ def gpu_objects(scheduler: SchedulerSnapshot) -> list[dict]:
     free = scheduler.free
     held = {i for u in scheduler.units if u.claiming for i in u.devices}
     return [{
-        "name": f"{'cpu' if d.is_cpu else 'gpu'}-{node}-{d.index}",
+        "name": device_object_name(node, d.index, d.product),
         "node": node, "index": d.index, "uuid": d.uuid, "product": d.product,
         "mode": "mig" if d.mig else "inference" if d.index in held else "idle",
         "health": "Healthy" if d.healthy else "Unhealthy",

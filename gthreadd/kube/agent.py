@@ -31,8 +31,9 @@ from gthreadd.kube.daemon_client import DaemonClient, DaemonError
 from gthreadd.kube.leases import LeaseObserver, LeaseTiming, lease_spec
 from gthreadd.kube.resources import (FIELD_MANAGER, FILE_PREFIX, MANAGED_BY, MODEL_NAME_LABEL,
                                      MODEL_NAMESPACE_LABEL, REPLICA_LABEL, STATE_ANNOTATION, Gpu, Model,
-                                     event_name, gpu_name, lease_name, model_file, model_labels, slice_name)
+                                     event_name, lease_name, model_file, model_labels, slice_name)
 from gthreadd.spec.manifests import parse_text
+from scheduler.inventory import device_object_name
 from gthreadd.spec.resource import API_VERSION, ModelState
 
 log = logging.getLogger("gthreadd.kube")
@@ -457,7 +458,7 @@ class NodeAgent:
         """One GPU object per device of the daemon's inventory; status patched when it changes."""
         owner = [{"apiVersion": "v1", "kind": "Node", "name": self.config.node, "uid": node_uid}] if node_uid else []
         for device in await self._daemon.gpus():
-            name = gpu_name(self.config.node, device["index"], device["name"].startswith("cpu-"))
+            name = device_object_name(self.config.node, device["index"], device["product"])
             status = {k: device[k] for k in ("mode", "health", "available")}
             if name not in self._gpus:
                 body = {"apiVersion": API_VERSION, "kind": "GPU",

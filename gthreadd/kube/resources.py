@@ -33,10 +33,6 @@ def slice_name(name: str, node: str) -> str:
     return f"{name}-{node}"[:253]
 
 
-def gpu_name(node: str, index: int, is_cpu: bool) -> str:
-    return f"{'cpu' if is_cpu else 'gpu'}-{node}-{index}"
-
-
 def model_file(namespace: str, name: str) -> str:
     return f"{FILE_PREFIX}{namespace}.{name}.yaml"
 

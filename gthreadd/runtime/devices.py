@@ -12,7 +12,7 @@ from typing import Optional
 
 import psutil
 
-from scheduler.inventory import Device
+from scheduler.inventory import CPU_PRODUCT, Device
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _mig_enabled(pynvml, handle) -> bool:
 
 def cpu_device(share: float) -> Device:
     total = _numa_node0_bytes() or _meminfo_bytes(Path("/proc/meminfo"))
-    return Device(0, "cpu-0", "cpu", total, int(total * share))
+    return Device(0, "cpu-0", CPU_PRODUCT, total, int(total * share))
 
 
 def _numa_node0_bytes() -> int:
