@@ -79,7 +79,7 @@ class Daemon:
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
         self.fleet = Fleet(self._engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
-                           self.metrics)
+                           self.metrics, settings.state_dir / "lora")
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
 
@@ -117,10 +117,9 @@ class Daemon:
         scheduler = self.scheduling.scheduler.snapshot()
         devices = [(f"{'cpu' if d.is_cpu else 'gpu'}{d.index}", d.total_bytes, scheduler.claimed.get(d.index, 0),
                     scheduler.foreign.get(d.index, 0)) for d in self.devices]
-        tier = self.host_tier
         return StateSnapshot(
             {name: engine_state(m, scheduler) for name, m in self.fleet.models.items()},
-            dict(scheduler.queued), devices, (tier.used, tier.budget, tier.bytes_from_disk, tier.bytes_to_engines))
+            dict(scheduler.queued), devices, self.host_tier.usage())
 
     def summary(self) -> str:
         return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler.snapshot())

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gthreadd.spec.resource import ModelState
+from memory.host_tier import TierUsage
 
 _OPERATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 _WAIT = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -46,13 +47,12 @@ class StateSnapshot:
     """What the gauges read at scrape time; built by the daemon, which knows where each lives."""
 
     def __init__(self, model_states: dict[str, ModelState], queued: dict[str, int],
-                 devices: list[tuple[str, int, int, int]], host_tier: tuple[int, int, int, int]):
+                 devices: list[tuple[str, int, int, int]], host_tier: TierUsage):
         self.model_states = model_states
         self.queued = queued
         self.devices = devices
         """(device label, total, claimed by models, held by other processes) in bytes."""
         self.host_tier = host_tier
-        """(used, budget, bytes read from disk into it, bytes engines loaded from it)."""
 
 
 class _StateCollector(Collector):
@@ -79,14 +79,15 @@ class _StateCollector(Collector):
             memory.add_metric((device, "claimed"), claimed)
             memory.add_metric((device, "foreign"), foreign)
         yield memory
-        used, budget, from_disk, to_engines = snap.host_tier
-        tier = GaugeMetricFamily("gthread_host_tier_bytes", "The host tier (staged weights in shared "
-                                 "memory): bytes in use and its budget", labels=("kind",))
-        tier.add_metric(("used",), used)
-        tier.add_metric(("budget",), budget)
+        usage = snap.host_tier
+        tier = GaugeMetricFamily("gthread_host_tier_bytes", "The host tier (pinned host memory): staged "
+                                 "weights, engines' KV offload buffers, and its budget", labels=("kind",))
+        tier.add_metric(("used",), usage.weights)
+        tier.add_metric(("kv_cache",), usage.reserved)
+        tier.add_metric(("budget",), usage.budget)
         yield tier
         moved = CounterMetricFamily("gthread_weight_bytes", "Bytes of weights moved, by tier: disk into "
                                     "the host tier, and from the host tier into engines", labels=("tier",))
-        moved.add_metric(("disk",), from_disk)
-        moved.add_metric(("system",), to_engines)
+        moved.add_metric(("disk",), usage.from_disk)
+        moved.add_metric(("system",), usage.to_engines)
         yield moved

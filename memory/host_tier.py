@@ -10,6 +10,10 @@ the engine process that copies from it registers its own mapping with `cudaHostR
 Space is a byte budget. Making room evicts least recently used segments first, never one that a
 Model pins (`staging.pinned: true`) nor one an engine is loading from (a lease). When even that
 cannot make room, `stage` says so and the engine reads the disk tier instead.
+
+The budget is the daemon's ledger of pinned host memory, so it also counts what engines pin for
+themselves: a reservation (an engine's KV offload buffer, spec.kvCache.maxSize) is taken before
+the engine starts, may evict segments like a stage, and is given back when the engine stops.
 """
 
 import ctypes
@@ -60,6 +64,20 @@ def choose_victims(segments: Iterable[Segment], used: int, need: int, budget: in
     return victims if free >= need else None
 
 
+@dataclass(frozen=True)
+class TierUsage:
+    """The host tier's ledger at one moment, in bytes."""
+    weights: int
+    """Staged weights (segments)."""
+    reserved: int
+    """Held for engines' own host buffers (KV offloading)."""
+    budget: int
+    from_disk: int
+    """Read from the disk tier into segments, in all."""
+    to_engines: int
+    """Handed to engines from resident segments (one segment's size per load), in all."""
+
+
 LOCK_FILE = ".gthread-host-tier.lock"
 
 
@@ -76,6 +94,7 @@ class HostTier:
         self.budget = budget
         self._clock = clock
         self._segments: dict[str, Segment] = {}
+        self._reserved: dict[str, int] = {}
         self._lock = threading.Lock()
         self._warned_mlock = False
         self.bytes_from_disk = 0
@@ -102,7 +121,33 @@ class HostTier:
 
     @property
     def used(self) -> int:
-        return sum(s.size for s in self._segments.values())
+        """Bytes counted against the budget: segments and reservations."""
+        return sum(s.size for s in self._segments.values()) + sum(self._reserved.values())
+
+    def usage(self) -> TierUsage:
+        with self._lock:
+            reserved = sum(self._reserved.values())
+            return TierUsage(self.used - reserved, reserved, self.budget, self.bytes_from_disk, self.bytes_to_engines)
+
+    def reserve(self, holder: str, size: int) -> bool:
+        """Count `size` bytes an engine pins for itself against the budget, evicting segments as a
+        stage would; False when no choice makes room. A holder has one reservation: reserving
+        again replaces it."""
+        with self._lock:
+            self._reserved.pop(holder, None)
+            victims = choose_victims(self._segments.values(), self.used, size, self.budget)
+            if victims is None:
+                log.warning("host tier: no room to reserve %.2f GiB for %s (budget %.2f GiB, %.2f GiB pinned, "
+                            "leased or reserved)", size / 2**30, holder, self.budget / 2**30, self.used / 2**30)
+                return False
+            for victim in victims:
+                self._evict(victim)
+            self._reserved[holder] = size
+            return True
+
+    def unreserve(self, holder: str) -> None:
+        with self._lock:
+            self._reserved.pop(holder, None)
 
     def path(self, key: str) -> Path:
         return segment_path(self.directory, key)

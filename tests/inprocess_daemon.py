@@ -21,7 +21,7 @@ async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngin
     """Started on a free port, with its own models.d, state, host tier and control socket under
     tmp_path, one 80 GiB test GPU unless `devices` says otherwise, and a checkpoint directory
     Models can name."""
-    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt").mkdir(exist_ok=True)  # a restarted daemon finds it
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     values = {"listen": f"127.0.0.1:{free_port()}", "modelsDir": str(tmp_path / "models.d"),
               "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"),

@@ -53,6 +53,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         distribution=distribution,
         conditions=list(model.conditions.values()),
         lora_adapters=sorted(model.adapters),
+        kv_cache_bytes=sum(model.kv_cache_grants.values()) if model.resource.spec.kv_cache.enabled else None,
         source_file=model.source,
     )
     resource = ModelResource(

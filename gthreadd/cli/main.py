@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -146,6 +147,15 @@ def describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kv_cache_line(held: Optional[int]) -> Optional[str]:
+    """status.kvCacheBytes: absent when spec.kvCache is off; 0 when no engine was granted any."""
+    if held is None:
+        return None
+    if not held:
+        return "enabled, not in use (see Events)"
+    return f"{human_bytes(held)} of host memory for offloaded KV blocks"
+
+
 def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
     """kubectl describe's layout: aligned fields, the spec as YAML, then conditions and events."""
     meta, status = obj["metadata"], obj.get("status", {})
@@ -167,6 +177,7 @@ def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
          if conversion else None),
         ("Staging Tier", ", ".join(f"{tier} ({node})" for node, tier in tiers.items()) or None),
         ("Adapters", ", ".join(status.get("loraAdapters", [])) or None),
+        ("KV Cache", _kv_cache_line(status.get("kvCacheBytes"))),
     ):
         if value is not None:
             lines.append(f"  {key + ':':<14}{value}")

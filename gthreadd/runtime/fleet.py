@@ -21,6 +21,7 @@ from gthreadd.spec.desired import DesiredState
 from gthreadd.runtime.devices import memory_held
 from gthreadd.metrics import Metrics
 from gthreadd.spec.policy import policy_for
+from gthreadd.runtime.lora import AdapterFile
 from gthreadd.runtime.served_model import EngineFactory, ServedModel
 from memory.host_tier import HostTier
 from scheduler.inventory import Device
@@ -33,7 +34,8 @@ _EVENT_REASONS = {"boot": "Started", "wake": "Woke", "sleep": "Slept"}
 
 class Fleet:
     def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None],
-                 store: Path, host_tier: Optional[HostTier] = None, metrics: Optional[Metrics] = None):
+                 store: Path, host_tier: Optional[HostTier] = None, metrics: Optional[Metrics] = None,
+                 lora_dir: Optional[Path] = None):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
         self.devices = devices
@@ -43,6 +45,8 @@ class Fleet:
         self._store = store
         self._host_tier = host_tier
         self._metrics = metrics or Metrics()
+        self._lora_dir = lora_dir
+        """Where each Model's loaded LoRA adapters are remembered across daemon restarts."""
 
     def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
@@ -53,12 +57,15 @@ class Fleet:
         for name in [n for n in self.models if n not in desired.models]:
             log.info("model %s: removed", name)
             self._retired[name] = self.models.pop(name)
+            self._retired[name].forget_adapters()
             self._submit(ModelRemoved(name))
         for name, wanted in desired.models.items():
             model = self.models.get(name)
             if model is None:
                 log.info("model %s: added from %s", name, wanted.source)
-                model = self.models[name] = ServedModel(wanted, self._engine_factory, self._store, self._host_tier)
+                adapter_file = AdapterFile(self._lora_dir / f"{name}.json") if self._lora_dir else None
+                model = self.models[name] = ServedModel(wanted, self._engine_factory, self._store, self._host_tier,
+                                                        adapter_file)
                 self._upsert(model)
             elif wanted.resource != model.resource or wanted.source != model.source:
                 model.update(wanted)

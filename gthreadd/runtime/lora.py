@@ -1,16 +1,19 @@
 """A Model's LoRA adapters: checked before an engine sees them, fetched when named by repo id.
 
 vLLM's runtime adapters live in its engine and are forgotten with it; the Model remembers them
-(runtime/served_model.py) and loads them again into every engine it boots or wakes.
+(runtime/served_model.py), in an AdapterFile across daemon restarts, and loads them again into
+every engine it boots or wakes.
 """
 
 import asyncio
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG = "adapter_config.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,37 @@ def check_adapter(path: Path, max_rank: int) -> None:
         raise AdapterError(400, f"{path / CONFIG}: 'r' (the adapter's rank) is {rank!r}")
     if rank > max_rank:
         raise AdapterError(400, f"LoRA adapter {path} has rank {rank}, above spec.lora.maxRank ({max_rank})")
+
+
+class AdapterFile:
+    """The adapters a Model has loaded, name -> directory, kept in a file of the daemon's state
+    (STATE_DIR/lora/<model>.json) so that a daemon restart loads them again as a wake does. A file
+    that cannot be read is reported and treated as empty: an adapter list never stops a Model."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict[str, str]:
+        try:
+            adapters = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s; the Model's LoRA adapters are forgotten", self.path, exc)
+            return {}
+        if not isinstance(adapters, dict) or not all(isinstance(v, str) for v in adapters.values()):
+            log.warning("%s: expected a mapping of adapter names to directories; ignored", self.path)
+            return {}
+        return adapters
+
+    def write(self, adapters: dict[str, str]) -> None:
+        if not adapters:
+            self.remove()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.tmp")
+        partial.write_text(json.dumps(adapters, indent=1, sort_keys=True))
+        os.replace(partial, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

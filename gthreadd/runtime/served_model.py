@@ -24,9 +24,10 @@ from engine.results import error_message
 from gthreadd.spec.conversion_key import conversion_key
 from memory.store_format import ChecksumError, Manifest, converted, corruption, mark_corrupt
 from gthreadd.spec.desired import DesiredModel
-from gthreadd.spec.engine_config import engine_config_for, extra_args_error, needs_restart, served_names, unservable
+from gthreadd.spec.engine_config import (engine_config_for, extra_args_error, kv_cache_bytes, needs_restart,
+                                         served_names, unservable)
 from gthreadd.runtime.lifecycle import PHASE_TRANSITIONS, check
-from gthreadd.runtime.lora import AdapterError, check_adapter, fetch_adapter
+from gthreadd.runtime.lora import AdapterError, AdapterFile, check_adapter, fetch_adapter
 from gthreadd.spec.manifests import ManifestError
 from gthreadd.runtime.model_events import EventLog
 from gthreadd.spec.resource import Condition, ConversionStatus, LoadFormat, ModelResource, Phase
@@ -45,7 +46,7 @@ WARNING_REASONS = frozenset({"SourceUnavailable", "InvalidExtraArgs", "EngineSta
 
 class ServedModel:
     def __init__(self, desired: DesiredModel, engine_factory: EngineFactory, store: Path = Path("/nonexistent"),
-                 host_tier: Optional[HostTier] = None):
+                 host_tier: Optional[HostTier] = None, adapter_file: Optional[AdapterFile] = None):
         self.resource: ModelResource = desired.resource
         self.source: str = desired.source
         self.phase = Phase.pending
@@ -68,8 +69,12 @@ class ServedModel:
         """Where the last load of a gthread model read its weights from (memory/read_path.py)."""
         self.last_read: Optional[tuple[ReadPath, int]] = None
         self.bytes_read: dict[str, int] = {}
+        self.kv_cache_grants: dict[int, int] = {}
+        """Replica -> host memory its engine was granted for offloaded KV blocks (spec.kvCache)."""
         self.adapters: dict[str, str] = {}
         """LoRA adapters loaded at run time, name -> directory: loaded again into every new engine."""
+        self._adapter_file = adapter_file
+        self._adapters_recalled = adapter_file is None
         self.measured_memory: dict[int, int] = {}
         """Bytes the engine held per device when last awake, as the driver (or the OS) counts them."""
         self._set_condition("Ready", "False", "Pending", "waiting for a device")
@@ -153,10 +158,9 @@ class ServedModel:
             manifest = Manifest.read(weights)  # once per boot; every later load moves the same bytes
             self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), bool(manifest.chunk_sum16))
             self._weights_bytes = manifest.total_bytes
-        engine = self._engine_factory(engine_config_for(self.resource, weights, devices, host_tier, self._on_miss))
-        if self.resource.spec.kv_cache.enabled and not on_gpu:
-            self.events.add("Warning", "KVCacheUnsupported", "spec.kvCache has no effect on the CPU: vLLM's KV "
-                            "offloading runs on CUDA and XPU devices only")
+        kv_offload = self.kv_cache_grants[replica] = self._reserve_kv_cache(replica, on_gpu)
+        engine = self._engine_factory(
+            engine_config_for(self.resource, weights, devices, host_tier, self._on_miss, kv_offload))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:
@@ -164,8 +168,10 @@ class ServedModel:
                 await engine.start()
                 self._read(staged)
         except EngineArgsError as exc:
+            self._release_kv_cache(replica)
             raise self._failed("InvalidExtraArgs", str(exc)) from None
         except Exception as exc:
+            self._release_kv_cache(replica)
             why = str(exc) if isinstance(exc, EngineStartError) else f"{type(exc).__name__}: {exc}"
             if why.startswith(f"{ChecksumError.__name__}:") and self.resource.spec.load_format == LoadFormat.gthread:
                 # The engine read a corrupt chunk of the converted copy: the daemon, which owns the
@@ -178,6 +184,33 @@ class ServedModel:
         if self.phase != Phase.ready:
             self.set_phase(Phase.ready)
         self._set_condition("Ready", "True", "Ready", "")
+
+    def _reserve_kv_cache(self, replica: int, on_gpu: bool) -> int:
+        """The host memory this replica's engine may pin for offloaded KV blocks, taken from the
+        host tier's budget (the daemon's ledger of pinned RAM) before the engine starts."""
+        wanted = kv_cache_bytes(self.resource)
+        if not wanted:
+            return 0
+        if not on_gpu:
+            self.events.add("Warning", "KVCacheUnsupported", "spec.kvCache has no effect on the CPU: vLLM's KV "
+                            "offloading runs on CUDA and XPU devices only")
+            return 0
+        if self._host_tier is None:
+            return wanted
+        if not self._host_tier.reserve(self._kv_holder(replica), wanted):
+            self.events.add("Warning", "KVCacheNoRoom", f"spec.kvCache.maxSize ({wanted / 2**30:.2f} GiB) does not "
+                            f"fit the host memory budget (hostTierSize {self._host_tier.budget / 2**30:.2f} GiB, "
+                            f"the rest pinned, leased or reserved); replica {replica} runs without KV offloading")
+            return 0
+        return wanted
+
+    def _release_kv_cache(self, replica: int) -> None:
+        self.kv_cache_grants.pop(replica, None)
+        if self._host_tier is not None:
+            self._host_tier.unreserve(self._kv_holder(replica))
+
+    def _kv_holder(self, replica: int) -> str:
+        return f"{self._tier_owner}/kv-cache/{replica}"
 
     def note_awake(self) -> None:
         """A wake succeeded: clear the reason a failed one left."""
@@ -298,12 +331,14 @@ class ServedModel:
             if result.status != 200:
                 raise AdapterError(result.status, error_message(result))
         self.adapters[name] = str(path)
+        self._remember_adapters()
         self.events.add("Normal", "AdapterLoaded", f"LoRA adapter {name} from {path}")
         return f"LoRA adapter {name} loaded into model {self.name} from {path}"
 
     async def unload_adapter(self, name: str) -> str:
         if self.adapters.pop(name, None) is None:
             raise AdapterError(404, f"model {self.name} has no LoRA adapter {name!r}")
+        self._remember_adapters()
         for engine in self.engines.values():
             if name in engine.lora_adapters():
                 await engine.unload_lora(name)
@@ -312,7 +347,15 @@ class ServedModel:
 
     async def _restore_adapters(self, engine: Engine) -> None:
         """vLLM's runtime adapters do not outlive an engine (or, on the CPU, a wake): load again
-        what the Model remembers. One that no longer loads is dropped with a Warning event."""
+        what the Model remembers (its file, at the first boot after a daemon restart). One that no
+        longer loads is dropped with a Warning event."""
+        if not self._adapters_recalled:
+            self._adapters_recalled = True
+            self.adapters = self._adapter_file.read() | self.adapters
+        if self.adapters and not self.resource.spec.lora.enabled:
+            self.events.add("Warning", "AdapterLost", f"LoRA adapters {', '.join(sorted(self.adapters))} are "
+                            f"dropped: spec.lora.enabled is off")
+            self.adapters.clear()
         for name, path in list(self.adapters.items()):
             if name in engine.lora_adapters():
                 continue
@@ -321,6 +364,17 @@ class ServedModel:
                 del self.adapters[name]
                 self.events.add("Warning", "AdapterLost",
                                 f"LoRA adapter {name} from {path} no longer loads: {error_message(result)}")
+        self._remember_adapters()
+
+    def _remember_adapters(self) -> None:
+        if self._adapter_file is not None and self._adapters_recalled:
+            self._adapter_file.write(self.adapters)
+
+    def forget_adapters(self) -> None:
+        """The Model was deleted: a Model of the same name added later starts without adapters."""
+        self.adapters.clear()
+        if self._adapter_file is not None:
+            self._adapter_file.remove()
 
     async def sleep(self, replica: int) -> None:
         await self.engines[replica].sleep()
@@ -329,6 +383,7 @@ class ServedModel:
         engine = self.engines.pop(replica, None)
         if engine is not None:
             await engine.stop()
+        self._release_kv_cache(replica)
 
     def give_up(self, message: str) -> None:
         """Failed until an edit: the scheduler stopped retrying (its engine keeps dying)."""

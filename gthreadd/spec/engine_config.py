@@ -43,8 +43,16 @@ KV_CACHE_DEFAULT = "4Gi"
 """spec.kvCache.maxSize when enabled without one."""
 
 
+def kv_cache_bytes(resource: ModelResource) -> int:
+    """The host memory an engine of this Model pins for offloaded KV blocks (spec.kvCache); 0: none."""
+    kv_cache = resource.spec.kv_cache
+    return parse_size(kv_cache.max_size or KV_CACHE_DEFAULT, host_memory()) if kv_cache.enabled else 0
+
+
 def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = (),
-                      host_tier: str = "", on_miss: str = "disk") -> EngineConfig:
+                      host_tier: str = "", on_miss: str = "disk", kv_offload_bytes: int = 0) -> EngineConfig:
+    """`kv_offload_bytes`: what the daemon's ledger granted of kv_cache_bytes (0 on a CPU device,
+    where vLLM refuses KV offloading, or when host memory has no room)."""
     spec = resource.spec
     return EngineConfig(
         name=resource.metadata.name,
@@ -62,8 +70,7 @@ def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[
         host_tier=host_tier if spec.load_format.value == "gthread" else "",
         on_miss=on_miss,
         max_lora_rank=spec.lora.max_rank if spec.lora.enabled else 0,
-        kv_offload_bytes=parse_size(spec.kv_cache.max_size or KV_CACHE_DEFAULT, host_memory())
-        if spec.kv_cache.enabled else 0,
+        kv_offload_bytes=kv_offload_bytes,
     )
 
 
@@ -83,7 +90,7 @@ def extra_args_error(resource: ModelResource) -> str:
     from engine.args import EngineArgsError, build_args
 
     try:
-        build_args(engine_config_for(resource, Path("/unresolved")))
+        build_args(engine_config_for(resource, Path("/unresolved"), kv_offload_bytes=kv_cache_bytes(resource)))
     except EngineArgsError as exc:
         return str(exc)
     return ""

@@ -293,6 +293,9 @@ class ModelStatus(_Strict):
     conditions: list[Condition] = []
     lora_adapters: list[str] = []
     """LoRA adapters loaded at run time (spec.lora), by name."""
+    kv_cache_bytes: Optional[int] = None
+    """Host memory the Model's engines hold for offloaded KV blocks (spec.kvCache), as the daemon's
+    ledger granted it; 0 when enabled but not granted (a CPU device, or no room)."""
     observed_generation: Optional[int] = None
     """The metadata.generation the Kubernetes shim last applied to a daemon (unset outside a cluster)."""
     source_file: str = ""

@@ -104,6 +104,22 @@ def test_without_room_a_model_loads_from_disk_and_nothing_is_evicted(tier, tmp_p
     assert load(tier, "big", big) is not None and resident(tier) == {"big"}
 
 
+def test_an_engines_reservation_counts_against_the_budget_and_evicts_like_a_stage(tier, tmp_path):
+    a, b = model(tmp_path, "a", 4), model(tmp_path, "b", 4)
+    load(tier, "a", a)
+    load(tier, "b", b, pinned=True)
+    assert tier.reserve("m/kv-cache/0", 5 * MiB), "a (unpinned) makes room"
+    assert resident(tier) == {"b"} and tier.used == 9 * MiB
+    usage = tier.usage()
+    assert (usage.weights, usage.reserved, usage.budget) == (4 * MiB, 5 * MiB, 10 * MiB)
+    assert load(tier, "a", a) is None, "neither the reservation nor a pinned model is evicted: a reads the disk"
+    assert not tier.reserve("n/kv-cache/0", 6 * MiB) and tier.usage().reserved == 5 * MiB
+    assert tier.reserve("m/kv-cache/0", 6 * MiB), "reserving again replaces the holder's reservation"
+    assert tier.used == 10 * MiB
+    tier.unreserve("m/kv-cache/0")
+    assert tier.used == 4 * MiB and tier.usage().reserved == 0
+
+
 def test_a_model_too_big_for_the_whole_budget_loads_from_disk(tier, tmp_path):
     assert load(tier, "huge", model(tmp_path, "huge", 11)) is None and not resident(tier)
 

@@ -88,6 +88,19 @@ async def test_get_and_describe_over_the_socket(daemon, tmp_path):
     assert code == 1 and err.startswith("error: 404")
 
 
+async def test_a_kv_cache_is_granted_from_the_host_memory_ledger_and_described(daemon):
+    """The test daemon's devices are GPUs (a fake NVML): the engine's KV offload buffer is
+    reserved in the host tier's budget while it runs, and given back when the Model goes."""
+    write(daemon, "k.yaml", "k", "  kvCache: {enabled: true, maxSize: 1Gi}\n")
+    await serving(daemon, "k")
+    assert daemon.fleet.models["k"].engines[0].config.kv_offload_bytes == 2**30
+    assert daemon.host_tier.usage().reserved == 2**30
+    code, out, _ = await gthread(daemon, "describe", "model", "k")
+    assert code == 0 and "  KV Cache:     1.0 GiB of host memory for offloaded KV blocks" in out.splitlines(), out
+    assert (await gthread(daemon, "delete", "model", "k"))[0] == 0
+    await until(lambda: daemon.host_tier.usage().reserved == 0, "the reservation given back")
+
+
 async def test_sleep_wake_and_delete(daemon):
     write(daemon, "e.yaml", "e")
     await serving(daemon, "e")

@@ -1,11 +1,13 @@
 """LoRA adapters through the daemon with FakeEngine (the test double for vLLM engines): checked,
-routed by name, listed, and loaded again into an engine that replaced a dead one.
+routed by name, listed, and loaded again into an engine that replaced a dead one or after a daemon
+restart.
 tests/e2e/test_lora.py loads a real adapter into a real engine."""
 
 import json
 
 import aiohttp
 
+from gthreadd.runtime.lora import AdapterFile
 from tests.inprocess_daemon import post, start_daemon, until, write
 
 
@@ -58,3 +60,48 @@ async def test_adapters_are_checked_routed_listed_and_outlive_their_engine(tmp_p
         assert not [e for e in await models(d) if e["id"] == "fr"]
     finally:
         await d.shutdown()
+
+
+async def test_adapters_outlive_a_daemon_restart_and_go_with_their_model(tmp_path):
+    fr = adapter(tmp_path, "fr", 4)
+    (tmp_path / "d").mkdir()
+    d = await start_daemon(tmp_path / "d")
+    try:
+        write(d, "m.yaml", "m", "  lora: {enabled: true, maxRank: 8}\n")
+        d.reload()
+        await until(lambda: "m" in d.fleet.models and d.fleet.models["m"].engines, "m boots")
+        assert (await post(d, "/m/v1/load_lora_adapter", {"lora_name": "fr", "lora_path": str(fr)}))[0] == 200
+    finally:
+        await d.shutdown()
+    assert json.loads((tmp_path / "d" / "state" / "lora" / "m.json").read_text()) == {"fr": str(fr)}
+
+    d = await start_daemon(tmp_path / "d")
+    try:
+        d.reload()
+        await until(lambda: "m" in d.fleet.models and d.fleet.models["m"].engines, "m boots again")
+        assert d.fleet.models["m"].engines[0].lora_adapters() == {"fr": str(fr)}, "loaded again after the restart"
+        assert [e["id"] for e in await models(d) if e.get("parent") == "m"] == ["fr"]
+
+        (d.settings.models_dir / "m.yaml").unlink()
+        d.reload()
+        await until(lambda: "m" not in d.fleet.models, "m deleted")
+        assert not (tmp_path / "d" / "state" / "lora" / "m.json").exists()
+        write(d, "m.yaml", "m", "  lora: {enabled: true, maxRank: 8}\n")
+        d.reload()
+        await until(lambda: "m" in d.fleet.models and d.fleet.models["m"].engines, "m added again")
+        assert d.fleet.models["m"].engines[0].lora_adapters() == {}, "a deleted Model's adapters went with it"
+    finally:
+        await d.shutdown()
+
+
+def test_an_unreadable_adapter_file_is_reported_and_forgets_nothing_else(tmp_path, caplog):
+    remembered = AdapterFile(tmp_path / "lora" / "m.json")
+    assert remembered.read() == {}
+    remembered.write({"fr": "/adapters/fr"})
+    assert remembered.read() == {"fr": "/adapters/fr"}
+    remembered.path.write_text("{not json")
+    assert remembered.read() == {} and f"{remembered.path}: Expecting property name" in caplog.text
+    remembered.path.write_text('["fr"]')
+    assert remembered.read() == {} and "expected a mapping of adapter names to directories" in caplog.text
+    remembered.write({})
+    assert not remembered.path.exists()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gthreadd.cli.main import describe_text
 from gthreadd.cli.table import render
 from gthreadd.spec.byte_size import human_bytes
 
@@ -56,3 +57,11 @@ def test_render_pads_columns_like_kubectl():
 
 def test_human_bytes():
     assert (human_bytes(None), human_bytes(512), human_bytes(17.2 * 2**30)) == ("-", "512 B", "17.2 GiB")
+
+
+def test_describe_says_when_a_kv_cache_is_enabled_but_not_granted():
+    obj = {"apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"}, "spec": {},
+           "status": {"phase": "Ready", "kvCacheBytes": 0}}
+    assert "  KV Cache:     enabled, not in use (see Events)" in describe_text(obj, [], None).splitlines()
+    del obj["status"]["kvCacheBytes"]
+    assert "KV Cache" not in describe_text(obj, [], None)

@@ -262,8 +262,44 @@ async def test_a_gpu_host_with_kvikio_reads_a_host_tier_miss_with_kvikio(tmp_pat
 async def test_kv_cache_on_the_cpu_is_reported_as_having_no_effect(tmp_path):
     model = ServedModel(desired(tmp_path, kvCache={"enabled": True, "maxSize": "2Gi"}), FakeEngine)
     await model.boot(0, ())
-    assert model.engines[0].config.kv_offload_bytes == 2 * 2**30
+    assert model.engines[0].config.kv_offload_bytes == 0
     assert [e["reason"] for e in model.events.to_json() if e["type"] == "Warning"] == ["KVCacheUnsupported"]
+
+
+async def test_kv_cache_on_a_gpu_is_counted_in_the_host_memory_ledger_while_its_engine_runs(tmp_path):
+    from memory.host_tier import HostTier
+
+    tier = HostTier(tmp_path / "shm", budget=3 * 2**30)
+    tier.start()
+    model = ServedModel(desired(tmp_path, kvCache={"enabled": True, "maxSize": "2Gi"}), FakeEngine, host_tier=tier)
+    await model.boot(0, (0,), on_gpu=True)
+    assert model.engines[0].config.kv_offload_bytes == 2 * 2**30 and tier.usage().reserved == 2 * 2**30
+    await model.sleep(0)
+    await model.wake(0)
+    assert tier.usage().reserved == 2 * 2**30, "the engine keeps its offload buffer while asleep"
+
+    await model.boot(1, (1,), on_gpu=True)
+    assert model.engines[1].config.kv_offload_bytes == 0, "a second 2 GiB does not fit 3 GiB"
+    warnings = [e for e in model.events.to_json() if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["KVCacheNoRoom"]
+    assert "spec.kvCache.maxSize (2.00 GiB)" in warnings[0]["message"] and "replica 1" in warnings[0]["message"]
+    await model.stop(0)
+    await model.stop(1)
+    assert tier.usage().reserved == 0
+    tier.close()
+
+
+async def test_a_failed_boot_gives_its_kv_cache_reservation_back(tmp_path):
+    from memory.host_tier import HostTier
+
+    tier = HostTier(tmp_path / "shm", budget=3 * 2**30)
+    tier.start()
+    model = ServedModel(desired(tmp_path, kvCache={"enabled": True, "maxSize": "2Gi"}),
+                        lambda c: FakeEngine(c, fail_with=RuntimeError("out of memory")), host_tier=tier)
+    with pytest.raises(RuntimeError):
+        await model.boot(0, (0,), on_gpu=True)
+    assert tier.usage().reserved == 0
+    tier.close()
 
 
 async def test_a_model_type_no_engine_can_serve_fails_with_the_reason(tmp_path):
