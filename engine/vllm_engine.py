@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Optional
 
 import psutil
 
@@ -122,32 +122,49 @@ class VllmEngine:
 
     async def sleep(self) -> None:
         llm = self._running()
-        await llm.reset_prefix_cache()  # the cached blocks are about to be freed
         if current_platform.is_cpu():
+            await llm.reset_prefix_cache()  # the cached blocks are about to be freed
             await llm.collective_rpc("gthread_sleep")
+        elif self._keeps_offloaded_kv:
+            # vLLM's sleep would clear the KV connector's host copies too (engine/offload_sleep.py).
+            await llm.pause_generation(mode="abort", clear_cache=False)
+            await llm.reset_prefix_cache(reset_running_requests=True, reset_connector=False)
+            await llm.collective_rpc("gthread_sleep_keeping_offload", kwargs={"level": self._sleep_level})
         else:
+            await llm.reset_prefix_cache()
             await llm.sleep(level=self._sleep_level)
 
     async def wake(self) -> None:
         """Wake the engine, and log what each step of the wake took: that is where a wake's time
         goes, and what bench/wake_latency.py sets against the copy of the same bytes."""
         llm = self._running()
+        if self._keeps_offloaded_kv:  # the workers slept without vLLM's engine knowing: wake them alike
+            def wake_up(tags: Optional[list[str]] = None):
+                return llm.collective_rpc("wake_up", kwargs={"tags": tags})
+        else:
+            wake_up = llm.wake_up
         if current_platform.is_cpu():
             steps = [("reload", lambda: llm.collective_rpc("gthread_wake"))]  # through the model's loader
         elif self._sleep_level == 2:
             steps = [
-                ("allocate weights", lambda: llm.wake_up(tags=["weights"])),
+                ("allocate weights", lambda: wake_up(tags=["weights"])),
                 ("reload weights", lambda: llm.collective_rpc("reload_weights")),  # from the host tier
-                ("allocate kv cache", lambda: llm.wake_up(tags=["kv_cache"])),
+                ("allocate kv cache", lambda: wake_up(tags=["kv_cache"])),
             ]
         else:
-            steps = [("wake_up", llm.wake_up)]  # vLLM copies its CPU copy of the weights back
+            steps = [("wake_up", wake_up)]  # vLLM copies its CPU copy of the weights back
+        if self._keeps_offloaded_kv:
+            steps.append(("resume", llm.resume_generation))
         timings = []
         for name, step in steps:
             started = time.perf_counter()
             await step()
             timings.append(f"{name} {time.perf_counter() - started:.3f}s")
         log.info("%s woke: %s", self.config.name, ", ".join(timings))
+
+    @property
+    def _keeps_offloaded_kv(self) -> bool:
+        return bool(self.config.kv_offload_bytes) and not current_platform.is_cpu()
 
     @property
     def _sleep_level(self) -> int:
