@@ -48,12 +48,14 @@ class Scheduler:
         self.devices = {d.index: d for d in devices}
         self.config = config
         self.units: dict[UnitId, Unit] = {}
+        self._by_model: dict[str, dict[UnitId, Unit]] = {}
+        """The same units by model: `units_of` runs on every request and for every waiting model."""
         self.queues: dict[str, ModelQueue] = {}
         self.foreign: dict[int, int] = {i: 0 for i in self.devices}
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
-        return [u for u in self.units.values() if u.id.model == model]
+        return list(self._by_model.get(model, {}).values())
 
     def claimed(self, states: frozenset[UnitState] = CLAIMING) -> dict[int, int]:
         used = {i: 0 for i in self.devices}
@@ -83,20 +85,35 @@ class Scheduler:
         if handler is None:
             raise TypeError(f"the scheduler has no rule for {event!r}")
         actions: list[Action] = handler(self, event, now)
+        if self._cannot_unblock(event):
+            return actions
         return actions + self._schedule(now)
+
+    def _cannot_unblock(self, event: Event) -> bool:
+        """A request that finished, or one admitted (or refused) at once, leaves free memory and the
+        queues as they were and makes no unit a victim it was not already (it is just used), so no
+        placement became possible: the pass is skipped. Time-made possibilities are the recheck
+        timer's. This keeps the steady state (requests to awake models) O(1) per event."""
+        if isinstance(event, RequestFinished):
+            return True
+        if isinstance(event, RequestArrived):
+            queue = self.queues.get(event.model)
+            return queue is None or event.request_id not in queue.waiting
+        return False
 
     def _on_ModelUpserted(self, e: ModelUpserted, now: float) -> list[Action]:
         actions: list[Action] = []
         self.queues.setdefault(e.model, ModelQueue())
         reason = never_placeable(list(self.devices.values()), e.policy)
         for replica in range(max(e.replicas, 0)):
-            unit = self.units.setdefault(UnitId(e.model, replica),
-                                         Unit(UnitId(e.model, replica), e.policy, generation=e.generation))
+            unit = self.units.get(UnitId(e.model, replica))
+            if unit is None:
+                unit = self._put(Unit(UnitId(e.model, replica), e.policy, generation=e.generation))
             unit.policy = e.policy
             if unit.generation != e.generation:  # new engines: stop the old one, start over cold
                 if unit.state not in (UnitState.cold, UnitState.unschedulable):
                     actions.append(Stop(unit.id))
-                self.units[unit.id] = unit = Unit(unit.id, e.policy, generation=e.generation)
+                unit = self._put(Unit(unit.id, e.policy, generation=e.generation))
             if reason and unit.state == UnitState.cold:
                 unit.to(UnitState.unschedulable)
             elif not reason and unit.state == UnitState.unschedulable:
@@ -105,13 +122,13 @@ class Scheduler:
         for unit in self.units_of(e.model):
             if unit.id.replica >= e.replicas:
                 actions.append(Stop(unit.id))
-                del self.units[unit.id]
+                self._remove(unit.id)
         return actions
 
     def _on_ModelRemoved(self, e: ModelRemoved, now: float) -> list[Action]:
         actions: list[Action] = [Stop(u.id) for u in self.units_of(e.model)]
         for unit in self.units_of(e.model):
-            del self.units[unit.id]
+            self._remove(unit.id)
         queue = self.queues.pop(e.model, ModelQueue())
         actions += [Reject(rid, 404, f"model {e.model} was removed") for rid in queue.waiting]
         return actions
@@ -232,6 +249,16 @@ class Scheduler:
         return actions
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _put(self, unit: Unit) -> Unit:
+        self.units[unit.id] = self._by_model.setdefault(unit.id.model, {})[unit.id] = unit
+        return unit
+
+    def _remove(self, unit_id: UnitId) -> None:
+        del self.units[unit_id]
+        del self._by_model[unit_id.model][unit_id]
+        if not self._by_model[unit_id.model]:
+            del self._by_model[unit_id.model]
+
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:
         unit.in_flight += 1
         unit.last_used = now
@@ -268,14 +295,13 @@ class Scheduler:
                                           or now - victim.last_used >= victim.policy.idle_timeout)
         return idle or (may_preempt and now - victim.awake_since >= victim.policy.min_runtime)
 
-    def _plan_victims(self, unit: Unit, free: dict[int, int], soon: dict[int, int],
-                      may_preempt: bool, now: float) -> Optional[tuple[tuple[int, ...], list[Unit]]]:
+    def _plan_victims(self, unit: Unit, scan: "_Pass", may_preempt: bool,
+                      now: float) -> Optional[tuple[tuple[int, ...], list[Unit]]]:
         """The window needing the fewest (then least recently used) victims, or None."""
         best: Optional[tuple[tuple[int, int, float], tuple[int, ...], list[Unit]]] = None
-        for window in windows(list(self.devices.values()), unit.policy):
-            avail = {i: free[i] + soon[i] for i in window}
-            candidates = sorted((v for v in self.units.values() if set(v.devices) & set(window)
-                                 and self._victim_ok(v, may_preempt, now)), key=lambda v: v.last_used)
+        for window in scan.windows(unit.policy):
+            avail = {i: scan.free[i] + scan.soon[i] for i in window}
+            candidates = [v for v in scan.awake_on(window) if self._victim_ok(v, may_preempt, now)]
             chosen: list[Unit] = []
             for victim in candidates:
                 if fits(window, unit.policy, self.devices, avail):
@@ -290,92 +316,170 @@ class Scheduler:
                     best = (score, window, chosen)
         return None if best is None else (best[1], best[2])
 
-    def _place(self, unit: Unit, reason: str, free: dict[int, int], soon: dict[int, int],
-               may_preempt: bool, now: float) -> tuple[list[Action], bool]:
-        """Start `unit` now, or make room for it. Returns the actions and whether it is on its way."""
-        for window in windows(list(self.devices.values()), unit.policy):
-            if fits(window, unit.policy, self.devices, free):
-                return [self._start(unit, window, reason, free)], True
-        plan = self._plan_victims(unit, free, soon, may_preempt, now)
+    def _place(self, unit: Unit, reason: str, scan: "_Pass", may_preempt: bool,
+               now: float) -> tuple[list[Action], bool]:
+        """Start `unit` now, or make room for it. Returns the actions and whether it is on its way.
+        Within one pass free memory and victims only shrink, so a placement that failed fails
+        again for any unit of the same shape: remembered, which keeps a pass over a thousand
+        waiting models linear."""
+        if scan.known_to_fail(unit.policy, may_preempt):
+            return [], False
+        for window in scan.windows(unit.policy):
+            if fits(window, unit.policy, self.devices, scan.free):
+                return [self._start(unit, window, reason, scan.free)], True
+        plan = self._plan_victims(unit, scan, may_preempt, now)
         if plan is None:
+            scan.failed.add(_shape(unit.policy, may_preempt))
             return [], False
         window, victims = plan
         actions: list[Action] = []
         for victim in victims:
             actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
         for i in window:  # what is being freed here is this unit's: nobody backfills it
-            free[i] = min(free[i], 0)
+            scan.free[i] = min(scan.free[i], 0)
+            scan.soon[i] = 0
         return actions, True
 
     def _schedule(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        free = self.free()
-        soon = {i: 0 for i in self.devices}
-        for unit in self.units.values():
-            if unit.state in (UnitState.draining, UnitState.sleeping):
-                for i in unit.devices:
-                    soon[i] += claim_bytes(unit.policy, self.devices[i])
-        recheck: list[float] = []
+        scan = _Pass(self, now)
 
         # 1. Popular units: always up.
-        for unit in sorted(self.units.values(), key=lambda u: u.id):
-            if unit.policy.popular and self._startable(unit, now):
-                placed, ok = self._place(unit, "popular", free, soon, True, now)
+        for unit in sorted((u for u in self.units.values() if u.policy.popular), key=lambda u: u.id):
+            if self._startable(unit, now):
+                placed, ok = self._place(unit, "popular", scan, True, now)
                 actions += placed
                 if not ok:
                     unit.reason = "waiting for capacity: " + self._capacity_note(unit)
-                    recheck += self._recheck_times(unit.policy, None, now)
+                    scan.blocked()
 
         # 2. Waiting models, oldest request first.
         waiting = sorted((q.oldest, m) for m, q in self.queues.items() if q.waiting)
         for oldest, model in waiting:
-            units = self.units_of(model)
+            replicas = self._by_model.get(model)
+            if not replicas:  # scaled to zero replicas: its queue times out
+                continue
+            policy = next(iter(replicas.values())).policy
+            may_preempt = now - oldest >= policy.max_wait
+            if scan.known_to_fail(policy, may_preempt):
+                scan.recheck_at(oldest + policy.max_wait)
+                continue
+            units = list(replicas.values())
             if any(u.state in (UnitState.booting, UnitState.waking) for u in units):
                 continue
             startable = sorted((u for u in units if self._startable(u, now)),
                                key=lambda u: (u.state != UnitState.asleep, u.id))
             if not startable:
-                retry = [u.retry_at for u in units if u.state == UnitState.failed]
-                recheck += retry
+                scan.recheck_at(*(u.retry_at for u in units if u.state == UnitState.failed))
                 continue
             unit = startable[0]
-            waited = now - oldest
-            placed, ok = self._place(unit, f"a request has waited {waited:g}s", free, soon,
-                                     waited >= unit.policy.max_wait, now)
+            placed, ok = self._place(unit, f"a request has waited {now - oldest:g}s", scan, may_preempt, now)
             actions += placed
             if not ok:
-                recheck += self._recheck_times(unit.policy, oldest, now)
+                scan.blocked(oldest + unit.policy.max_wait)
 
         # 3. Units never booted, and failed ones once their backoff is over (a boot that failed, an
         #    engine that died): boot into free capacity, so requests find them ready, unprompted.
-        for unit in sorted(self.units.values(), key=lambda u: u.id):
-            if (unit.state == UnitState.cold and not unit.booted) or (
-                    unit.state == UnitState.failed and self._startable(unit, now)):
-                for window in windows(list(self.devices.values()), unit.policy):
-                    if fits(window, unit.policy, self.devices, free):
-                        why = "restart after a failure" if unit.state == UnitState.failed and unit.booted else "first boot"
-                        actions.append(self._start(unit, window, why, free))
-                        break
+        most_free = max(scan.free.values(), default=0)
+        unprompted = [u for u in self.units.values() if ((u.state == UnitState.cold and not u.booted)
+                      or (u.state == UnitState.failed and self._startable(u, now)))
+                      and u.policy.memory_fraction * scan.smallest_device <= most_free]
+        for unit in sorted(unprompted, key=lambda u: (u.id.model, u.id.replica)):
+            if _shape(unit.policy, False) in scan.no_room:
+                continue
+            for window in scan.windows(unit.policy):
+                if fits(window, unit.policy, self.devices, scan.free):
+                    why = "restart after a failure" if unit.state == UnitState.failed and unit.booted else "first boot"
+                    actions.append(self._start(unit, window, why, scan.free))
+                    break
+            else:
+                scan.no_room.add(_shape(unit.policy, False))
 
-        future = [t for t in recheck if t > now]
-        if future:
-            actions.append(SetTimer(min(future), ("recheck",)))
+        if scan.recheck < float("inf"):
+            actions.append(SetTimer(scan.recheck, ("recheck",)))
         return actions
-
-    def _recheck_times(self, policy: Policy, oldest: Optional[float], now: float) -> list[float]:
-        """When might a blocked placement become possible without any other event?"""
-        times = [] if oldest is None else [oldest + policy.max_wait]
-        for u in self.units.values():
-            if u.state == UnitState.awake and not u.policy.popular:
-                times.append(u.awake_since + u.policy.min_runtime)
-                times.append(u.last_used + u.policy.idle_timeout)
-        return times
 
     def _capacity_note(self, unit: Unit) -> str:
         popular = [u for u in self.units.values() if u.policy.popular and u.state in CLAIMING]
         if popular:
             return "popular models hold " + ", ".join(str(u.id) for u in popular)
         return "other models hold the memory"
+
+
+def _shape(policy: Policy, may_preempt: bool) -> tuple:
+    """What decides whether a placement can succeed, besides the state the pass shares."""
+    return policy.tensor_parallel, policy.memory_fraction, policy.product, may_preempt
+
+
+class _Pass:
+    """What one scheduling pass computes once and every placement in it reads: free and soon-free
+    memory per device, the awake units (the only possible victims) least recently used first,
+    each policy's windows, and the placement shapes that already failed."""
+
+    def __init__(self, scheduler: Scheduler, now: float):
+        self._scheduler, self._now = scheduler, now
+        self.recheck = float("inf")
+        """The earliest future moment a blocked placement may become possible with no other event."""
+        self._victims_noted = False
+        devices = scheduler.devices
+        used = {i: 0 for i in devices}
+        self.soon = {i: 0 for i in devices}
+        self.awake: list[Unit] = []
+        for unit in scheduler.units.values():  # one walk over every unit, the pass's only one
+            if unit.state not in CLAIMING:
+                continue
+            if unit.state == UnitState.awake:
+                self.awake.append(unit)
+            for i in unit.devices:
+                claim = claim_bytes(unit.policy, devices[i])
+                used[i] += claim
+                if unit.state in (UnitState.draining, UnitState.sleeping):
+                    self.soon[i] += claim
+        self.free = {i: d.capacity_bytes - used[i] - scheduler.foreign[i] for i, d in devices.items()}
+        self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)
+        """What the smallest claim of a policy is a fraction of: a quick bound on what may fit."""
+        self.awake.sort(key=lambda u: u.last_used)
+        self._awake_on: dict[int, list[Unit]] = {}
+        for unit in self.awake:
+            for i in unit.devices:
+                self._awake_on.setdefault(i, []).append(unit)
+        self.failed: set[tuple] = set()
+        """Shapes whose placement (victims allowed) failed in this pass."""
+        self.no_room: set[tuple] = set()
+        """Shapes no window has free memory for, victims not considered."""
+        self._windows: dict[tuple, list[tuple[int, ...]]] = {}
+
+    def awake_on(self, window: tuple[int, ...]) -> list[Unit]:
+        """The awake units on any device of `window`, least recently used first."""
+        if len(window) == 1:
+            return self._awake_on.get(window[0], [])
+        return [u for u in self.awake if any(i in window for i in u.devices)]
+
+    def windows(self, policy: Policy) -> list[tuple[int, ...]]:
+        key = (policy.tensor_parallel, policy.product)
+        if key not in self._windows:
+            self._windows[key] = windows(list(self._scheduler.devices.values()), policy)
+        return self._windows[key]
+
+    def known_to_fail(self, policy: Policy, may_preempt: bool) -> bool:
+        """A placement of this shape failed earlier in the pass (one that could preempt failing
+        means one that could not fails too)."""
+        return _shape(policy, True) in self.failed or _shape(policy, may_preempt) in self.failed
+
+    def recheck_at(self, *times: float) -> None:
+        for t in times:
+            if self._now < t < self.recheck:
+                self.recheck = t
+
+    def blocked(self, *times: float) -> None:
+        """A placement failed: look again when a victim's minRuntime or idleTimeout runs out (the
+        same for every blocked unit, so noted once per pass) or at `times` (a maxWaitTime)."""
+        if not self._victims_noted:
+            self._victims_noted = True
+            for u in self.awake:
+                if u.state == UnitState.awake and not u.policy.popular:
+                    self.recheck_at(u.awake_since + u.policy.min_runtime, u.last_used + u.policy.idle_timeout)
+        self.recheck_at(*times)
 
 
 _HANDLERS = {

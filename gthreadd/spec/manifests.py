@@ -110,8 +110,12 @@ def parse_text(text: str, source: str) -> ParsedFile:
     return ParsedFile(source, tuple(models), tuple(errors))
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser where PyYAML was built with it: 1,000 files parse in a fraction of the time."""
+
+
 def _compose_documents(text: str):
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         while loader.check_node():
             node = loader.get_node()

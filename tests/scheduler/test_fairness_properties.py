@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import Drain, EngineFailed, ModelUpserted, RequestArrived
-from scheduler.units import Policy, UnitId
+from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
 
 GIB = 2**30
@@ -40,6 +40,8 @@ def check_invariants(h: SimulatedHost, before, actions) -> None:
         assert not unit.policy.popular, f"popular {action.unit} drained"
         state, in_flight, awake_since, last_used = before[action.unit]
         idle = in_flight == 0 and (last_used <= awake_since or h.now - last_used >= unit.policy.idle_timeout)
+        if state in (UnitState.booting, UnitState.waking):  # it came up in this very event, nothing to do
+            idle, awake_since = unit.in_flight == 0, h.now
         assert idle or h.now - awake_since >= unit.policy.min_runtime, f"{action.unit} preempted before minRuntime"
 
 
