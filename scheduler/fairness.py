@@ -17,6 +17,7 @@ Rules (seeds 000, Sleep and Fairness):
   then aborts the rest.
 """
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -28,6 +29,7 @@ from scheduler.messages import (
     SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, never_placeable, windows
+from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, forecast
 from scheduler.snapshot import SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
 
@@ -41,6 +43,8 @@ class SchedulerConfig:
     crash_loop: int = 5
     """This many engine deaths of a unit within `crash_window` seconds, and it is given up."""
     crash_window: float = 600.0
+    prewake: bool = True
+    """Wake the model most likely to be asked next into free capacity when nothing waits."""
 
 
 class Scheduler:
@@ -52,17 +56,22 @@ class Scheduler:
         """The same units by model: `units_of` runs on every request and for every waiting model."""
         self.queues: dict[str, ModelQueue] = {}
         self.foreign: dict[int, int] = {i: 0 for i in self.devices}
+        self.arrivals: dict[str, deque[float]] = {}
+        """Each model's recent request times, what pre-wake forecasts from."""
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
         return list(self._by_model.get(model, {}).values())
 
     def claimed(self, states: frozenset[UnitState] = CLAIMING) -> dict[int, int]:
+        """Bytes claimed per device by units in `states`, plus what asleep units still hold."""
         used = {i: 0 for i in self.devices}
         for unit in self.units.values():
             if unit.state in states:
                 for i in unit.devices:
                     used[i] += claim_bytes(unit.policy, self.devices[i])
+            for i, held in unit.held.items():
+                used[i] += held
         return used
 
     def snapshot(self) -> SchedulerSnapshot:
@@ -70,7 +79,7 @@ class Scheduler:
             devices=dict(self.devices),
             units=tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
                                  {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
-                                 if u.state in CLAIMING else {})
+                                 if u.state in CLAIMING else dict(u.held))
                         for u in self.units.values()),
             queued={model: len(queue.waiting) for model, queue in self.queues.items()},
             free=self.free(), claimed=self.claimed(), foreign=dict(self.foreign))
@@ -130,6 +139,7 @@ class Scheduler:
         for unit in self.units_of(e.model):
             self._remove(unit.id)
         queue = self.queues.pop(e.model, ModelQueue())
+        self.arrivals.pop(e.model, None)
         actions += [Reject(rid, 404, f"model {e.model} was removed") for rid in queue.waiting]
         return actions
 
@@ -137,6 +147,7 @@ class Scheduler:
         units = self.units_of(e.model)
         if not units:
             return [Reject(e.request_id, 404, f"no Model named {e.model!r} on this host")]
+        self.arrivals.setdefault(e.model, deque(maxlen=HISTORY)).append(now)
         awake = [u for u in units if u.state == UnitState.awake]
         if awake:
             return [self._admit(e.request_id, min(awake, key=lambda u: u.in_flight), now)]
@@ -161,7 +172,7 @@ class Scheduler:
         unit.last_used = now
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
-            return [Sleep(unit.id)]
+            return [Sleep(unit.id, unit.policy.sleep_level)]
         if unit.state == UnitState.awake and unit.in_flight == 0:
             return [SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id))]
         return []
@@ -170,6 +181,8 @@ class Scheduler:
         unit = self.units.get(e.unit)
         if unit is None or unit.state not in (UnitState.booting, UnitState.waking):
             return []
+        if unit.state == UnitState.waking:
+            unit.wake_s = now - unit.wake_started
         unit.to(UnitState.awake)
         unit.awake_since, unit.booted, unit.failures, unit.reason = now, True, 0, ""
         queue = self.queues[unit.id.model]
@@ -181,9 +194,12 @@ class Scheduler:
 
     def _on_EngineAsleep(self, e: EngineAsleep, now: float) -> list[Action]:
         unit = self.units.get(e.unit)
-        if unit is not None and unit.state == UnitState.sleeping:
+        if unit is None or not (unit.state == UnitState.sleeping or unit.deepening):
+            return []
+        if unit.state == UnitState.sleeping:
             unit.to(UnitState.asleep)
-            unit.devices, unit.in_flight = (), 0
+        unit.held = {i: held for i, held in e.held if held > 0}
+        unit.devices, unit.in_flight, unit.deepening = tuple(sorted(unit.held)), 0, False
         return []
 
     def _on_EngineFailed(self, e: EngineFailed, now: float) -> list[Action]:
@@ -192,6 +208,7 @@ class Scheduler:
             return []
         unit.state = UnitState.failed  # from any engine state: the engine is gone
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
+        unit.held, unit.deepening = {}, False
         unit.failures += 1
         unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + ([now] if e.crashed else [])
         actions: list[Action] = []
@@ -229,7 +246,7 @@ class Scheduler:
                 unit.to(UnitState.sleeping)
                 return [AbortInFlight(unit.id, f"model {unit.id.model} is going to sleep and its "
                                                f"drainTimeout ({unit.policy.drain_timeout:g}s) ran out"),
-                        Sleep(unit.id)]
+                        Sleep(unit.id, unit.policy.sleep_level)]
         return []  # "retry" and "recheck" only need the scheduling pass that follows every event
 
     def _on_DeviceMemoryRead(self, e: DeviceMemoryRead, now: float) -> list[Action]:
@@ -268,16 +285,21 @@ class Scheduler:
         unit.to(UnitState.draining)
         if unit.in_flight == 0:
             unit.to(UnitState.sleeping)
-            return [Drain(unit.id, reason), Sleep(unit.id)]
+            return [Drain(unit.id, reason), Sleep(unit.id, unit.policy.sleep_level)]
         return [Drain(unit.id, reason), SetTimer(now + unit.policy.drain_timeout, ("drain", unit.id))]
 
-    def _start(self, unit: Unit, window: tuple[int, ...], reason: str, free: dict[int, int]) -> Action:
+    def _windows_for(self, unit: Unit, scan: "_Pass") -> list[tuple[int, ...]]:
+        """Where the unit may start: a level-1 sleeper only where its weights are."""
+        return [unit.devices] if unit.held else scan.windows(unit.policy)
+
+    def _start(self, unit: Unit, window: tuple[int, ...], reason: str, scan: "_Pass") -> Action:
         claims = tuple(claim_bytes(unit.policy, self.devices[i]) for i in window)
         for i, claim in zip(window, claims):
-            free[i] -= claim
-        unit.devices = window
+            scan.free[i] -= claim - unit.held.get(i, 0)  # what it held becomes part of its claim
+        unit.devices, unit.held = window, {}
         if unit.state == UnitState.asleep:
             unit.to(UnitState.waking)
+            unit.wake_started = scan.now
             return Wake(unit.id, window, reason, claims)
         unit.to(UnitState.booting)
         return Boot(unit.id, window, reason, claims)
@@ -288,8 +310,13 @@ class Scheduler:
 
     def _victim_ok(self, victim: Unit, may_preempt: bool, now: float) -> bool:
         """May `victim` be put to sleep to make room? Idle units always; busy ones only when the
-        waiter may preempt (maxWaitTime reached, or a popular unit) and after their minRuntime."""
-        if victim.state != UnitState.awake or victim.policy.popular or self.queues[victim.id.model].waiting:
+        waiter may preempt (maxWaitTime reached, or a popular unit) and after their minRuntime.
+        An asleep unit that still holds memory (level 1) may always be deepened."""
+        if victim.policy.popular or self.queues[victim.id.model].waiting:
+            return False
+        if victim.state == UnitState.asleep:
+            return bool(victim.held) and not victim.deepening
+        if victim.state != UnitState.awake:
             return False
         idle = victim.in_flight == 0 and (victim.last_used <= victim.awake_since
                                           or now - victim.last_used >= victim.policy.idle_timeout)
@@ -299,9 +326,9 @@ class Scheduler:
                       now: float) -> Optional[tuple[tuple[int, ...], list[Unit]]]:
         """The window needing the fewest (then least recently used) victims, or None."""
         best: Optional[tuple[tuple[int, int, float], tuple[int, ...], list[Unit]]] = None
-        for window in scan.windows(unit.policy):
-            avail = {i: scan.free[i] + scan.soon[i] for i in window}
-            candidates = [v for v in scan.awake_on(window) if self._victim_ok(v, may_preempt, now)]
+        for window in self._windows_for(unit, scan):
+            avail = {i: scan.free[i] + scan.soon[i] + unit.held.get(i, 0) for i in window}
+            candidates = [v for v in scan.victims_on(window) if v is not unit and self._victim_ok(v, may_preempt, now)]
             chosen: list[Unit] = []
             for victim in candidates:
                 if fits(window, unit.policy, self.devices, avail):
@@ -309,7 +336,7 @@ class Scheduler:
                 chosen.append(victim)
                 for i in victim.devices:
                     if i in avail:
-                        avail[i] += claim_bytes(victim.policy, self.devices[i])
+                        avail[i] += victim.held.get(i, 0) if victim.held else claim_bytes(victim.policy, self.devices[i])
             if fits(window, unit.policy, self.devices, avail):
                 score = (len(chosen), sum(v.in_flight for v in chosen), sum(v.last_used for v in chosen))
                 if best is None or score < best[0]:
@@ -322,19 +349,24 @@ class Scheduler:
         Within one pass free memory and victims only shrink, so a placement that failed fails
         again for any unit of the same shape: remembered, which keeps a pass over a thousand
         waiting models linear."""
-        if scan.known_to_fail(unit.policy, may_preempt):
+        if not unit.held and scan.known_to_fail(unit.policy, may_preempt):
             return [], False
-        for window in scan.windows(unit.policy):
-            if fits(window, unit.policy, self.devices, scan.free):
-                return [self._start(unit, window, reason, scan.free)], True
+        for window in self._windows_for(unit, scan):
+            if fits(window, unit.policy, self.devices, {i: scan.free[i] + unit.held.get(i, 0) for i in window}):
+                return [self._start(unit, window, reason, scan)], True
         plan = self._plan_victims(unit, scan, may_preempt, now)
         if plan is None:
-            scan.failed.add(_shape(unit.policy, may_preempt))
+            if not unit.held:
+                scan.failed.add(_shape(unit.policy, may_preempt))
             return [], False
         window, victims = plan
         actions: list[Action] = []
         for victim in victims:
-            actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
+            if victim.state == UnitState.asleep:
+                victim.deepening = True
+                actions.append(Sleep(victim.id, 2))
+            else:
+                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
         for i in window:  # what is being freed here is this unit's: nobody backfills it
             scan.free[i] = min(scan.free[i], 0)
             scan.soon[i] = 0
@@ -390,14 +422,59 @@ class Scheduler:
             for window in scan.windows(unit.policy):
                 if fits(window, unit.policy, self.devices, scan.free):
                     why = "restart after a failure" if unit.state == UnitState.failed and unit.booted else "first boot"
-                    actions.append(self._start(unit, window, why, scan.free))
+                    actions.append(self._start(unit, window, why, scan))
                     break
             else:
                 scan.no_room.add(_shape(unit.policy, False))
 
+        # 4. Nothing waits: wake the model most likely to be asked next, into free memory only.
+        if self.config.prewake and not waiting:
+            actions += self._prewake(scan, now)
+
         if scan.recheck < float("inf"):
             actions.append(SetTimer(scan.recheck, ("recheck",)))
         return actions
+
+    def _prewake(self, scan: "_Pass", now: float) -> list[Action]:
+        """A guess costs no request anything: only free memory is used (never a victim, never a
+        popular unit's space: step 1 placed those), and a pre-woken unit, never used since its
+        wake, is an idle victim like any other. A periodic model is woken a wake's time (1.5x
+        its last one) before it is due; a timer brings the pass back then."""
+        best: Optional[tuple[tuple, Unit, str]] = None
+        next_due = float("inf")
+        for model, replicas in self._by_model.items():
+            units = list(replicas.values())
+            if any(u.state not in (UnitState.asleep, UnitState.cold, UnitState.failed, UnitState.unschedulable)
+                   or u.policy.popular for u in units):
+                continue  # up, or on its way, or never asleep
+            sleeping = [u for u in units if u.state == UnitState.asleep and not u.deepening]
+            if not sleeping or model not in self.arrivals:
+                continue
+            unit = sleeping[0]
+            lead = 1.5 * (unit.wake_s or DEFAULT_WAKE_S)
+            seen = forecast(self.arrivals[model], now, lead)
+            if seen.due is not None:
+                if seen.likelihood:
+                    score, why = (1.0, -seen.due), f"pre-wake: due at {seen.due:g}s (periodic)"
+                else:
+                    next_due = min(next_due, seen.due - lead)
+                    continue
+            else:
+                seen = forecast(self.arrivals[model], now, unit.policy.idle_timeout)
+                if seen.likelihood < LIKELY:
+                    continue
+                score, why = (seen.likelihood, 0.0), (f"pre-wake: a request within {unit.policy.idle_timeout:g}s "
+                                                      f"is {seen.likelihood:.0%} likely")
+            if best is None or score > best[0]:
+                best = (score, unit, why)
+        scan.recheck_at(next_due)
+        if best is None:
+            return []
+        _, unit, why = best
+        for window in self._windows_for(unit, scan):
+            if fits(window, unit.policy, self.devices, {i: scan.free[i] + unit.held.get(i, 0) for i in window}):
+                return [self._start(unit, window, why, scan)]
+        return []
 
     def _capacity_note(self, unit: Unit) -> str:
         popular = [u for u in self.units.values() if u.policy.popular and u.state in CLAIMING]
@@ -413,11 +490,11 @@ def _shape(policy: Policy, may_preempt: bool) -> tuple:
 
 class _Pass:
     """What one scheduling pass computes once and every placement in it reads: free and soon-free
-    memory per device, the awake units (the only possible victims) least recently used first,
-    each policy's windows, and the placement shapes that already failed."""
+    memory per device, the possible victims (awake units, and asleep ones holding memory) least
+    recently used first, each policy's windows, and the placement shapes that already failed."""
 
     def __init__(self, scheduler: Scheduler, now: float):
-        self._scheduler, self._now = scheduler, now
+        self._scheduler, self.now = scheduler, now
         self.recheck = float("inf")
         """The earliest future moment a blocked placement may become possible with no other event."""
         self._victims_noted = False
@@ -425,11 +502,19 @@ class _Pass:
         used = {i: 0 for i in devices}
         self.soon = {i: 0 for i in devices}
         self.awake: list[Unit] = []
+        victims: list[Unit] = []
         for unit in scheduler.units.values():  # one walk over every unit, the pass's only one
+            if unit.held:
+                victims.append(unit)
+                for i, held in unit.held.items():
+                    used[i] += held
+                    if unit.deepening:
+                        self.soon[i] += held
             if unit.state not in CLAIMING:
                 continue
             if unit.state == UnitState.awake:
                 self.awake.append(unit)
+                victims.append(unit)
             for i in unit.devices:
                 claim = claim_bytes(unit.policy, devices[i])
                 used[i] += claim
@@ -439,21 +524,24 @@ class _Pass:
         self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)
         """What the smallest claim of a policy is a fraction of: a quick bound on what may fit."""
         self.awake.sort(key=lambda u: u.last_used)
-        self._awake_on: dict[int, list[Unit]] = {}
-        for unit in self.awake:
+        victims.sort(key=lambda u: u.last_used)
+        self._victims = victims
+        self._victims_on: dict[int, list[Unit]] = {}
+        for unit in victims:
             for i in unit.devices:
-                self._awake_on.setdefault(i, []).append(unit)
+                self._victims_on.setdefault(i, []).append(unit)
         self.failed: set[tuple] = set()
         """Shapes whose placement (victims allowed) failed in this pass."""
         self.no_room: set[tuple] = set()
         """Shapes no window has free memory for, victims not considered."""
         self._windows: dict[tuple, list[tuple[int, ...]]] = {}
 
-    def awake_on(self, window: tuple[int, ...]) -> list[Unit]:
-        """The awake units on any device of `window`, least recently used first."""
+    def victims_on(self, window: tuple[int, ...]) -> list[Unit]:
+        """The possible victims on any device of `window`, least recently used first: awake units,
+        and asleep ones still holding memory there."""
         if len(window) == 1:
-            return self._awake_on.get(window[0], [])
-        return [u for u in self.awake if any(i in window for i in u.devices)]
+            return self._victims_on.get(window[0], [])
+        return [u for u in self._victims if any(i in window for i in u.devices)]
 
     def windows(self, policy: Policy) -> list[tuple[int, ...]]:
         key = (policy.tensor_parallel, policy.product)
@@ -468,7 +556,7 @@ class _Pass:
 
     def recheck_at(self, *times: float) -> None:
         for t in times:
-            if self._now < t < self.recheck:
+            if self.now < t < self.recheck:
                 self.recheck = t
 
     def blocked(self, *times: float) -> None:

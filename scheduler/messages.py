@@ -48,6 +48,9 @@ class EngineAwake:
 @dataclass(frozen=True)
 class EngineAsleep:
     unit: UnitId
+    held: tuple[tuple[int, int], ...] = ()
+    """(device, bytes) the engine still holds there, measured after a level-1 sleep that keeps the
+    weights in device memory (the CPU device); empty when it holds none."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ class Drain:
 
 @dataclass(frozen=True)
 class Sleep:
+    """Put the unit's engine to sleep at `level`; an asleep unit at level 1 is deepened to 2."""
     unit: UnitId
+    level: int = 2
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ class Policy:
     idle_timeout: float = 300.0
     drain_timeout: float = 30.0
     product: str = ""
+    sleep_level: int = 1
+    """1: a sleep frees the KV cache and keeps the weights (a fast wake); where they stay in device
+    memory (the CPU device), the asleep unit holds them, and another model short of memory has it
+    deepened to level 2, which frees them too. spec.sleep.level."""
     unschedulable_reason: str = ""
     """Set by the caller when the host cannot satisfy the Model's nodeSelector."""
 
@@ -36,7 +40,7 @@ class UnitState(str, Enum):
     awake = "awake"          # serving
     draining = "draining"    # barrier up, waiting for in-flight requests
     sleeping = "sleeping"    # sleep call in progress
-    asleep = "asleep"        # engine alive, no accelerator memory
+    asleep = "asleep"        # engine alive; holds no accelerator memory, or (level 1) its weights
     waking = "waking"
     failed = "failed"        # engine gone; retried with backoff
     unschedulable = "unschedulable"
@@ -73,6 +77,14 @@ class Unit:
     """When its running engine died lately: what a crash loop is judged on."""
     retry_at: float = 0.0
     reason: str = ""
+    held: dict[int, int] = field(default_factory=dict)
+    """Asleep at level 1 where the weights stay in device memory: bytes still held per device, as
+    measured after the sleep. Empty otherwise."""
+    wake_started: float = 0.0
+    wake_s: float = 0.0
+    """How long its last wake took (0: none yet): how far ahead of a request a pre-wake starts."""
+    deepening: bool = False
+    """Asleep, being put to sleep at level 2 to free what it holds for another model."""
     booted: bool = False
     """The engine has come up at least once (`bootReady`)."""
     generation: int = 0

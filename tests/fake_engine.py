@@ -22,6 +22,7 @@ class FakeEngine:
         self.is_running = False
         self.stopped = False
         self.asleep = False
+        self.sleep_level = 0
         self.pids: list[int] = []
         self.died = ""
         self.adapters: dict[str, str] = {}
@@ -53,8 +54,8 @@ class FakeEngine:
         self.is_running = False
         self.stopped = True
 
-    async def sleep(self) -> None:
-        self.asleep = True
+    async def sleep(self, level: int = 1) -> None:
+        self.asleep, self.sleep_level = True, level
 
     async def wake(self) -> None:
         self.asleep = False

@@ -21,6 +21,8 @@ class SimulatedHost:
     wake_s: float = 2.0
     sleep_s: float = 0.5
     request_s: float = 1.0
+    level1_held: int = 0
+    """Bytes a level-1 sleep reports still held on each device (the weights on a CPU device)."""
     now: float = 0.0
     admitted: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -46,7 +48,9 @@ class SimulatedHost:
         if isinstance(action, (Boot, Wake)):
             self.at(self.now + self.wake_s, EngineAwake(action.unit))
         elif isinstance(action, Sleep):
-            self.at(self.now + self.sleep_s, EngineAsleep(action.unit))
+            devices = self.scheduler.units[action.unit].devices
+            held = tuple((i, self.level1_held) for i in devices) if action.level == 1 and self.level1_held else ()
+            self.at(self.now + self.sleep_s, EngineAsleep(action.unit, held))
         elif isinstance(action, Admit):
             self.admitted[action.request_id] = self.now
             self.in_flight.setdefault(action.unit, set()).add(action.request_id)

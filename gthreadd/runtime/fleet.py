@@ -122,10 +122,17 @@ class Fleet:
         if engine is not None and (pids := engine.processes()):
             model.measured_memory = await asyncio.to_thread(memory_held, pids, self.devices)
 
-    async def sleep(self, unit: UnitId) -> None:
+    async def sleep(self, unit: UnitId, level: int) -> tuple[tuple[int, int], ...]:
         model = self._model(unit)
-        async with self._operation(model, "sleep", f"replica {unit.replica}: asleep, its memory freed"):
-            await model.sleep(unit.replica)
+        engine = model.engines.get(unit.replica)
+        kept = "KV cache freed, weights kept" if level == 1 else "KV cache and weights freed"
+        async with self._operation(model, "sleep", f"replica {unit.replica}: asleep at level {level} ({kept})"):
+            await model.sleep(unit.replica, level)
+        cpu = [d for d in self.devices if d.is_cpu]
+        if level != 1 or not cpu or engine is None or not (pids := engine.processes()):
+            return ()
+        held = await asyncio.to_thread(memory_held, pids, cpu)
+        return tuple(sorted(held.items()))
 
     @contextlib.asynccontextmanager
     async def _operation(self, model: ServedModel, operation: str, done: str):

@@ -137,7 +137,7 @@ class SchedulerLoop:
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):
-            self._chain(action.unit, self.ops.sleep(action.unit), EngineAsleep(action.unit))
+            self._chain(action.unit, self._sleep(action), None)
         elif isinstance(action, AbortInFlight):
             log.warning("scheduler: aborting the requests of %s: %s", action.unit, action.reason)
             for ticket in self._tickets.get(action.unit, set()):
@@ -152,6 +152,10 @@ class SchedulerLoop:
             self._chain(action.unit, self.ops.stop(action.unit), None)
         else:
             raise TypeError(f"the effects layer has no way to carry out {action!r}")
+
+    async def _sleep(self, action: Sleep) -> None:
+        held = await self.ops.sleep(action.unit, action.level)
+        self.submit(EngineAsleep(action.unit, held))
 
     def _resolve(self, request_id: str, result=None, error: Optional[Exception] = None) -> None:
         waiter = self._waiters.get(request_id)

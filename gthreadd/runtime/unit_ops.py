@@ -20,7 +20,10 @@ class UnitOps(Protocol):
 
     async def wake(self, unit: UnitId) -> None: ...
 
-    async def sleep(self, unit: UnitId) -> None: ...
+    async def sleep(self, unit: UnitId, level: int) -> tuple[tuple[int, int], ...]:
+        """Put the unit's engine to sleep at `level` (deeper, when it is asleep already). Returns
+        the (device, bytes) it still holds in device memory: a level-1 sleep on the CPU keeps the
+        weights there; measured, since the ledger counts them."""
 
     async def stop(self, unit: UnitId) -> None: ...
 

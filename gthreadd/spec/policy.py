@@ -35,6 +35,7 @@ def policy_for(resource: ModelResource, devices: list[Device]) -> Policy:
         max_wait=spec.fairness.max_wait_time.total_seconds(),
         idle_timeout=spec.sleep.idle_timeout.total_seconds(),
         drain_timeout=spec.sleep.drain_timeout.total_seconds(),
+        sleep_level=spec.sleep.level,
         product=spec.product,
         unschedulable_reason=reason,
     )

@@ -82,6 +82,10 @@ DEFAULT_ENDPOINTS: dict[ModelType, list[Endpoint]] = {
 class SleepSpec(_Strict):
     idle_timeout: Duration = Field(default="5m", validate_default=True)
     drain_timeout: Duration = Field(default="30s", validate_default=True)
+    level: Literal[1, 2] = 1
+    """1: an idle model frees its KV cache and keeps its weights, so its wake is fast; on the CPU
+    they stay in the memory the ledger counts, and a model short of memory has a level-1 sleeper
+    deepened to 2. 2: it frees its weights too (the wake reloads them). vLLM's sleep levels."""
 
 
 class FairnessSpec(_Strict):

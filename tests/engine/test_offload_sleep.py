@@ -1,4 +1,4 @@
-"""A kvCache engine's sleep on a CUDA host keeps its offloaded KV blocks: the calls gthreadd makes
+"""Sleep levels on a CUDA host, and a kvCache engine's sleep there that keeps its offloaded KV blocks: the calls gthreadd makes
 instead of vLLM's sleep, which would clear its KV connector's cache. RecordingLLM is a test double
 for vLLM's AsyncLLM that records calls; each call is also bound to the real AsyncLLM's signature,
 so the double cannot drift from the vLLM installed. The GPU run is bench/kv_prefix.py."""
@@ -53,7 +53,7 @@ def recorded_engine(load_format: str, kv_offload_bytes: int) -> tuple[VllmEngine
 
 async def test_a_kv_offloading_engine_sleeps_without_clearing_its_offloaded_blocks(on_cuda):
     engine, llm = recorded_engine("auto", 2**30)
-    await engine.sleep()
+    await engine.sleep(1)
     assert llm.calls == [
         ("pause_generation", ("clear_cache", False), ("mode", "abort")),
         ("reset_prefix_cache", ("reset_connector", False), ("reset_running_requests", True)),
@@ -66,7 +66,7 @@ async def test_a_kv_offloading_engine_sleeps_without_clearing_its_offloaded_bloc
 
 async def test_a_gthread_model_with_kv_offloading_wakes_in_steps_then_resumes(on_cuda):
     engine, llm = recorded_engine("gthread", 2**30)
-    await engine.sleep()
+    await engine.sleep(1)
     assert llm.calls[-1] == ("collective_rpc", "gthread_sleep_keeping_offload", ("kwargs", {"level": 2}))
     llm.calls.clear()
     await engine.wake()
@@ -80,9 +80,15 @@ async def test_a_gthread_model_with_kv_offloading_wakes_in_steps_then_resumes(on
 
 async def test_without_kv_offloading_vllm_sleeps_as_it_does(on_cuda):
     engine, llm = recorded_engine("auto", 0)
-    await engine.sleep()
+    await engine.sleep(1)
+    await engine.sleep(2)
     await engine.wake()
-    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 1)), ("wake_up",)]
+    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 1)), ("wake_up",)], "a CUDA sleep is not deepened"
+    llm.calls.clear()
+    await engine.sleep(2)
+    await engine.wake()
+    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 2)), ("wake_up", ("tags", ["weights"])),
+                         ("collective_rpc", "reload_weights"), ("wake_up", ("tags", ["kv_cache"]))]
 
 
 def test_the_worker_extension_finishes_transfers_before_sleeping(monkeypatch):

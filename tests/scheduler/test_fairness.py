@@ -332,3 +332,37 @@ def test_boots_that_keep_failing_are_retried_not_given_up():
         h.run_until(h.now + 70)
     assert not [a for _, a in h.actions if isinstance(a, GiveUp)]
     assert state(h, "a") == UnitState.awake
+
+
+def test_a_level_1_sleeper_keeps_its_weights_claimed_and_wakes_into_its_own_space():
+    h = host(gpus(1, total=100 * GIB))
+    h.level1_held = 20 * GIB
+    add(h, "a", memory_fraction=0.5, idle_timeout=10)
+    h.run_until(5)
+    h.run_until(30)  # idle: asleep at level 1, its 20 GiB of weights kept
+    a = h.scheduler.units[UnitId("a", 0)]
+    assert (a.state, a.held) == (UnitState.asleep, {0: 20 * GIB})
+    assert h.scheduler.free() == {0: 80 * GIB}
+    assert ("Sleep", 1) in [(type(x).__name__, x.level) for _, x in h.actions if hasattr(x, "level")]
+    h.feed(RequestArrived("a", "r1"))
+    assert kinds(h, since=h.now)[-1] == ("Wake", "a/0")
+    assert h.scheduler.free() == {0: 50 * GIB}, "its held 20 GiB became part of its 50 GiB claim"
+
+
+def test_a_model_short_of_memory_has_a_level_1_sleeper_deepened_first():
+    h = host(gpus(1, total=100 * GIB))
+    h.level1_held = 30 * GIB
+    add(h, "a", memory_fraction=0.5, idle_timeout=10)
+    add(h, "b", memory_fraction=0.4, idle_timeout=10)
+    h.run_until(5)
+    h.run_until(30)  # both asleep at level 1: 60 GiB held
+    add(h, "c", memory_fraction=0.6)
+    h.run_until(31)
+    assert state(h, "c") == UnitState.cold and h.scheduler.free()[0] == 40 * GIB
+    h.feed(RequestArrived("c", "r1"))
+    deepened = [x for t, x in h.actions if t == h.now and type(x).__name__ == "Sleep"]
+    assert [(str(x.unit), x.level) for x in deepened] == [("a/0", 2)], "the least recently used, to level 2"
+    h.run_until(h.now + 5)
+    assert h.scheduler.units[UnitId("a", 0)].held == {} and state(h, "a") == UnitState.asleep
+    assert state(h, "c") == UnitState.awake and "r1" in h.admitted
+    assert h.scheduler.units[UnitId("b", 0)].held == {0: 30 * GIB}, "only as much as c needed"

@@ -54,7 +54,8 @@ async def test_engine_operations_are_timed_recorded_and_findable(tmp_path):
     await fleet.boot(unit, (0,))
     engine = fleet.engine(unit)
     assert engine is not None and engine.running and engine.config.devices == (0,)
-    await fleet.sleep(unit)
+    assert await fleet.sleep(unit, 1) == (), "a GPU's level-1 sleep keeps the weights in host memory, not on it"
+    assert engine.sleep_level == 1
     await fleet.wake(unit)
     reasons = [e["reason"] for e in fleet.models["a"].events.to_json()]
     assert reasons[-3:] == ["Started", "Slept", "Woke"]
@@ -76,3 +77,19 @@ async def test_a_deleted_model_is_kept_until_its_engine_has_stopped(tmp_path):
     assert "a" not in fleet.models and fleet.engine(unit) is engine, "still findable while it stops"
     await fleet.stop(unit)
     assert engine.stopped and fleet.engine(unit) is None
+
+
+async def test_a_level_1_sleep_on_the_cpu_reports_the_memory_its_engine_still_holds(tmp_path):
+    import os
+
+    cpu = [Device(0, "cpu", "cpu", 16 * 2**30, 8 * 2**30)]
+    fleet = Fleet(FakeEngine, cpu, lambda event: None, tmp_path / "store")
+    fleet.apply(desired(tmp_path, a={}))
+    unit = UnitId("a", 0)
+    await fleet.boot(unit, (0,))
+    fleet.engine(unit).pids = [os.getpid()]  # this process stands in for the engine's
+    ((device, held),) = await fleet.sleep(unit, 1)
+    assert device == 0 and held > 0, "measured, as the OS counts it (USS)"
+    assert "asleep at level 1 (KV cache freed, weights kept)" in fleet.models["a"].events.to_json()[-1]["message"]
+    await fleet.wake(unit)
+    assert await fleet.sleep(unit, 2) == (), "level 2 frees the weights: nothing held"
