@@ -28,6 +28,8 @@ GTHREAD = """\
   loadFormat: gthread
   staging: {pinned: true}
 """
+LEVEL_2 = FAIRNESS.replace("drainTimeout: 30s}", "drainTimeout: 30s, level: 2}")
+"""beta sleeps at level 2, so its wakes reload the weights from the host tier; alpha at level 1."""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def shared(tmp_path_factory, checkpoint):
 
     d = DaemonProcess(tmp_path_factory.mktemp("shared"), checkpoint, flags=("--cpu-memory-share", "0.3"))
     d.write_model("alpha.yaml", "alpha", more=FAIRNESS)
-    d.write_model("beta.yaml", "beta", more=FAIRNESS + GTHREAD)
+    d.write_model("beta.yaml", "beta", more=LEVEL_2 + GTHREAD)
     d.start()
     yield d
     d.kill()
