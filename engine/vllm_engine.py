@@ -155,8 +155,8 @@ class VllmEngine:
         else:
             wake_up = llm.wake_up
         if current_platform.is_cpu():
-            # level 2 reloads through the model's loader; level 1 only re-creates the KV cache
-            name = "reload" if self._asleep_level >= 2 else "allocate kv cache"
+            # level 2 reloads through the model's loader; level 1 has nothing to rebuild
+            name = "reload" if self._asleep_level >= 2 else "level 1"
             steps = [(name, lambda: llm.collective_rpc("gthread_wake"))]
         elif self._asleep_level == 2:
             steps = [
