@@ -58,6 +58,8 @@ class Scheduler:
         self.foreign: dict[int, int] = {i: 0 for i in self.devices}
         self.arrivals: dict[str, deque[float]] = {}
         """Each model's recent request times, what pre-wake forecasts from."""
+        self.slept_by_operator: set[str] = set()
+        """Models an operator put to sleep: not pre-woken until a request of their own comes."""
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
@@ -140,6 +142,7 @@ class Scheduler:
             self._remove(unit.id)
         queue = self.queues.pop(e.model, ModelQueue())
         self.arrivals.pop(e.model, None)
+        self.slept_by_operator.discard(e.model)
         actions += [Reject(rid, 404, f"model {e.model} was removed") for rid in queue.waiting]
         return actions
 
@@ -148,6 +151,7 @@ class Scheduler:
         if not units:
             return [Reject(e.request_id, 404, f"no Model named {e.model!r} on this host")]
         self.arrivals.setdefault(e.model, deque(maxlen=HISTORY)).append(now)
+        self.slept_by_operator.discard(e.model)
         awake = [u for u in units if u.state == UnitState.awake]
         if awake:
             return [self._admit(e.request_id, min(awake, key=lambda u: u.in_flight), now)]
@@ -259,6 +263,7 @@ class Scheduler:
         return []
 
     def _on_SleepRequested(self, e: SleepRequested, now: float) -> list[Action]:
+        self.slept_by_operator.add(e.model)
         actions: list[Action] = []
         for unit in self.units_of(e.model):
             if unit.state == UnitState.awake and not unit.policy.popular:
@@ -439,7 +444,9 @@ class Scheduler:
         """A guess costs no request anything: only free memory is used (never a victim, never a
         popular unit's space: step 1 placed those), and a pre-woken unit, never used since its
         wake, is an idle victim like any other. A periodic model is woken a wake's time (1.5x
-        its last one) before it is due; a timer brings the pass back then."""
+        its last one) before it is due; a timer brings the pass back then. Other traffic only
+        brings back a model that was put to sleep while it was still being asked (a victim), not
+        one that idled out. A model an operator put to sleep stays asleep until it is asked."""
         best: Optional[tuple[tuple, Unit, str]] = None
         next_due = float("inf")
         for model, replicas in self._by_model.items():
@@ -448,7 +455,7 @@ class Scheduler:
                    or u.policy.popular for u in units):
                 continue  # up, or on its way, or never asleep
             sleeping = [u for u in units if u.state == UnitState.asleep and not u.deepening]
-            if not sleeping or model not in self.arrivals:
+            if not sleeping or model not in self.arrivals or model in self.slept_by_operator:
                 continue
             unit = sleeping[0]
             lead = 1.5 * (unit.wake_s or DEFAULT_WAKE_S)
@@ -460,6 +467,8 @@ class Scheduler:
                     next_due = min(next_due, seen.due - lead)
                     continue
             else:
+                if now - self.arrivals[model][-1] >= unit.policy.idle_timeout:
+                    continue  # it went to sleep for want of requests: that is its forecast
                 seen = forecast(self.arrivals[model], now, unit.policy.idle_timeout)
                 if seen.likelihood < LIKELY:
                     continue

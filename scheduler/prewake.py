@@ -22,7 +22,7 @@ PERIODIC_CV = 0.25
 MIN_GAPS = 3
 """Gaps needed before traffic is called periodic (the last five are judged)."""
 STALE_PERIODS = 3
-"""Periodic traffic silent for this many periods has stopped."""
+"""Periodic traffic silent for this many periods has stopped: judged by its rate from then on."""
 DEFAULT_WAKE_S = 5.0
 """A unit's wake time until one is measured: what a pre-wake leads a periodic request by (x1.5)."""
 LIKELY = 0.5
@@ -44,9 +44,8 @@ def forecast(arrivals: Sequence[float], now: float, horizon: float) -> Forecast:
         return Forecast(None, 0.0)
     recent = [b - a for a, b in zip(arrivals, arrivals[1:])][-5:]
     period = statistics.median(recent)
-    if len(recent) >= MIN_GAPS and period > 0 and statistics.pstdev(recent) / period < PERIODIC_CV:
-        if now - arrivals[-1] > STALE_PERIODS * period:  # it stopped: no more guesses
-            return Forecast(None, 0.0)
+    periodic = len(recent) >= MIN_GAPS and period > 0 and statistics.pstdev(recent) / period < PERIODIC_CV
+    if periodic and now - arrivals[-1] <= STALE_PERIODS * period:  # silent longer: the beat stopped
         due = arrivals[-1] + period
         while due + horizon < now:  # a beat missed by more than the horizon: the next on the same grid
             due += period

@@ -17,7 +17,8 @@ def test_regular_gaps_are_periodic_and_the_next_request_is_due_one_period_after_
     assert forecast(arrivals, 250.0, horizon=5).likelihood == 0.0, "not within 5 s yet"
     assert forecast(arrivals, 296.0, horizon=5).likelihood == 1.0
     assert forecast(arrivals, 365.0, horizon=5).due == pytest.approx(360.0, abs=0.5), "a missed beat: the next"
-    assert forecast(arrivals, 240.0 + 4 * 60, horizon=5).due is None, "silent for 3 periods: stopped"
+    stopped = forecast(arrivals, 240.0 + 4 * 60, horizon=5)
+    assert stopped.due is None and stopped.likelihood < 0.1, "silent for 3 periods: a rate, and a low one"
 
 
 def test_irregular_traffic_is_a_rate_and_a_likelihood():
@@ -63,3 +64,37 @@ def test_a_prewoken_model_is_an_idle_victim_and_delays_nobody_past_its_wake():
     h.feed(RequestArrived("busy", "now"))
     h.run_until(h.now + 5)
     assert h.admitted["now"] - (360 + 49.5) <= h.sleep_s + h.wake_s, "p was slept at once, no minRuntime"
+
+
+def test_a_model_an_operator_slept_or_that_idled_out_is_not_woken_again_by_a_guess():
+    from scheduler.messages import SleepRequested
+
+    h = SimulatedHost(Scheduler(gpus(), SchedulerConfig()))
+    add(h, "a", idle_timeout=30, min_runtime=0, max_wait=0)
+    h.run_until(3)
+    for i in range(5):  # a busy model: a request within 30 s is near certain by its rate
+        h.at(4.0 + i, RequestArrived("a", f"r{i}"))
+    h.run_until(12)
+    h.feed(SleepRequested("a"))
+    h.run_until(20)
+    assert state(h, "a") == UnitState.asleep, "the operator's sleep stands"
+    h.feed(RequestArrived("a", "again"))
+    h.run_until(25)
+    assert state(h, "a") == UnitState.awake
+    h.run_until(120)
+    assert state(h, "a") == UnitState.asleep, "idled out after 30 s: no request is its forecast"
+    assert not [a for _, a in h.actions if isinstance(a, Wake) and a.reason.startswith("pre-wake")]
+
+
+def test_a_busy_model_that_was_preempted_is_woken_again_when_the_memory_frees():
+    h = SimulatedHost(Scheduler(gpus(), SchedulerConfig()))
+    add(h, "a", idle_timeout=30, min_runtime=0, max_wait=0)
+    add(h, "b", idle_timeout=5, min_runtime=0, max_wait=0)
+    h.run_until(3)
+    for i in range(5):
+        h.at(4.0 + i, RequestArrived("a", f"a{i}"))
+    h.at(9.5, RequestArrived("b", "b0"))
+    h.run_until(40)
+    guesses = [(t, a) for t, a in h.actions if isinstance(a, Wake) and a.reason.startswith("pre-wake")]
+    assert [a.unit for _, a in guesses] == [UnitId("a", 0)], guesses
+    assert "likely" in guesses[0][1].reason and state(h, "a") == UnitState.awake and state(h, "b") == UnitState.asleep
