@@ -1,0 +1,111 @@
+"""bench/trace_gen.py and bench/trace_sim.py: the trace has the shape asked for, the same seed
+gives the same trace, and the simulator serves a small trace to the end under gthreadd's real
+core and under the peers' policies. No engines: a few seconds."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # last: bench/trace.py must not shadow the stdlib
+
+from trace_gen import Periodic, TraceParams, coefficient_of_variation, generate, popularity  # noqa: E402
+from trace_sim import (  # noqa: E402
+    Costs, EngineTimeModel, LlamaSwapPolicy, OllamaPolicy, Simulation, gthreadd_core, models_that_fit,
+)
+
+from gthreadd.spec.resource import model_yaml  # noqa: E402
+from scheduler.inventory import CPU_PRODUCT, Device  # noqa: E402
+
+GIB = 1 << 30
+DEVICE = Device(0, "cpu-0", CPU_PRODUCT, 100 * GIB, 30 * GIB)
+"""A CPU device as `--cpu-memory-share 0.3` makes one: room for one Model of 0.20 awake."""
+COSTS = Costs(boot_s=20.0, wake_s=3.0, wake_deep_s=4.0, sleep_s=0.5, deepen_s=0.25, held_bytes=GIB, stop_s=2.0,
+              prefill_s=0.2, token_s=0.03, batch_slowdown=0.3, prefill_slowdown=0.5)
+SPEC = ('  gpuMemoryUtilization: "0.20"\n  sleep: {idleTimeout: 10s}\n'
+        '  fairness: {minRuntime: 2s, maxWaitTime: 0s}\n')
+FILES = {f"m{i}": model_yaml(f"m{i}", "/models/demo", SPEC) for i in range(4)}
+WARMUP = ["m3", "m2", "m1", "m0"]
+
+
+def test_the_same_seed_gives_the_same_trace():
+    params = TraceParams(duration_s=600, seed=7)
+    assert generate(params) == generate(params)
+    assert generate(params) != generate(TraceParams(duration_s=600, seed=8))
+
+
+def test_popularity_is_zipf_and_arrivals_are_as_bursty_as_asked():
+    trace = generate(TraceParams(models=4, duration_s=20000, rate=1.0, zipf=1.0, cv=3.0, seed=1))
+    shares = popularity(4, 1.0)
+    assert shares == pytest.approx([0.48, 0.24, 0.16, 0.12])
+    for i, share in enumerate(shares):
+        times = [r.at for r in trace if r.model == f"m{i}"]
+        assert len(times) / len(trace) == pytest.approx(share, rel=0.15)
+        assert coefficient_of_variation(times) == pytest.approx(3.0, rel=0.15)
+    poisson = generate(TraceParams(models=1, duration_s=5000, rate=1.0, cv=1.0, seed=1))
+    assert coefficient_of_variation([r.at for r in poisson]) == pytest.approx(1.0, rel=0.1)
+    assert all(16 <= r.max_tokens <= 32 for r in trace)
+
+
+def test_a_periodic_model_gets_its_bursts_on_its_timer():
+    trace = generate(TraceParams(models=2, duration_s=100, periodic=(Periodic(1, 20.0, 3),), seed=2))
+    times = sorted(r.at for r in trace if r.model == "m1")
+    assert len(times) == 15
+    starts = times[::3]
+    assert all(b - a == pytest.approx(20.0, abs=0.01) for a, b in zip(starts, starts[1:]))
+
+
+def test_the_engine_time_model_shares_the_engine_between_streams():
+    engine = EngineTimeModel(COSTS, 0.0)
+    engine.add("a", 11, 0.0)
+    assert engine.next_milestone() == (pytest.approx(0.2), "a", "first")
+    engine.advance(0.2)
+    engine.first_token("a")
+    assert engine.next_milestone() == (pytest.approx(0.2 + 10 * 0.03), "a", "end")
+    engine.add("b", 1, 0.2)  # two streams: a prefill at 1 / 1.5 of its speed alone, a decode at 1 / 1.3
+    assert engine.next_milestone() == (pytest.approx(0.2 + 0.2 * 1.5), "b", "first")
+    engine.remove("b", 0.3)
+    assert engine.next_milestone()[0] == pytest.approx(0.3 + (10 * 0.03 - 0.1 / 1.3))
+
+
+def run(policy, trace, files=FILES, costs=COSTS, warmup=WARMUP):
+    _, upserts = gthreadd_core(files, DEVICE)
+    return Simulation(policy, costs, upserts).run(trace, warmup, settle_s=1.0)
+
+
+SMALL = generate(TraceParams(models=4, duration_s=60, rate=0.5, seed=3))
+
+
+def test_gthreadds_core_serves_every_request_of_a_small_trace():
+    assert models_that_fit(FILES, DEVICE) == 1
+    core, upserts = gthreadd_core(FILES, DEVICE)
+    outcomes = Simulation(core, COSTS, upserts).run(SMALL, WARMUP, settle_s=1.0)
+    assert len(SMALL) > 10 and len({r.model for r in SMALL}) > 1
+    assert all(o.status == 200 and o.ttft is not None and o.e2e >= o.ttft for o in outcomes)
+    again = run(gthreadd_core(FILES, DEVICE)[0], SMALL)
+    assert [(o.ttft, o.e2e) for o in outcomes] == [(o.ttft, o.e2e) for o in again]
+
+
+@pytest.mark.parametrize("policy", [LlamaSwapPolicy, lambda: OllamaPolicy(fits=1)])
+def test_the_peers_policies_serve_every_request_too(policy):
+    outcomes = run(policy(), SMALL)
+    assert all(o.status == 200 and o.ttft is not None for o in outcomes)
+
+
+def test_a_swap_costs_a_stop_and_a_boot_where_gthreadd_pays_a_sleep_and_a_wake():
+    trace = generate(TraceParams(models=2, duration_s=1, rate=0.01, periodic=(Periodic(1, 1.0, 1),), seed=0))
+    assert [r.model for r in trace] == ["m1"]
+    core, upserts = gthreadd_core({m: FILES[m] for m in ("m0", "m1")}, DEVICE)
+    ours = Simulation(core, COSTS, upserts).run(trace, ["m1", "m0"], settle_s=5.0)[0]
+    swap = run(LlamaSwapPolicy(), trace, {m: FILES[m] for m in ("m0", "m1")}, warmup=["m1", "m0"])[0]
+    assert ours.ttft == pytest.approx(COSTS.sleep_s + COSTS.wake_s + COSTS.prefill_s)
+    assert swap.ttft == pytest.approx(COSTS.stop_s + COSTS.boot_s + COSTS.prefill_s)
+
+
+def test_a_level_1_sleeper_that_holds_too_much_is_deepened_and_wakes_from_level_2():
+    trace = generate(TraceParams(models=2, duration_s=1, rate=0.01, periodic=(Periodic(1, 1.0, 1),), seed=0))
+    heavy = dataclasses.replace(COSTS, held_bytes=15 * GIB)  # 20 GiB awake + 15 held > 30 GiB
+    core, upserts = gthreadd_core({m: FILES[m] for m in ("m0", "m1")}, DEVICE)
+    ours = Simulation(core, heavy, upserts).run(trace, ["m1", "m0"], settle_s=5.0)[0]
+    assert ours.ttft == pytest.approx(heavy.sleep_s + heavy.deepen_s + heavy.wake_deep_s + heavy.prefill_s)
