@@ -339,14 +339,27 @@ class Scheduler:
                 if fits(window, unit.policy, self.devices, avail):
                     break
                 chosen.append(victim)
-                for i in victim.devices:
-                    if i in avail:
-                        avail[i] += victim.held.get(i, 0) if victim.held else claim_bytes(victim.policy, self.devices[i])
+                self._yield(victim, avail, +1)
             if fits(window, unit.policy, self.devices, avail):
+                # Least recently used first may have taken small victims a later, bigger one makes
+                # needless: drop those, sleepers first (deepening one costs its next wake a reload).
+                for victim in sorted(chosen, key=lambda v: v.state != UnitState.asleep):
+                    self._yield(victim, avail, -1)
+                    if fits(window, unit.policy, self.devices, avail):
+                        chosen.remove(victim)
+                    else:
+                        self._yield(victim, avail, +1)
                 score = (len(chosen), sum(v.in_flight for v in chosen), sum(v.last_used for v in chosen))
                 if best is None or score < best[0]:
                     best = (score, window, chosen)
         return None if best is None else (best[1], best[2])
+
+    def _yield(self, victim: Unit, avail: dict[int, int], sign: int) -> None:
+        """Add (or take back) what putting `victim` to sleep frees in `avail`: its claim, or what an
+        asleep one still holds."""
+        for i in victim.devices:
+            if i in avail:
+                avail[i] += sign * (victim.held.get(i, 0) if victim.held else claim_bytes(victim.policy, self.devices[i]))
 
     def _place(self, unit: Unit, reason: str, scan: "_Pass", may_preempt: bool,
                now: float) -> tuple[list[Action], bool]:

@@ -366,3 +366,20 @@ def test_a_model_short_of_memory_has_a_level_1_sleeper_deepened_first():
     assert h.scheduler.units[UnitId("a", 0)].held == {} and state(h, "a") == UnitState.asleep
     assert state(h, "c") == UnitState.awake and "r1" in h.admitted
     assert h.scheduler.units[UnitId("b", 0)].held == {0: 30 * GIB}, "only as much as c needed"
+
+
+def test_a_sleeper_is_not_deepened_when_the_awake_victim_alone_makes_room():
+    h = host(gpus(1, total=100 * GIB))
+    h.level1_held = 10 * GIB
+    add(h, "old", memory_fraction=0.3, idle_timeout=5)
+    h.run_until(3)
+    h.run_until(20)  # old: asleep at level 1, 10 GiB held
+    add(h, "idle", memory_fraction=0.5, idle_timeout=300)
+    h.run_until(25)  # idle: awake, never used: the second least recently used victim
+    add(h, "new", memory_fraction=0.55)  # 40 GiB free: old's 10 are not enough, idle's 50 are
+    h.run_until(26)
+    h.feed(RequestArrived("new", "r1"))
+    h.run_until(h.now + 5)
+    assert "r1" in h.admitted
+    assert h.scheduler.units[UnitId("old", 0)].held == {0: 10 * GIB}, "not deepened: idle's 50 GiB sufficed"
+    assert not [a for _, a in h.actions if type(a).__name__ == "Sleep" and a.level == 2]
