@@ -76,14 +76,17 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
             pids = descendants(daemon) - before
             awake_ttft = statistics.median(asyncio.run(ttft(base_url, name)) for _ in range(3))
             awake_uss, asleep_uss, wakes, answers = engine_uss(pids), [], [], []
+            sleeps = []
             for _ in range(args.cycles):
+                started = time.monotonic()  # `gthread sleep` returns once the model is asleep
                 subprocess.run([str(BIN / "gthread"), "--socket", str(socket), "sleep", name], check=True,
                                env=SERVER_ENV, stdout=subprocess.DEVNULL, timeout=600)
                 wait_state(base_url, name, "sleeping")
+                sleeps.append(time.monotonic() - started)
                 asleep_uss.append(engine_uss(pids))
                 wakes.append(asyncio.run(ttft(base_url, name)))
                 answers.append(asyncio.run(answer(base_url, name)))
-            result[name] = {"cold_s": cold, "awake_ttft_s": awake_ttft, "wake_ttft_s": wakes,
+            result[name] = {"cold_s": cold, "awake_ttft_s": awake_ttft, "wake_ttft_s": wakes, "sleep_s": sleeps,
                             "awake_uss": awake_uss, "asleep_uss": asleep_uss, "answers": answers}
             subprocess.run([str(BIN / "gthread"), "--socket", str(socket), "sleep", name], check=True,
                            env=SERVER_ENV, stdout=subprocess.DEVNULL, timeout=600)
@@ -107,12 +110,13 @@ def main() -> None:
     gib = 2**30
     print(f"# sleep_levels  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
     print(f"# command: {' '.join(sys.argv)}")
-    print(f"{'level':<8}{'cold s':>9}{'awake TTFT s':>14}{'wake TTFT s (median)':>22}{'wake / cold':>13}"
+    print(f"{'level':<8}{'cold s':>9}{'awake TTFT s':>14}{'sleep s':>9}{'wake TTFT s (median)':>22}{'wake / cold':>13}"
           f"{'awake GiB':>11}{'asleep GiB':>12}{'freed GiB':>11}")
     wrong = []
     for name, r in result.items():
         wake, asleep = statistics.median(r["wake_ttft_s"]), statistics.median(r["asleep_uss"])
-        print(f"{LEVELS[name]:<8}{r['cold_s']:>9.2f}{r['awake_ttft_s']:>14.3f}{wake:>22.3f}{wake / r['cold_s']:>13.3f}"
+        print(f"{LEVELS[name]:<8}{r['cold_s']:>9.2f}{r['awake_ttft_s']:>14.3f}{statistics.median(r['sleep_s']):>9.3f}"
+              f"{wake:>22.3f}{wake / r['cold_s']:>13.3f}"
               f"{r['awake_uss'] / gib:>11.2f}{asleep / gib:>12.2f}{(r['awake_uss'] - asleep) / gib:>11.2f}")
         print(f"{'':<8}wakes: {', '.join(f'{s:.3f}' for s in r['wake_ttft_s'])}")
         wrong += [(name, a) for a in r["answers"] if "Paris" not in a]

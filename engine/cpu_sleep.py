@@ -38,9 +38,9 @@ class CpuSleepExtension:
             # Attention layers register themselves here by name; a rebuilt model registers again.
             runner.compilation_config.static_forward_context.clear()
             runner.model = None
+            gc.collect()  # the model's objects, and then their heap pages (level 1 freed no objects)
+            _release_free_heap()
         self._gthread_level = max(self._gthread_level, level)
-        gc.collect()
-        _release_free_heap()
 
     def gthread_wake(self) -> None:
         if self._gthread_level >= 2:
