@@ -27,19 +27,10 @@ import psutil
 
 from serving_vs_vllm import BIN, HOST, SERVER_ENV, ensure_port_free, get_json, running
 from wake_latency import answer, ttft, wait_state
+from gthreadd.runtime.devices import unique_memory
 from gthreadd.spec.resource import model_yaml
 
 LEVELS = {"level1": 1, "level2": 2}
-
-
-def engine_uss(pids: set[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_full_info().uss
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def descendants(pid: int) -> set[int]:
@@ -75,7 +66,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
             cold = time.monotonic() - written + asyncio.run(ttft(base_url, name))
             pids = descendants(daemon) - before
             awake_ttft = statistics.median(asyncio.run(ttft(base_url, name)) for _ in range(3))
-            awake_uss, asleep_uss, wakes, answers = engine_uss(pids), [], [], []
+            awake_uss, asleep_uss, wakes, answers = unique_memory(pids), [], [], []
             sleeps = []
             for _ in range(args.cycles):
                 started = time.monotonic()  # `gthread sleep` returns once the model is asleep
@@ -83,7 +74,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
                                env=SERVER_ENV, stdout=subprocess.DEVNULL, timeout=600)
                 wait_state(base_url, name, "sleeping")
                 sleeps.append(time.monotonic() - started)
-                asleep_uss.append(engine_uss(pids))
+                asleep_uss.append(unique_memory(pids))
                 wakes.append(asyncio.run(ttft(base_url, name)))
                 answers.append(asyncio.run(answer(base_url, name)))
             result[name] = {"cold_s": cold, "awake_ttft_s": awake_ttft, "wake_ttft_s": wakes, "sleep_s": sleeps,

@@ -142,6 +142,18 @@ class Outcome:
 
 
 # -- the peers' policies ---------------------------------------------------------------------------
+def _intake(models: set[str], queue: deque, event) -> Optional[list[Action]]:
+    """The peers' common bookkeeping: Models they know, requests queued in arrival order; the
+    refusal of a request for an unknown model, else None."""
+    if isinstance(event, ModelUpserted):
+        models.add(event.model)
+    elif isinstance(event, RequestArrived):
+        if event.model not in models:
+            return [Reject(event.request_id, 404, f"no model {event.model}")]
+        queue.append((event.request_id, event.model))
+    return None
+
+
 class LlamaSwapPolicy:
     """llama-swap's way: one model's server runs at a time. A request for another model waits until
     the running server has no request in flight (nothing is preempted), then that server is stopped
@@ -156,13 +168,9 @@ class LlamaSwapPolicy:
         self.in_flight = 0
 
     def decide(self, event: Event | EngineStopped, now: float) -> list[Action]:
-        if isinstance(event, ModelUpserted):
-            self.models.add(event.model)
-        elif isinstance(event, RequestArrived):
-            if event.model not in self.models:
-                return [Reject(event.request_id, 404, f"no model {event.model}")]
-            self.queue.append((event.request_id, event.model))
-        elif isinstance(event, RequestFinished):
+        if (refused := _intake(self.models, self.queue, event)) is not None:
+            return refused
+        if isinstance(event, RequestFinished):
             self.in_flight -= 1
         elif isinstance(event, EngineAwake):
             self.up = True
@@ -209,13 +217,9 @@ class OllamaPolicy:
 
     def decide(self, event: Event | EngineStopped, now: float) -> list[Action]:
         actions: list[Action] = []
-        if isinstance(event, ModelUpserted):
-            self.models.add(event.model)
-        elif isinstance(event, RequestArrived):
-            if event.model not in self.models:
-                return [Reject(event.request_id, 404, f"no model {event.model}")]
-            self.queue.append((event.request_id, event.model))
-        elif isinstance(event, RequestFinished):
+        if (refused := _intake(self.models, self.queue, event)) is not None:
+            return refused
+        if isinstance(event, RequestFinished):
             model = event.unit.model
             self.in_flight[model] -= 1
             self.last_used[model] = now

@@ -12,6 +12,9 @@ class EngineStartError(RuntimeError):
 
 class Engine(Protocol):
     config: EngineConfig
+    asleep_level: int
+    """The level the engine sleeps at now, 0 when awake: 2 means its wake reads the weights again
+    (a CUDA engine of a gthread model sleeps at 2 whatever it is asked)."""
 
     @property
     def running(self) -> bool: ...

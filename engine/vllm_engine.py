@@ -64,8 +64,8 @@ class VllmEngine:
         self._state: State | None = None
         self.supported_tasks: tuple[str, ...] = ()
         self._processes: set[multiprocessing.process.BaseProcess] = set()
-        self._asleep_level = 0
-        """The level the engine sleeps at now (0: awake); on the CPU a level-2 call deepens a level-1 sleep."""
+        self.asleep_level = 0
+        """On the CPU a level-2 call deepens a level-1 sleep (engine/interface.py)."""
 
     @property
     def running(self) -> bool:
@@ -125,12 +125,12 @@ class VllmEngine:
     async def sleep(self, level: int = 1) -> None:
         llm = self._running()
         if current_platform.is_cpu():
-            if not self._asleep_level:
+            if not self.asleep_level:
                 await llm.reset_prefix_cache()  # the cached blocks are about to be freed
             await llm.collective_rpc("gthread_sleep", kwargs={"level": level})
-            self._asleep_level = max(self._asleep_level, level)
+            self.asleep_level = max(self.asleep_level, level)
             return
-        if self._asleep_level:  # vLLM cannot deepen a CUDA sleep; nothing asks it to (no memory is held)
+        if self.asleep_level:  # vLLM cannot deepen a CUDA sleep; nothing asks it to (no memory is held)
             return
         # A gthread model reloads its weights from the host tier: level 2, never a second copy in
         # the engine's own RAM as level 1 keeps.
@@ -143,7 +143,7 @@ class VllmEngine:
         else:
             await llm.reset_prefix_cache()
             await llm.sleep(level=level)
-        self._asleep_level = level
+        self.asleep_level = level
 
     async def wake(self) -> None:
         """Wake the engine, and log what each step of the wake took: that is where a wake's time
@@ -156,9 +156,9 @@ class VllmEngine:
             wake_up = llm.wake_up
         if current_platform.is_cpu():
             # level 2 reloads through the model's loader; level 1 has nothing to rebuild
-            name = "reload" if self._asleep_level >= 2 else "level 1"
+            name = "reload" if self.asleep_level >= 2 else "level 1"
             steps = [(name, lambda: llm.collective_rpc("gthread_wake"))]
-        elif self._asleep_level == 2:
+        elif self.asleep_level == 2:
             steps = [
                 ("allocate weights", lambda: wake_up(tags=["weights"])),
                 ("reload weights", lambda: llm.collective_rpc("reload_weights")),  # host tier or checkpoint
@@ -173,7 +173,7 @@ class VllmEngine:
             started = time.perf_counter()
             await step()
             timings.append(f"{name} {time.perf_counter() - started:.3f}s")
-        self._asleep_level = 0
+        self.asleep_level = 0
         log.info("%s woke: %s", self.config.name, ", ".join(timings))
 
     @property

@@ -22,7 +22,7 @@ class FakeEngine:
         self.is_running = False
         self.stopped = False
         self.asleep = False
-        self.sleep_level = 0
+        self.asleep_level = 0
         self.pids: list[int] = []
         self.died = ""
         self.adapters: dict[str, str] = {}
@@ -55,10 +55,10 @@ class FakeEngine:
         self.stopped = True
 
     async def sleep(self, level: int = 1) -> None:
-        self.asleep, self.sleep_level = True, level
+        self.asleep, self.asleep_level = True, max(self.asleep_level, level)
 
     async def wake(self) -> None:
-        self.asleep = False
+        self.asleep, self.asleep_level = False, 0
 
     def processes(self) -> list[int]:
         """None of its own; `pids` stands in when a test wants memory measured."""

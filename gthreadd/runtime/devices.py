@@ -62,13 +62,14 @@ def memory_held(pids: list[int], devices: list[Device]) -> dict[int, int]:
     process). Devices where they hold nothing are left out."""
     held: dict[int, int] = {}
     for device in devices:
-        used = _cpu_memory(pids) if device.is_cpu else _gpu_memory(device.index, set(pids))
+        used = unique_memory(pids) if device.is_cpu else _gpu_memory(device.index, set(pids))
         if used:
             held[device.index] = used
     return held
 
 
-def _cpu_memory(pids: list[int]) -> int:
+def unique_memory(pids) -> int:
+    """The processes' unique resident memory (USS; RSS where USS may not be read), in all."""
     total = 0
     for pid in pids:
         try:

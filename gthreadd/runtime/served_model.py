@@ -69,9 +69,6 @@ class ServedModel:
         """Where the last load of a gthread model read its weights from (memory/read_path.py)."""
         self.last_read: Optional[tuple[ReadPath, int]] = None
         self.bytes_read: dict[str, int] = {}
-        self._slept_at: dict[int, int] = {}
-        """Replica -> the level its engine sleeps at now: whether its wake reads the weights again."""
-        self._on_gpu = False
         self.kv_cache_grants: dict[int, int] = {}
         """Replica -> host memory its engine was granted for offloaded KV blocks (spec.kvCache)."""
         self.adapters: dict[str, str] = {}
@@ -161,8 +158,6 @@ class ServedModel:
             manifest = Manifest.read(weights)  # once per boot; every later load moves the same bytes
             self._on_miss = on_miss(on_gpu, kvikio_reader.installed(), bool(manifest.chunk_sum16))
             self._weights_bytes = manifest.total_bytes
-        self._on_gpu = on_gpu
-        self._slept_at.pop(replica, None)
         kv_offload = self.kv_cache_grants[replica] = self._reserve_kv_cache(replica, on_gpu)
         engine = self._engine_factory(
             engine_config_for(self.resource, weights, devices, host_tier, self._on_miss, kv_offload))
@@ -313,9 +308,7 @@ class ServedModel:
             self._host_tier.forget(self._tier_owner)
 
     async def wake(self, replica: int) -> None:
-        # A CUDA engine of a gthread model always sleeps at level 2 (engine/vllm_engine.py).
-        gthread = self.resource.spec.load_format == LoadFormat.gthread
-        reloads = self._slept_at.pop(replica, 2) >= 2 or (self._on_gpu and gthread)
+        reloads = self.engines[replica].asleep_level >= 2  # the wake reads the weights again
         try:
             async with self._loading() if reloads else contextlib.nullcontext(False) as staged:
                 await self.engines[replica].wake()
@@ -387,7 +380,6 @@ class ServedModel:
 
     async def sleep(self, replica: int, level: int = 1) -> None:
         await self.engines[replica].sleep(level)
-        self._slept_at[replica] = max(level, self._slept_at.get(replica, 0))
 
     async def stop(self, replica: int) -> None:
         engine = self.engines.pop(replica, None)

@@ -55,7 +55,7 @@ async def test_engine_operations_are_timed_recorded_and_findable(tmp_path):
     engine = fleet.engine(unit)
     assert engine is not None and engine.running and engine.config.devices == (0,)
     assert await fleet.sleep(unit, 1) == (), "a GPU's level-1 sleep keeps the weights in host memory, not on it"
-    assert engine.sleep_level == 1
+    assert engine.asleep_level == 1
     await fleet.wake(unit)
     reasons = [e["reason"] for e in fleet.models["a"].events.to_json()]
     assert reasons[-3:] == ["Started", "Slept", "Woke"]
