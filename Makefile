@@ -32,7 +32,13 @@ $(DEMO): | $(STAMP)
 run: $(STAMP) $(DEMO)
 	$(VENV)/bin/gthreadd --models-dir $(STATE_DIR)/models.d --state-dir $(STATE_DIR) --listen $(LISTEN)
 
-test: $(STAMP) $(DEMO)
+# The dashboard's browser test drives Debian's chromium through its chromedriver: nothing is downloaded.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMEDRIVER):
+	$(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+test: $(STAMP) $(DEMO) $(CHROMEDRIVER)
 	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra
 
 bench: $(STAMP) $(DEMO)

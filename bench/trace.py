@@ -487,7 +487,9 @@ def parse_args() -> argparse.Namespace:
         if name == "generate":
             continue
         p.add_argument("--checkpoint", type=Path, default=Path(".state/checkpoints/smollm2-135m-instruct"))
-        p.add_argument("--share", type=float, default=0.3, help="--cpu-memory-share: 0.3 holds one Model of 0.20")
+        p.add_argument("--share", type=float, default=0.38,
+                       help="--cpu-memory-share: 0.38 holds one awake Model of 0.20 and, beside it, the weights "
+                            "of three level-1 sleepers (0.3: one)")
         p.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
         p.add_argument("--idle-timeout", default="5s")
         p.add_argument("--drain-timeout", default="30s")

@@ -26,7 +26,10 @@ from gthreadd.api.lora import add_lora_routes
 from gthreadd.runtime.scheduling import SchedulerLoop
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
-from gthreadd.metrics import Metrics, StateSnapshot
+from gthreadd.observe.metrics import Metrics, StateSnapshot
+from gthreadd.observe.model_logs import ModelLogs
+from gthreadd.api.watch import add_watch_routes
+from gthreadd.ui.routes import add_ui_routes
 from gthreadd.api.views import engine_state, summary_line
 from gthreadd.systemd_notify import Notifier
 from gthreadd.spec.watcher import RescanRequests, tick, watch_files
@@ -53,11 +56,14 @@ conversions under way) plus this, for stopping the engines."""
 
 class Daemon:
     def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
-                 devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None):
+                 devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None,
+                 model_logs: Optional[ModelLogs] = None):
         """No side effects: the devices are probed, the host tier taken and the ports bound by
         `startup`."""
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.model_logs = model_logs or ModelLogs()
+        """Each model's log lines; fed by main's log tap (in-process daemons have none)."""
         self.devices: list[Device] = devices or []
         self._probe_devices = devices is None
         self._engine_factory = engine_factory
@@ -79,7 +85,7 @@ class Daemon:
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
         self.fleet = Fleet(self._engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
-                           self.metrics, settings.state_dir / "lora")
+                           self.metrics, settings.state_dir / "lora", self.model_logs)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
 
@@ -135,12 +141,15 @@ class Daemon:
         self.metrics.add_state(self._snapshot)
         app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, keys)
         add_lora_routes(app)
+        add_watch_routes(app)
+        add_ui_routes(app)
         grace = s.shutdown_timeout.total_seconds()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.host, s.port).start()
         control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes)
         add_lora_routes(control_app)
+        add_watch_routes(control_app)
         add_control_routes(control_app, Control(s.models_dir, functools.partial(self.rescans.request_and_wait, "control socket")), API_PREFIX)
         self._control_runner = web.AppRunner(control_app, handler_cancellation=True, access_log=None,
                                              shutdown_timeout=grace)
@@ -210,6 +219,7 @@ class Daemon:
                 log.debug("rescanning %s (%s)", self.settings.models_dir, "; ".join(reasons))
                 files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
                 self.fleet.apply(build_desired(files, self.fleet.desired))
+                self.scheduling.changes.bump()  # models.d errors change what the views show
             except Exception as exc:
                 log.exception("reconcile failed (%s); the current models stay as they are", "; ".join(reasons))
                 failure = exc

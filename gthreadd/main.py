@@ -5,7 +5,7 @@ import functools
 import sys
 from pathlib import Path
 
-from gthreadd import logs
+from gthreadd.observe import logs
 from gthreadd.settings import SettingsError, add_flags, load_settings
 
 
@@ -30,17 +30,24 @@ def main(argv: list[str] | None = None) -> None:
     from engine.metrics import EngineMetrics
     from engine.vllm_engine import VllmEngine
     from gthreadd.daemon import Daemon
-    from gthreadd.metrics import Metrics
+    from gthreadd.observe.log_tap import LogTap
+    from gthreadd.observe.metrics import Metrics
+    from gthreadd.observe.model_logs import ModelLogs
 
     from memory.host_tier import HostTierBusy
 
     metrics = Metrics()
+    model_logs = ModelLogs()
     engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry))
+    tap = LogTap(model_logs.add)
+    tap.start()
     try:
-        uvloop.run(Daemon(settings, engines, metrics=metrics).run())
+        uvloop.run(Daemon(settings, engines, metrics=metrics, model_logs=model_logs).run())
     except HostTierBusy as exc:
         print(f"gthreadd: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        tap.stop()
 
 
 if __name__ == "__main__":

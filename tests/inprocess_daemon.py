@@ -7,6 +7,7 @@ from pathlib import Path
 import aiohttp
 
 from gthreadd.daemon import Daemon
+from gthreadd.observe.metrics import Metrics
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
 from gthreadd.spec.resource import model_yaml
@@ -17,7 +18,7 @@ from tests.fake_engine import FakeEngine
 
 
 async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine,
-                       devices: list[Device] | None = None, **settings) -> Daemon:
+                       devices: list[Device] | None = None, metrics: Metrics | None = None, **settings) -> Daemon:
     """Started on a free port, with its own models.d, state, host tier and control socket under
     tmp_path, one 80 GiB test GPU unless `devices` says otherwise, and a checkpoint directory
     Models can name."""
@@ -27,7 +28,7 @@ async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngin
               "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"),
               "controlSocket": str(tmp_path / "ctl.sock"), "rescanInterval": "1h", **settings}
     d = Daemon(DaemonSettings.model_validate(values), engine_factory,
-               devices=devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)])
+               devices=devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)], metrics=metrics)
     await d.startup()
     return d
 

@@ -19,10 +19,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.results import JsonResult, openai_error
-from gthreadd import logs
+from gthreadd.observe import logs
 from gthreadd.spec.engine_config import served_names
 from gthreadd.runtime.fleet import Fleet
-from gthreadd.metrics import Metrics
+from gthreadd.observe.metrics import Metrics
 from gthreadd.spec.resource import API_PREFIX, Endpoint, Phase
 from gthreadd.api.routing import RouteError, by_body, by_path
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
@@ -72,15 +72,26 @@ async def request_id(request: web.Request, response: web.StreamResponse) -> None
     response.headers["X-Request-Id"] = request.get(REQUEST_ID_KEY) or uuid.uuid4().hex
 
 
+KEY_COOKIE = "gthread_api_key"
+"""The dashboard's way to send an API key (a browser's EventSource cannot set headers); taken on
+GET requests only, and the page sets it SameSite=Strict, so another site cannot act with it."""
+PUBLIC_PREFIX = "/ui"
+"""The dashboard's page and scripts: no data in them, so a browser can load the page that asks
+for the key. Everything they show comes from routes behind the key."""
+
+
 def bearer_auth(api_keys: tuple[str, ...]):
-    """Every route but the health probes needs `Authorization: Bearer KEY` with one of the keys.
-    Compared in constant time; the key is never logged."""
+    """Every route but the health probes and the dashboard's static files needs `Authorization:
+    Bearer KEY` with one of the keys (or, for a GET, the dashboard's cookie). Compared in constant
+    time; the key is never logged."""
     keys = [k.encode() for k in api_keys]
 
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if request.path not in ("/healthz", "/readyz"):
+        if request.path not in ("/healthz", "/readyz") and not request.path.startswith(PUBLIC_PREFIX):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" and request.method == "GET" and KEY_COOKIE in request.cookies:
+                scheme, given = "bearer", request.cookies[KEY_COOKIE]
             if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
                 body = openai_error(401, "a valid API key is required: Authorization: Bearer KEY",
                                     "AuthenticationError").body
@@ -287,9 +298,13 @@ async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.St
             return _json(result)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        first = True
         async with aclosing(result.chunks) as chunks:
             async for chunk in chunks:
                 await response.write(chunk.encode())
+                if first:
+                    first = False
+                    request.app[METRICS].ttft.labels(model.name).observe(scheduling.now - arrived)
         await response.write_eof()
         return response
     except asyncio.CancelledError:

@@ -5,7 +5,9 @@ so the CLI starts fast."""
 import http.client
 import json
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import urlsplit
 
 
@@ -37,16 +39,48 @@ class ApiClient:
     def where(self) -> str:
         return f"the control socket {self.socket_path}" if self.socket_path else self.server
 
-    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
+    def _connection(self, timeout: Optional[float]) -> http.client.HTTPConnection:
         if self.socket_path:
-            conn: http.client.HTTPConnection = _UnixConnection(self.socket_path, timeout)
-        else:
-            url = urlsplit(self.server)
-            cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-            conn = cls(url.netloc, timeout=timeout)
-        headers = {"Content-Type": "application/json"}
+            return _UnixConnection(self.socket_path, timeout)
+        url = urlsplit(self.server)
+        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        return cls(url.netloc, timeout=timeout)
+
+    def _headers(self, **more: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **more}
         if self.api_key and not self.socket_path:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def events(self, path: str) -> Iterator[tuple[str, str]]:
+        """(event, data) of a server-sent event stream, as they come, until the daemon ends it."""
+        conn = self._connection(None)
+        try:
+            try:
+                conn.request("GET", path, headers=self._headers(Accept="text/event-stream"))
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ApiError(0, f"cannot reach gthreadd at {self.where}: {exc}") from None
+            if response.status >= 400:
+                _, error = _payload(response.read())
+                raise ApiError(response.status, error or response.reason)
+            event, data = "message", []
+            for raw in response:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                if not line:
+                    if data:
+                        yield event, "\n".join(data)
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+        finally:
+            conn.close()
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
+        conn = self._connection(timeout)
+        headers = self._headers()
         try:
             conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
             response = conn.getresponse()
@@ -56,11 +90,17 @@ class ApiClient:
             raise ApiError(0, f"cannot reach gthreadd at {self.where}: {exc}{hint}") from None
         finally:
             conn.close()
-        try:
-            payload = json.loads(data) if data else {}
-        except ValueError:
-            payload = {"error": {"message": data.decode(errors="replace")[:200]}}
+        payload, error = _payload(data)
         if response.status >= 400:
-            error = payload.get("error", {}) if isinstance(payload, dict) else {}
-            raise ApiError(response.status, error.get("message") or response.reason)
+            raise ApiError(response.status, error or response.reason)
         return payload
+
+
+def _payload(data: bytes) -> tuple[dict, str]:
+    """A response body's JSON, and the message of the OpenAI-style error in it (empty if none)."""
+    try:
+        payload = json.loads(data) if data else {}
+    except ValueError:
+        payload = {"error": {"message": data.decode(errors="replace")[:200]}}
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    return payload, (error.get("message", "") if isinstance(error, dict) else "")

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -48,7 +47,11 @@ def _call(client: ApiClient, method: str, path: str, body: dict | None = None, t
     try:
         return client.request(method, path, body, timeout)
     except ApiError as exc:
-        raise CliError(f"{exc.status}: {exc}" if exc.status else str(exc)) from None
+        raise _failed(exc) from None
+
+
+def _failed(exc: ApiError) -> CliError:
+    return CliError(f"{exc.status}: {exc}" if exc.status else str(exc))
 
 
 def model_row(obj: dict, wide: bool) -> list:
@@ -87,7 +90,8 @@ def get_models(args: argparse.Namespace) -> int:
     rows = [model_row(obj, wide) for obj in items]
     print(render(headers, rows), flush=True)
     if args.watch:
-        _watch(lambda: [model_row(obj, wide) for obj in fetch()[0]], headers, rows, key=1)
+        _watch(client, lambda snap: [model_row(obj, wide) for obj in snap["models"]
+                                     if not args.name or obj["metadata"]["name"] == args.name], headers, rows, key=1)
     return 0
 
 
@@ -99,19 +103,23 @@ def _print_document(document: dict, output: str) -> None:
         print(yaml.safe_dump(document, sort_keys=False), end="")
 
 
-def _watch(fetch, headers: list[str], rows: list[list], key: int) -> None:
+def _watch(client: ApiClient, rows_of, headers: list[str], rows: list[list], key: int) -> None:
     """kubectl's `-w`: after the table, a line for each row that changes, until interrupted. Rows
-    are padded to the first table's columns so they line up under it."""
+    are padded to the first table's columns so they line up under it. Follows the daemon's watch
+    stream: a line appears when the change happens, and nothing is asked while nothing changes."""
     widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
     last = {row[key]: row for row in rows}
     try:
-        while True:
-            time.sleep(1)
-            for row in fetch():
+        for event, data in client.events(f"{API}/watch"):
+            if event != "snapshot":
+                continue
+            for row in rows_of(json.loads(data)):
                 if last.get(row[key]) != row:
                     last[row[key]] = row
                     cells = [("<none>" if v in (None, "") else str(v)).ljust(w) for v, w in zip(row, widths)]
                     print("   ".join(cells).rstrip(), flush=True)
+    except ApiError as exc:
+        raise _failed(exc) from None
     except KeyboardInterrupt:
         pass
 
@@ -123,8 +131,7 @@ def get_gpus(args: argparse.Namespace) -> int:
     client = reader(args)
     wide = args.output == "wide"
 
-    def rows() -> list[list]:
-        items = _call(client, "GET", f"{API}/gpus")["items"]
+    def rows(items: list[dict]) -> list[list]:
         return [[g["name"], g["node"], g["index"], g["product"], g["mode"], g["health"], g["available"]]
                 + ([g["uuid"], g["totalBytes"]] if wide else []) for g in items]
 
@@ -132,10 +139,25 @@ def get_gpus(args: argparse.Namespace) -> int:
         _print_document({"kind": "List", "items": _call(client, "GET", f"{API}/gpus")["items"]}, args.output)
         return 0
     headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
-    first = rows()
+    first = rows(_call(client, "GET", f"{API}/gpus")["items"])
     print(render(headers, first), flush=True)
     if args.watch:
-        _watch(rows, headers, first, key=0)
+        _watch(client, lambda snap: rows(snap["gpus"]), headers, first, key=0)
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    """A model's log lines: the daemon's own about it and its engine processes' (vLLM's)."""
+    client = reader(args)
+    query = f"tailLines={args.tail}" + ("&follow=true" if args.follow else "")
+    try:
+        for event, line in client.events(f"{MODELS}/{args.name}/logs?{query}"):
+            if event == "line":
+                print(json.loads(line), flush=True)
+    except ApiError as exc:
+        raise _failed(exc) from None
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -297,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("kind", choices=["model", "models"])
     d.add_argument("name")
     d.set_defaults(func=describe)
+
+    lg = verbs.add_parser("logs", help="a model's log lines (the daemon's about it, and its vLLM engine's)")
+    lg.add_argument("name")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing lines as they are written")
+    lg.add_argument("--tail", type=int, default=200, metavar="N", help="how many recent lines first (default 200)")
+    lg.set_defaults(func=logs)
 
     a = verbs.add_parser("apply", help="validate Model files and write them into the daemon's models.d")
     a.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")

@@ -20,7 +20,7 @@ from lightkube.config.models import Cluster, User
 from gthreadd.kube.agent import AgentConfig, NodeAgent
 from gthreadd.kube.daemon_client import DaemonClient
 from gthreadd.kube.leases import LeaseTiming
-from gthreadd import logs
+from gthreadd.observe import logs
 
 log = logging.getLogger("gthreadd.kube")
 

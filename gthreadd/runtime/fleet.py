@@ -19,9 +19,11 @@ from engine.interface import Engine
 
 from gthreadd.spec.desired import DesiredState
 from gthreadd.runtime.devices import memory_held
-from gthreadd.metrics import Metrics
+from gthreadd.observe.metrics import Metrics
+from gthreadd.observe.model_logs import ModelLogs
 from gthreadd.spec.policy import policy_for
 from gthreadd.runtime.lora import AdapterFile
+from gthreadd.runtime.operation_log import OperationLog
 from gthreadd.runtime.served_model import EngineFactory, ServedModel
 from memory.host_tier import HostTier
 from scheduler.inventory import Device
@@ -32,10 +34,16 @@ log = logging.getLogger(__name__)
 _EVENT_REASONS = {"boot": "Started", "wake": "Woke", "sleep": "Slept"}
 
 
+def _why(reason: str) -> str:
+    """The scheduler's reason for a boot or wake, in its event: an operator reading `describe`
+    sees a model woken ahead of its traffic (a pre-wake) told apart from one a request woke."""
+    return f" ({reason})" if reason else ""
+
+
 class Fleet:
     def __init__(self, engine_factory: EngineFactory, devices: list[Device], submit: Callable[[Event], None],
                  store: Path, host_tier: Optional[HostTier] = None, metrics: Optional[Metrics] = None,
-                 lora_dir: Optional[Path] = None):
+                 lora_dir: Optional[Path] = None, model_logs: Optional[ModelLogs] = None):
         self.models: dict[str, ServedModel] = {}
         self.desired = DesiredState()
         self.devices = devices
@@ -47,6 +55,8 @@ class Fleet:
         self._metrics = metrics or Metrics()
         self._lora_dir = lora_dir
         """Where each Model's loaded LoRA adapters are remembered across daemon restarts."""
+        self.model_logs = model_logs or ModelLogs()
+        self.operations = OperationLog()
 
     def apply(self, desired: DesiredState) -> None:
         """Bring the models in line with `desired`. Errors are logged when they appear, not on
@@ -58,6 +68,7 @@ class Fleet:
             log.info("model %s: removed", name)
             self._retired[name] = self.models.pop(name)
             self._retired[name].forget_adapters()
+            self.model_logs.forget(name)
             self._submit(ModelRemoved(name))
         for name, wanted in desired.models.items():
             model = self.models.get(name)
@@ -92,19 +103,23 @@ class Fleet:
     def _model(self, unit: UnitId) -> ServedModel:
         return self.models.get(unit.model) or self._retired[unit.model]
 
-    async def boot(self, unit: UnitId, devices: tuple[int, ...]) -> None:
+    async def boot(self, unit: UnitId, devices: tuple[int, ...], reason: str = "") -> None:
         model = self._model(unit)
         cpu = {d.index for d in self.devices if d.is_cpu}
         gpus = [str(i) for i in devices if i not in cpu]
         on = f"GPU {', '.join(gpus)}" if gpus else "the CPU"
-        async with self._operation(model, "boot", f"replica {unit.replica}: vLLM engine started on {on}"):
+        done = f"replica {unit.replica}: vLLM engine started on {on}{_why(reason)}"
+        async with self._operation(model, unit, "boot", done):
             await model.boot(unit.replica, devices, on_gpu=bool(gpus))
+        if (engine := model.engines.get(unit.replica)) is not None:
+            self.model_logs.own(engine.processes(), model.name)
         self._count_read(model)
         await self._measure(model, unit)
 
-    async def wake(self, unit: UnitId) -> None:
+    async def wake(self, unit: UnitId, reason: str = "") -> None:
         model = self._model(unit)
-        async with self._operation(model, "wake", f"replica {unit.replica}: awake"):
+        reread = ", its weights read again" if model.wake_reloads(unit.replica) else ""
+        async with self._operation(model, unit, "wake", f"replica {unit.replica}: awake{reread}{_why(reason)}"):
             await model.wake(unit.replica)
         model.note_awake()
         self._count_read(model)
@@ -126,7 +141,8 @@ class Fleet:
         model = self._model(unit)
         engine = model.engines.get(unit.replica)
         kept = "KV cache freed, weights kept" if level == 1 else "KV cache and weights freed"
-        async with self._operation(model, "sleep", f"replica {unit.replica}: asleep at level {level} ({kept})"):
+        done = f"replica {unit.replica}: asleep at level {level} ({kept})"
+        async with self._operation(model, unit, "sleep", done):
             await model.sleep(unit.replica, level)
         cpu = [d for d in self.devices if d.is_cpu]
         if level != 1 or not cpu or engine is None or not (pids := engine.processes()):
@@ -135,15 +151,17 @@ class Fleet:
         return tuple(sorted(held.items()))
 
     @contextlib.asynccontextmanager
-    async def _operation(self, model: ServedModel, operation: str, done: str):
-        """Time an engine operation into the metrics and the model's events."""
+    async def _operation(self, model: ServedModel, unit: UnitId, operation: str, done: str):
+        """Time an engine operation into the metrics, the operation log and the model's events."""
         started = time.monotonic()
         try:
             yield
         except BaseException:
             self._metrics.operations.labels(model.name, operation, "failed").inc()
+            self.operations.add(model.name, unit.replica, operation, started, "failed")
             raise
         elapsed = time.monotonic() - started
+        self.operations.add(model.name, unit.replica, operation, started, "ok")
         self._metrics.operations.labels(model.name, operation, "ok").inc()
         self._metrics.operation_seconds.labels(model.name, operation).observe(elapsed)
         model.events.add("Normal", _EVENT_REASONS[operation], f"{done} in {elapsed:.2f}s")

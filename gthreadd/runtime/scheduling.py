@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
+from gthreadd.observe import logs
+from gthreadd.observe.changes import Changes
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event, GiveUp,
@@ -52,6 +54,8 @@ class SchedulerLoop:
     memory_poll_s: float = 5.0
     supervise_s: float = 1.0
     """How often engines are checked for a death (an EngineCore process that exited)."""
+    changes: Changes = field(default_factory=Changes)
+    """Bumped after every event: the live views' cue to look again."""
     _waiters: dict[str, asyncio.Future] = field(default_factory=dict)
     _tickets: dict[UnitId, set[Ticket]] = field(default_factory=dict)
     _timers: dict[tuple, asyncio.TimerHandle] = field(default_factory=dict)
@@ -74,6 +78,7 @@ class SchedulerLoop:
                 event = await self.events.get()
                 for action in self.scheduler.decide(event, self.now):
                     self._perform(action)
+                self.changes.bump()
         finally:
             for helper in helpers:
                 helper.cancel()
@@ -117,6 +122,17 @@ class SchedulerLoop:
 
     # -- actions ---------------------------------------------------------------------------------
     def _perform(self, action: Action) -> None:
+        """In the context of the action's model: its log lines, and those of the engine operation
+        it starts (a task copies the context), are tagged with it."""
+        unit: Optional[UnitId] = getattr(action, "unit", None)
+        token = logs.MODEL.set(unit.model) if unit is not None else None
+        try:
+            self._carry_out(action)
+        finally:
+            if token is not None:
+                logs.MODEL.reset(token)
+
+    def _carry_out(self, action: Action) -> None:
         if isinstance(action, Admit):
             self._resolve(action.request_id, result=action.unit)
         elif isinstance(action, Reject):
@@ -129,11 +145,12 @@ class SchedulerLoop:
                 delay, self.submit, TimerFired(action.key))
         elif isinstance(action, Boot):
             log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action, self.ops.boot(action.unit, action.devices)),
-                        EngineAwake(action.unit))
+            booting = self.ops.boot(action.unit, action.devices, action.reason)
+            self._chain(action.unit, self._when_free(action, booting), EngineAwake(action.unit))
         elif isinstance(action, Wake):
             log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action, self.ops.wake(action.unit)), EngineAwake(action.unit))
+            waking = self.ops.wake(action.unit, action.reason)
+            self._chain(action.unit, self._when_free(action, waking), EngineAwake(action.unit))
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):

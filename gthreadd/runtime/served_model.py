@@ -307,8 +307,12 @@ class ServedModel:
         if self._host_tier is not None:
             self._host_tier.forget(self._tier_owner)
 
+    def wake_reloads(self, replica: int) -> bool:
+        """Whether waking the replica reads its weights again (it sleeps at level 2)."""
+        return self.engines[replica].asleep_level >= 2
+
     async def wake(self, replica: int) -> None:
-        reloads = self.engines[replica].asleep_level >= 2  # the wake reads the weights again
+        reloads = self.wake_reloads(replica)
         try:
             async with self._loading() if reloads else contextlib.nullcontext(False) as staged:
                 await self.engines[replica].wake()

@@ -104,6 +104,20 @@ class DaemonProcess:
     def get(self, path: str) -> tuple[int, dict]:
         return self.request("GET", path)
 
+    def ask(self, model: str, max_tokens: int = 32) -> str:
+        """The capital of France, asked of `model` through /<model>/v1 with the openai client."""
+        from openai import OpenAI
+
+        client = OpenAI(base_url=f"{self.url}/{model}/v1", api_key="unused", timeout=600)
+        question = [{"role": "user", "content": "What is the capital of France?"}]
+        response = client.chat.completions.create(model=model, messages=question, max_tokens=max_tokens, temperature=0)
+        return response.choices[0].message.content
+
+    def event_messages(self, model: str, reason: str) -> list[str]:
+        """The messages of the model's events with this reason (Started, Woke, Slept...), oldest first."""
+        events = self.get(f"/apis/greenthread.ai/v1alpha1/models/{model}/events")[1]["items"]
+        return [e["message"] for e in events if e["reason"] == reason]
+
     def status(self, name: str) -> dict:
         return self.get(f"/{name}/status")[1]
 

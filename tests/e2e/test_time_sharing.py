@@ -12,13 +12,11 @@ import urllib.request
 
 import psutil
 import pytest
-from openai import OpenAI
 
 from tests.e2e.daemon_process import metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 FAIRNESS = """\
   fairness: {minRuntime: 1s, maxWaitTime: 1s}
   sleep: {idleTimeout: 20s, drainTimeout: 30s}
@@ -44,12 +42,6 @@ def shared(tmp_path_factory, checkpoint):
     d.kill()
 
 
-def ask(daemon, model: str) -> str:
-    client = OpenAI(base_url=f"{daemon.url}/{model}/v1", api_key="unused", timeout=600)
-    response = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=32, temperature=0)
-    return response.choices[0].message.content
-
-
 def states(daemon) -> tuple[str, str]:
     return daemon.status("alpha")["state"], daemon.status("beta")["state"]
 
@@ -57,7 +49,7 @@ def states(daemon) -> tuple[str, str]:
 def both_booted(daemon) -> None:
     """Each test may run on its own: one that needs both engines asks each model once."""
     if "pending" in states(daemon):
-        assert "Paris" in ask(daemon, "beta") and "Paris" in ask(daemon, "alpha")
+        assert "Paris" in daemon.ask("beta") and "Paris" in daemon.ask("alpha")
 
 
 def test_only_one_fits_so_only_one_boots(shared):
@@ -73,15 +65,15 @@ def test_only_one_fits_so_only_one_boots(shared):
 
 
 def test_a_request_for_the_other_model_swaps_them(shared):
-    assert "Paris" in ask(shared, "beta")
+    assert "Paris" in shared.ask("beta")
     assert states(shared) == ("sleeping", "serving")
-    assert "Paris" in ask(shared, "alpha")
+    assert "Paris" in shared.ask("alpha")
     assert states(shared) == ("serving", "sleeping")
 
 
 def test_interleaved_requests_are_all_answered(shared):
     answers: list[str] = []
-    threads = [threading.Thread(target=lambda m=m: answers.append(ask(shared, m)))
+    threads = [threading.Thread(target=lambda m=m: answers.append(shared.ask(m)))
                for m in ["alpha", "beta", "alpha", "beta", "beta", "alpha"]]
     for t in threads:
         t.start()
@@ -101,14 +93,14 @@ def test_a_sleeping_engine_gives_its_memory_back(shared):
 def test_idle_timeout_puts_the_awake_model_to_sleep(shared):
     both_booted(shared)
     shared.wait_for(lambda: states(shared) == ("sleeping", "sleeping"), 120, "both to sleep when idle")
-    assert "Paris" in ask(shared, "alpha")
+    assert "Paris" in shared.ask("alpha")
 
 
 def test_a_pinned_gthread_model_wakes_from_the_host_tier(shared):
     both_booted(shared)
     if states(shared)[1] != "sleeping":
-        assert "Paris" in ask(shared, "alpha")  # beta sleeps...
-    assert "Paris" in ask(shared, "beta")  # ...and wakes from the host tier
+        assert "Paris" in shared.ask("alpha")  # beta sleeps...
+    assert "Paris" in shared.ask("beta")  # ...and wakes from the host tier
     assert shared.log_path.read_text().count("gthread: weights from the host tier") >= 2, "its boot and a wake"
     distribution = shared.get("/apis/greenthread.ai/v1alpha1/models/beta")[1]["status"]["distribution"]
     assert list(distribution["stagingTier"].values()) == ["system"]

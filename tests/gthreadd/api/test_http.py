@@ -64,7 +64,7 @@ async def test_body_must_be_a_json_object(daemon):
 
 
 async def test_a_requests_log_line_names_its_model_and_request_id(daemon, capsys):
-    from gthreadd import logs
+    from gthreadd.observe import logs
 
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level

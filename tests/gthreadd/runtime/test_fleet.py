@@ -2,7 +2,7 @@
 generation when engines must restart, deleted ones removed), engine operations on units with
 their metrics and events, and the one registry where requests and supervision find an engine."""
 
-from gthreadd.metrics import Metrics
+from gthreadd.observe.metrics import Metrics
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.spec.desired import DesiredModel, DesiredState
 from gthreadd.spec.resource import ModelResource
@@ -56,9 +56,10 @@ async def test_engine_operations_are_timed_recorded_and_findable(tmp_path):
     assert engine is not None and engine.running and engine.config.devices == (0,)
     assert await fleet.sleep(unit, 1) == (), "a GPU's level-1 sleep keeps the weights in host memory, not on it"
     assert engine.asleep_level == 1
-    await fleet.wake(unit)
-    reasons = [e["reason"] for e in fleet.models["a"].events.to_json()]
-    assert reasons[-3:] == ["Started", "Slept", "Woke"]
+    await fleet.wake(unit, "pre-wake: due at 12s (periodic)")
+    events = fleet.models["a"].events.to_json()
+    assert [e["reason"] for e in events][-3:] == ["Started", "Slept", "Woke"]
+    assert "awake (pre-wake: due at 12s (periodic)) in " in events[-1]["message"], "why it woke"
     from prometheus_client import generate_latest
 
     samples = metric_samples(generate_latest(metrics.registry).decode())
@@ -93,3 +94,5 @@ async def test_a_level_1_sleep_on_the_cpu_reports_the_memory_its_engine_still_ho
     assert "asleep at level 1 (KV cache freed, weights kept)" in fleet.models["a"].events.to_json()[-1]["message"]
     await fleet.wake(unit)
     assert await fleet.sleep(unit, 2) == (), "level 2 frees the weights: nothing held"
+    await fleet.wake(unit)
+    assert "awake, its weights read again in " in fleet.models["a"].events.to_json()[-1]["message"]

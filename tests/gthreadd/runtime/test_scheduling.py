@@ -31,11 +31,11 @@ class RecordingOps:
     def engine(self, unit):
         return self.engines.get(unit)
 
-    async def boot(self, unit, devices):
+    async def boot(self, unit, devices, reason):
         self.calls.append(("boot", unit))
         self.engines[unit] = StubEngine()
 
-    async def wake(self, unit):
+    async def wake(self, unit, reason):
         self.calls.append(("wake", unit))
 
     async def sleep(self, unit):

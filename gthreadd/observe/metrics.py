@@ -38,6 +38,30 @@ class Metrics:
                                 ("model", "endpoint", "code"), registry=r)
         self.queue_wait = Histogram("gthread_queue_wait_seconds", "Time a request waited to be admitted "
                                     "(a wake included, when its model slept)", ("model",), buckets=_WAIT, registry=r)
+        self.ttft = Histogram("gthread_time_to_first_token_seconds", "A streamed request's time from arrival to "
+                              "its first chunk, as its client sees it (queue wait and a wake included)",
+                              ("model",), buckets=_WAIT, registry=r)
+
+    def traffic(self) -> dict[str, dict[str, float]]:
+        """Per model, the totals the dashboard turns into a rate and means between two snapshots:
+        requests answered, queue waits and streamed TTFTs (sums and counts)."""
+        out: dict[str, dict[str, float]] = {}
+
+        def slot(model: str) -> dict[str, float]:
+            return out.setdefault(model, {"requests": 0, "queueWaitSum": 0.0, "queueWaitCount": 0,
+                                          "ttftSum": 0.0, "ttftCount": 0})
+
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    slot(sample.labels["model"])["requests"] += sample.value
+        for histogram, prefix in ((self.queue_wait, "queueWait"), (self.ttft, "ttft")):
+            for metric in histogram.collect():
+                for sample in metric.samples:
+                    for suffix in ("Sum", "Count"):
+                        if sample.name.endswith("_" + suffix.lower()):
+                            slot(sample.labels["model"])[prefix + suffix] += sample.value
+        return out
 
     def add_state(self, read: Callable[[], "StateSnapshot"]) -> None:
         self.registry.register(_StateCollector(read))

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from gthreadd import logs
+from gthreadd.observe import logs
 
 
 @pytest.fixture

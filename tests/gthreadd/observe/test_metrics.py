@@ -3,7 +3,7 @@ model, queue depths, device memory and the host tier, parsed with prometheus_cli
 
 from prometheus_client import generate_latest
 
-from gthreadd.metrics import Metrics, StateSnapshot
+from gthreadd.observe.metrics import Metrics, StateSnapshot
 from gthreadd.spec.resource import ModelState
 from memory.host_tier import TierUsage
 from tests.e2e.daemon_process import metric_samples

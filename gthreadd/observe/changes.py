@@ -1,0 +1,33 @@
+"""A counter of the daemon's observable changes, and a wait for the next one.
+
+The live views (`/ui`, `gthread get -w`, the watch stream) follow it: a client is sent a new
+snapshot when something changed, not on a timer, so a hundred open dashboards cost nothing while
+the daemon is quiet. Everything that changes what they show passes through the scheduler's event
+loop or the reconcile loop, and those two bump it.
+"""
+
+import asyncio
+from typing import Optional
+
+
+class Changes:
+    def __init__(self) -> None:
+        self.version = 0
+        self._moved: Optional[asyncio.Event] = None
+
+    def bump(self) -> None:
+        self.version += 1
+        if self._moved is not None:
+            self._moved.set()
+            self._moved = None
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        """The version once it has moved past `seen`, or after `timeout` seconds whatever it is."""
+        if self.version == seen:
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._moved.wait(), timeout)
+            except TimeoutError:
+                pass
+        return self.version

@@ -1,0 +1,96 @@
+"""Each model's recent log lines, for `gthread logs NAME` and the dashboard.
+
+Lines come from the log tap (observe/log_tap.py: every line the daemon and its engine processes
+write) and are told apart by what they carry: the daemon's own lines end in `[model=NAME ...]`
+(observe/logs.py), and vLLM's processes begin theirs with `(EngineCore pid=N)` (or another
+process name), a pid the fleet names the owner of once the engine is up. A boot logs before its
+pids are known, so lines of a pid nobody owns yet wait, and move over when it is named.
+"""
+
+import asyncio
+import re
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+LINES_PER_MODEL = 1000
+UNCLAIMED_LINES = 2000
+"""Lines of processes no model owns yet, all together (the oldest are dropped)."""
+FOLLOWER_BACKLOG = 10000
+"""Lines a follower may fall behind by before lines are dropped for it."""
+
+_TAGGED = re.compile(r"\[model=([^\s\]]+)")
+_PROCESS = re.compile(r"^(?:\x1b\[[0-9;]*m)*\([\w:.-]+ pid=(\d+)\)")
+
+
+class ModelLogs:
+    """Thread-safe: lines arrive on the tap's thread, readers are on the event loop."""
+
+    def __init__(self, limit: int = LINES_PER_MODEL):
+        self._limit = limit
+        self._lines: dict[str, deque[str]] = {}
+        self._owners: dict[int, str] = {}
+        self._unclaimed: deque[tuple[int, str]] = deque(maxlen=UNCLAIMED_LINES)
+        self._followers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            if (tagged := _TAGGED.search(line)) is not None:
+                self._append(tagged.group(1), [line])
+            elif (process := _PROCESS.match(line)) is not None:
+                pid = int(process.group(1))
+                if (owner := self._owners.get(pid)) is not None:
+                    self._append(owner, [line])
+                else:
+                    self._unclaimed.append((pid, line))
+
+    def own(self, pids: Iterable[int], model: str) -> None:
+        """These processes are `model`'s engine: their lines, earlier ones included, are its."""
+        pids = set(pids)
+        with self._lock:
+            self._owners.update(dict.fromkeys(pids, model))
+            moved = [line for pid, line in self._unclaimed if pid in pids]
+            if moved:
+                kept = [(pid, line) for pid, line in self._unclaimed if pid not in pids]
+                self._unclaimed.clear()
+                self._unclaimed.extend(kept)
+                self._append(model, moved)
+
+    def forget(self, model: str) -> None:
+        """The Model is gone: its lines and its processes' names go with it."""
+        with self._lock:
+            self._lines.pop(model, None)
+            self._owners = {pid: owner for pid, owner in self._owners.items() if owner != model}
+
+    def tail(self, model: str, lines: int) -> list[str]:
+        with self._lock:
+            ring = self._lines.get(model, ())
+            return list(ring)[-lines:] if lines > 0 else []
+
+    def follow(self, model: str) -> asyncio.Queue:
+        """A queue that gets the model's lines from now on, on the calling event loop; `unfollow` it."""
+        queue: asyncio.Queue = asyncio.Queue(FOLLOWER_BACKLOG)
+        with self._lock:
+            self._followers.setdefault(model, set()).add((asyncio.get_running_loop(), queue))
+        return queue
+
+    def unfollow(self, model: str, queue: asyncio.Queue) -> None:
+        with self._lock:
+            followers = self._followers.get(model, set())
+            followers -= {f for f in followers if f[1] is queue}
+            if not followers:
+                self._followers.pop(model, None)
+
+    def _append(self, model: str, lines: list[str]) -> None:
+        self._lines.setdefault(model, deque(maxlen=self._limit)).extend(lines)
+        for loop, queue in self._followers.get(model, ()):
+            loop.call_soon_threadsafe(_offer, queue, lines)
+
+
+def _offer(queue: asyncio.Queue, lines: list[str]) -> None:
+    for line in lines:
+        try:
+            queue.put_nowait(line)
+        except asyncio.QueueFull:
+            return  # a follower that stopped reading loses lines, not the daemon its memory

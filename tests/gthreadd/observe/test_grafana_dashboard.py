@@ -1,0 +1,46 @@
+"""deploy/grafana/gthreadd.json asks only for metrics a running daemon really exports: every
+metric name in every panel's query is checked against a scrape of an in-process daemon whose
+registry carries the daemon's own metrics and vLLM's per-engine ones (engine/metrics.py), as
+`gthreadd` builds it."""
+
+import json
+import re
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine.metrics import EngineMetrics
+from gthreadd.observe.metrics import Metrics
+from tests.inprocess_daemon import start_daemon
+
+DASHBOARD = Path(__file__).parents[3] / "deploy" / "grafana" / "gthreadd.json"
+METRIC = re.compile(r"\b(gthread_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
+SAMPLES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
+           "gauge": ("",), "unknown": ("",)}
+
+
+def queries(dashboard: dict) -> list[tuple[str, str]]:
+    found = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+    found += [("variable " + v["name"], v["definition"]) for v in dashboard["templating"]["list"] if "definition" in v]
+    return found
+
+
+async def test_every_query_names_metrics_the_daemon_exports(tmp_path):
+    metrics = Metrics()
+    EngineMetrics(metrics.registry)
+    d = await start_daemon(tmp_path, metrics=metrics)
+    try:
+        async with aiohttp.ClientSession() as s, s.get(d.base_url + "/metrics") as r:
+            text = await r.text()
+    finally:
+        await d.shutdown()
+    exported = {f.name + suffix for f in text_string_to_metric_families(text) for suffix in SAMPLES[f.type]}
+    dashboard = json.loads(DASHBOARD.read_text())
+    for title, expr in queries(dashboard):
+        names = METRIC.findall(expr)
+        assert names, f"{title}: no metric in {expr!r}"
+        unknown = [n for n in names if n not in exported]
+        assert not unknown, f"panel {title!r} asks for {unknown}, which the daemon does not export"
+    assert {"gthread_engine_operation_seconds_bucket", "vllm:time_to_first_token_seconds_bucket",
+            "gthread_time_to_first_token_seconds_bucket"} <= {n for _, e in queries(dashboard) for n in METRIC.findall(e)}
