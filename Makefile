@@ -32,13 +32,15 @@ $(DEMO): | $(STAMP)
 run: $(STAMP) $(DEMO)
 	$(VENV)/bin/gthreadd --models-dir $(STATE_DIR)/models.d --state-dir $(STATE_DIR) --listen $(LISTEN)
 
-# The dashboard's browser test drives Debian's chromium through its chromedriver: nothing is downloaded.
-CHROMEDRIVER := /usr/bin/chromedriver
+# Test tools from Debian: chromium and its chromedriver for the dashboard's browser test (nothing is
+# downloaded at test time), promtool (the prometheus package) for the alert rules.
+TOOLS := /usr/bin/chromedriver /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-$(CHROMEDRIVER):
-	$(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+APT_INSTALL = $(SUDO) apt-get install -y -q --no-install-recommends
+$(TOOLS):
+	$(APT_INSTALL) chromium chromium-driver prometheus || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium chromium-driver prometheus; }
 
-test: $(STAMP) $(DEMO) $(CHROMEDRIVER)
+test: $(STAMP) $(DEMO) $(TOOLS)
 	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra
 
 bench: $(STAMP) $(DEMO)

@@ -18,6 +18,7 @@ from typing import Optional
 from engine.interface import Engine
 
 from gthreadd.spec.desired import DesiredState
+from gthreadd.spec.engine_config import served_names
 from gthreadd.runtime.devices import memory_held
 from gthreadd.observe.metrics import Metrics
 from gthreadd.observe.model_logs import ModelLogs
@@ -82,6 +83,7 @@ class Fleet:
                 model.update(wanted)
                 self._upsert(model)
             model.set_config_errors(desired.errors_for(wanted.source))
+            self.model_logs.serves(name, served_names(model.resource)[0])
 
     def _upsert(self, model: ServedModel) -> None:
         policy = policy_for(model.resource, self.devices)

@@ -1,20 +1,26 @@
-"""deploy/grafana/gthreadd.json asks only for metrics a running daemon really exports: every
-metric name in every panel's query is checked against a scrape of an in-process daemon whose
-registry carries the daemon's own metrics and vLLM's per-engine ones (engine/metrics.py), as
-`gthreadd` builds it."""
+"""deploy/grafana/gthreadd.json and deploy/prometheus/gthreadd-rules.yaml ask only for metrics a
+running daemon really exports: every metric name in every query is checked against a scrape of an
+in-process daemon whose registry carries the daemon's own metrics and vLLM's per-engine ones
+(engine/metrics.py), as `gthreadd` builds it. The rules pass Debian's promtool (make test installs
+it)."""
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.metrics import EngineMetrics
 from gthreadd.observe.metrics import Metrics
 from tests.inprocess_daemon import start_daemon
 
-DASHBOARD = Path(__file__).parents[3] / "deploy" / "grafana" / "gthreadd.json"
+DEPLOY = Path(__file__).parents[3] / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "gthreadd.json"
+RULES = DEPLOY / "prometheus" / "gthreadd-rules.yaml"
 METRIC = re.compile(r"\b(gthread_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
 SAMPLES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
            "gauge": ("",), "unknown": ("",)}
@@ -24,6 +30,10 @@ def queries(dashboard: dict) -> list[tuple[str, str]]:
     found = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
     found += [("variable " + v["name"], v["definition"]) for v in dashboard["templating"]["list"] if "definition" in v]
     return found
+
+
+def rules() -> list[tuple[str, str]]:
+    return [(r["alert"], r["expr"]) for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
 
 
 async def test_every_query_names_metrics_the_daemon_exports(tmp_path):
@@ -37,10 +47,17 @@ async def test_every_query_names_metrics_the_daemon_exports(tmp_path):
         await d.shutdown()
     exported = {f.name + suffix for f in text_string_to_metric_families(text) for suffix in SAMPLES[f.type]}
     dashboard = json.loads(DASHBOARD.read_text())
-    for title, expr in queries(dashboard):
+    for title, expr in queries(dashboard) + rules():
         names = METRIC.findall(expr)
         assert names, f"{title}: no metric in {expr!r}"
         unknown = [n for n in names if n not in exported]
         assert not unknown, f"panel {title!r} asks for {unknown}, which the daemon does not export"
     assert {"gthread_engine_operation_seconds_bucket", "vllm:time_to_first_token_seconds_bucket",
             "gthread_time_to_first_token_seconds_bucket"} <= {n for _, e in queries(dashboard) for n in METRIC.findall(e)}
+
+
+def test_the_alert_rules_pass_promtool():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is Debian's prometheus package (make test installs it)"
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and f"SUCCESS: {len(rules())} rules found" in result.stdout, result.stdout + result.stderr

@@ -40,3 +40,17 @@ async def test_a_follower_gets_lines_added_from_another_thread():
     await asyncio.to_thread(logs.add, DAEMON_LINE)
     await asyncio.sleep(0.01)
     assert queue.empty()
+
+
+def test_an_engine_is_known_by_the_served_name_in_its_first_line_so_a_failed_boot_keeps_its_lines():
+    logs = ModelLogs()
+    logs.serves("m0", "m0")
+    logs.serves("x", "shared/id")
+    logs.serves("y", "shared/id")
+    logs.add("(EngineCore pid=5) INFO [__init__.py:113] Registered model loader")
+    logs.add("(EngineCore pid=5) INFO [core.py:133] Initializing a V1 LLM engine with config: model='/c', "
+             "served_model_name=m0, enable_prefix_caching=True")
+    logs.add("(EngineCore pid=5) ERROR [core.py:900] EngineCore failed to start.")
+    assert [line.split("] ")[1][:12] for line in logs.tail("m0", 10)] == ["Registered m", "Initializing", "EngineCore f"]
+    logs.add("(EngineCore pid=6) INFO Initializing a V1 LLM engine with config: served_model_name=shared/id, x=1")
+    assert logs.tail("x", 10) == [] and logs.tail("y", 10) == [], "two Models share that name: no guess"
