@@ -29,7 +29,7 @@ from scheduler.messages import (
     SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, never_placeable, windows
-from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, forecast
+from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
 from scheduler.snapshot import SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
 
@@ -456,10 +456,11 @@ class Scheduler:
     def _prewake(self, scan: "_Pass", now: float) -> list[Action]:
         """A guess costs no request anything: only free memory is used (never a victim, never a
         popular unit's space: step 1 placed those), and a pre-woken unit, never used since its
-        wake, is an idle victim like any other. A periodic model is woken a wake's time (1.5x
-        its last one) before it is due; a timer brings the pass back then. Other traffic only
-        brings back a model that was put to sleep while it was still being asked (a victim), not
-        one that idled out. A model an operator put to sleep stays asleep until it is asked."""
+        wake, is an idle victim like any other. A periodic model is woken a wake's time (1.5x its
+        last one, MIN_LEAD_S at least) before it is due; a timer brings the pass back then. Other
+        traffic only brings back a model that was put to sleep while it was still being asked (a
+        victim), not one that idled out. A model an operator put to sleep stays asleep until it is
+        asked."""
         best: Optional[tuple[tuple, Unit, str]] = None
         next_due = float("inf")
         for model, replicas in self._by_model.items():
@@ -471,7 +472,7 @@ class Scheduler:
             if not sleeping or model not in self.arrivals or model in self.slept_by_operator:
                 continue
             unit = sleeping[0]
-            lead = 1.5 * (unit.wake_s or DEFAULT_WAKE_S)
+            lead = max(MIN_LEAD_S, 1.5 * (unit.wake_s or DEFAULT_WAKE_S))
             seen = forecast(self.arrivals[model], now, lead)
             if seen.due is not None:
                 if seen.likelihood:

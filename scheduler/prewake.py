@@ -25,6 +25,10 @@ STALE_PERIODS = 3
 """Periodic traffic silent for this many periods has stopped: judged by its rate from then on."""
 DEFAULT_WAKE_S = 5.0
 """A unit's wake time until one is measured: what a pre-wake leads a periodic request by (x1.5)."""
+MIN_LEAD_S = 1.0
+"""The least a pre-wake leads a periodic request by. A level-1 CPU wake takes milliseconds, and
+1.5x that left a window of a few milliseconds around the due time for the pass to fall in: a
+timer of the event loop (uvloop's are in milliseconds) could miss it, and then the beat too."""
 LIKELY = 0.5
 """A non-periodic model is pre-woken only when a request within the horizon is at least this likely."""
 
