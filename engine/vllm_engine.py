@@ -1,5 +1,5 @@
-"""One model's vLLM engine: an `AsyncLLM` (its EngineCore in a child process) and vLLM's own
-OpenAI serving objects bound to it.
+"""One model's vLLM engine: an `AsyncLLM` (its EngineCore in a child process) and vLLM's own API
+application bound to it (engine/api_app.py).
 
 Building an AsyncLLM blocks its calling thread for tens of seconds (process spawn, weight load,
 KV-cache profiling), so it runs in a worker thread and the event loop keeps serving other models.
@@ -7,44 +7,34 @@ KV-cache profiling), so it runs in a worker thread and the event loop keeps serv
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import psutil
 
-from pydantic import TypeAdapter, ValidationError
-from starlette.datastructures import State
 
 from engine.args import build_args
+from engine.api_app import ApiApp, build_api
 from engine.compat import (
     AsyncEngineArgs,
     AsyncLLM,
-    ChatCompletionRequest,
-    CompletionRequest,
     ErrorResponse,
     LoadLoRAAdapterRequest,
     UnloadLoRAAdapterRequest,
-    RerankRequest,
-    ResponsesRequest,
-    ScoreRequest,
-    create_error_response,
     current_platform,
     engine_environment,
-    init_app_state,
 )
 from engine import root_cause
 from engine.process_tree import kill_tree
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
 from engine.metrics import EngineMetrics
-from engine.results import JsonResult, ServingResult, StreamResult, openai_error
+from engine.results import JsonResult
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +51,7 @@ class VllmEngine:
         self.config = config
         self._metrics = metrics
         self._llm: AsyncLLM | None = None
-        self._state: State | None = None
-        self.supported_tasks: tuple[str, ...] = ()
+        self._api: ApiApp | None = None
         self._processes: set[multiprocessing.process.BaseProcess] = set()
         self.asleep_level = 0
         """On the CPU a level-2 call deepens a level-1 sleep (engine/interface.py)."""
@@ -102,16 +91,14 @@ class VllmEngine:
                 finally:
                     self._processes = set(multiprocessing.active_children()) - before
         try:
-            self.supported_tasks = tuple(await llm.get_supported_tasks())
-            state = State()
-            await init_app_state(llm, state, args, self.supported_tasks)
+            api = await build_api(llm, args)
         except BaseException:
             await asyncio.to_thread(llm.shutdown)
             raise
-        self._llm, self._state = llm, state
+        self._llm, self._api = llm, api
 
     async def stop(self) -> None:
-        llm, self._llm, self._state = self._llm, None, None
+        llm, self._llm, self._api = self._llm, None, None
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
             # vLLM may SIGKILL an EngineCore that is slow to exit and return before it is dead,
@@ -195,29 +182,14 @@ class VllmEngine:
             raise EngineNotRunning(f"engine for {self.config.name} is not running")
         return self._llm
 
+    @property
+    def api(self) -> ApiApp | None:
+        return self._api
+
     def _serving(self, attribute: str) -> Any:
-        if self._state is None:
+        if self._api is None:
             raise EngineNotRunning(f"engine for {self.config.name} is not running")
-        return getattr(self._state, attribute, None)
-
-    async def chat_completion(self, body: dict) -> ServingResult:
-        return await self._call("openai_serving_chat", "create_chat_completion", ChatCompletionRequest, body)
-
-    async def completion(self, body: dict) -> ServingResult:
-        return await self._call("openai_serving_completion", "create_completion", CompletionRequest, body)
-
-    async def embedding(self, body: dict) -> ServingResult:
-        return await self._call("serving_embedding", None, _embedding_request(), body)
-
-    async def responses(self, body: dict) -> ServingResult:
-        result = await self._call("openai_serving_responses", "create_responses", ResponsesRequest, body)
-        return StreamResult(_sse_events(result.chunks)) if isinstance(result, StreamResult) else result
-
-    async def score(self, body: dict) -> ServingResult:
-        return await self._call("serving_scores", None, _adapter(ScoreRequest), body)
-
-    async def rerank(self, body: dict) -> ServingResult:
-        return await self._call("serving_scores", None, _adapter(RerankRequest), body)
+        return getattr(self._api.state, attribute, None)
 
     async def load_lora(self, name: str, path: str) -> JsonResult:
         models = self._serving("openai_serving_models")
@@ -236,54 +208,6 @@ class VllmEngine:
     def lora_adapters(self) -> dict[str, str]:
         models = self._serving("openai_serving_models")
         return {name: request.lora_path for name, request in models.lora_requests.items()}
-
-    async def models(self) -> JsonResult:
-        listing = await self._serving("openai_serving_models").show_available_models()
-        return JsonResult(200, listing.model_dump())
-
-    async def _call(self, attribute: str, method: str | None, request_type: Any, body: dict) -> ServingResult:
-        handler = self._serving(attribute)
-        if handler is None:
-            return openai_error(404, f"model {self.config.name} does not support this endpoint", "NotFoundError")
-        try:
-            request = (
-                request_type.validate_python(body)
-                if isinstance(request_type, TypeAdapter)
-                else request_type.model_validate(body)
-            )
-        except ValidationError as exc:
-            return openai_error(400, _validation_message(exc), "BadRequestError")
-        try:
-            result = await (getattr(handler, method)(request, None) if method else handler(request, None))
-        except Exception as exc:  # vLLM raises for bad input as well as engine faults
-            error = create_error_response(exc)
-            return JsonResult(error.error.code, error.model_dump())
-        if isinstance(result, ErrorResponse):
-            return JsonResult(result.error.code, result.model_dump())
-        if hasattr(result, "__aiter__"):
-            return StreamResult(result)
-        if hasattr(result, "status_code") and hasattr(result, "body"):  # starlette Response (pooling)
-            return JsonResult(result.status_code, json.loads(result.body))
-        return JsonResult(200, result.model_dump())
-
-
-async def _sse_events(events) -> AsyncIterator[str]:
-    """The Responses API streams event objects, which vLLM's router formats as SSE (`event:` and
-    `data:` lines); the chat and completion streams come formatted already."""
-    async for event in events:
-        yield f"event: {getattr(event, 'type', 'unknown')}\ndata: {event.model_dump_json(indent=None, by_alias=True)}\n\n"
-
-
-@functools.cache
-def _adapter(request_union: Any) -> TypeAdapter:
-    """Built once per union of vLLM's request types: a TypeAdapter costs milliseconds to construct."""
-    return TypeAdapter(request_union)
-
-
-def _embedding_request() -> TypeAdapter:
-    from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
-
-    return _adapter(EmbeddingRequest)
 
 
 _spawn_lock = asyncio.Lock()
@@ -320,11 +244,3 @@ def _kill(processes: set[multiprocessing.process.BaseProcess]) -> None:
         kill_tree(process.pid)
     for process in processes:
         process.join(timeout=10)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(parts)

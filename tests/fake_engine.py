@@ -5,7 +5,9 @@ Every feature it stands in for is also tested through real vLLM engines in tests
 """
 
 import asyncio
+import json
 
+from engine.api_app import SERVED_PATHS, ApiApp
 from engine.args import EngineArgsError
 from engine.config import EngineConfig
 from engine.results import JsonResult
@@ -26,6 +28,12 @@ class FakeEngine:
         self.pids: list[int] = []
         self.died = ""
         self.adapters: dict[str, str] = {}
+        self.received: list[tuple[str, str, dict, dict[str, str]]] = []
+        """(method, vLLM path, JSON body, headers) of every call its API got."""
+        self.aborted = 0
+        """Slow requests whose client left before the answer."""
+        self.routes = frozenset({("POST", p) for p in SERVED_PATHS} | {("GET", p) for p in SERVED_PATHS})
+        """What its API serves: every route vLLM may serve, unless a test says otherwise."""
 
     @property
     def running(self) -> bool:
@@ -64,25 +72,39 @@ class FakeEngine:
         """None of its own; `pids` stands in when a test wants memory measured."""
         return self.pids
 
-    async def chat_completion(self, body: dict) -> JsonResult:
-        if self.died:  # as vLLM answers when its EngineCore is gone (EngineDeadError)
-            return JsonResult(500, {"error": {"message": "EngineCore encountered an issue. See stack trace (above) "
-                                              "for the root cause.", "type": "InternalServerError", "code": 500}})
-        try:
-            await asyncio.sleep(self._reply_delay if body.get("slow") else 0)
-        except asyncio.CancelledError:
-            # As vLLM's serving classes do: the generation is aborted and the cancellation
-            # answered as if the client had left.
-            return JsonResult(400, {"error": {"message": "Client disconnected", "type": "BadRequestError",
-                                              "code": 400}})
-        return JsonResult(200, {"object": "chat.completion", "model": self.config.served_model_names[0],
-                                "choices": [{"message": {"role": "assistant", "content": "fake"}}]})
+    @property
+    def api(self) -> ApiApp | None:
+        """A small ASGI app standing in for vLLM's: it answers every inference route, and a body with
+        "slow" waits reply_delay seconds or until its client is gone, as vLLM's handlers listen."""
+        if not self.is_running and not self.died:
+            return None
+        return ApiApp(self._asgi, None, self.routes)
 
-    completion = chat_completion
-    embedding = chat_completion
-    responses = chat_completion
-    score = chat_completion
-    rerank = chat_completion
+    async def _asgi(self, scope, receive, send) -> None:
+        raw = (await receive())["body"]
+        body = json.loads(raw) if raw else {}
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.received.append((scope["method"], scope["path"], body, headers))
+        if scope["path"] == "/v1/models":
+            status, reply = 200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]}
+        elif self.died:  # as vLLM answers when its EngineCore is gone (EngineDeadError)
+            status, reply = 500, {"error": {"message": "EngineCore encountered an issue. See stack trace (above) "
+                                                       "for the root cause.", "type": "InternalServerError",
+                                            "code": 500}}
+        else:
+            if body.get("slow"):
+                gone = asyncio.ensure_future(receive())
+                await asyncio.wait({gone}, timeout=self._reply_delay)
+                if gone.done():  # the client left: vLLM aborts, and its answer goes nowhere
+                    self.aborted += 1
+                    return
+                gone.cancel()
+            status, reply = 200, {"object": "chat.completion", "model": body.get("model"),
+                                  "choices": [{"message": {"role": "assistant", "content": "fake"}}]}
+        data = json.dumps(reply).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
 
     async def load_lora(self, name: str, path: str) -> JsonResult:
         self.adapters[name] = path
@@ -96,6 +118,3 @@ class FakeEngine:
 
     def lora_adapters(self) -> dict[str, str]:
         return dict(self.adapters)
-
-    async def models(self) -> JsonResult:
-        return JsonResult(200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]})

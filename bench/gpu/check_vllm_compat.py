@@ -52,14 +52,14 @@ CHECKS = [
     ("AsyncLLM.collective_rpc", None, {"kind": "async", "first": "method", "calls": [(1,), (1, "kwargs")]}),
     ("AsyncLLM.shutdown", None, {"kind": "def", "calls": [()]}),  # run in a thread: must not be a coroutine
     ("AsyncLLM.errored", None, {"kind": "property"}),
+    # engine/api_app.py: vLLM's own API application per engine
+    ("build_app", None, {"kind": "def", "calls": [(3,)]}),
     ("init_app_state", None, {"kind": "async", "calls": [(4,)]}),
-    ("init_app_state:state.openai_serving_chat.create_chat_completion", None, {"kind": "async", "calls": [(2,)]}),
-    ("init_app_state:state.openai_serving_completion.create_completion", None, {"kind": "async", "calls": [(2,)]}),
-    ("init_app_state:state.serving_embedding.__call__", None, {"kind": "async", "calls": [(2,)]}),
-    ("init_app_state:state.openai_serving_models.show_available_models", None, {"kind": "async", "calls": [()]}),
-    ("EmbeddingRequest", ("vllm.entrypoints.pooling.embed.protocol",), {}),
+    ("AsyncLLM.model_config", None, {}),
+    ("init_app_state:state.openai_serving_models.load_lora_adapter", None, {"kind": "async", "calls": [(1,)]}),
+    ("init_app_state:state.openai_serving_models.unload_lora_adapter", None, {"kind": "async", "calls": [(1,)]}),
+    ("init_app_state:state.openai_serving_models.lora_requests", None, {}),
     ("ErrorResponse.error", None, {}),
-    ("create_error_response", None, {"kind": "def", "first": "message: Exception", "calls": [(1,)]}),
     # level-2 wake on CUDA: collective_rpc("reload_weights") reaches the worker, which reloads through the loader
     ("Worker.reload_weights", ("vllm.v1.worker.gpu_worker",), {"kind": "def", "calls": [()]}),
     ("GPUModelRunner.reload_weights", ("vllm.v1.worker.gpu_model_runner",),

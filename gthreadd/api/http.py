@@ -1,9 +1,11 @@
-"""The daemon's HTTP port: OpenAI-compatible inference for every model, status, health.
+"""The daemon's HTTP port: inference for every model, status, health.
 
-Inference goes to vLLM's own serving classes through the model's engine; this layer only routes,
-admits, and writes the result (JSON, or server-sent events as they are produced). The runner is
-built with `handler_cancellation=True`, so a client that disconnects cancels its handler, and
-cancellation inside vLLM's generator aborts the generation.
+Inference goes to the model's own vLLM application (engine/api_app.py) as an in-process ASGI call
+(api/asgi_bridge.py); this layer routes (api/inference_routes.py), admits through the scheduler,
+and keeps what is the daemon's: API keys, request ids, metrics, spec.endpoints, and its own
+refusals in the shape of the API that was called. The runner is built with
+`handler_cancellation=True`, so a client that disconnects cancels its handler, and the bridge
+tells vLLM, which aborts the generation.
 """
 
 import asyncio
@@ -12,18 +14,19 @@ import json
 import logging
 import time
 import uuid
-from contextlib import aclosing
 from typing import Optional
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engine.results import JsonResult, openai_error
+from engine.results import anthropic_error, openai_error
+from gthreadd.api.asgi_bridge import AsgiCall
+from gthreadd.api.inference_routes import ROUTES, Api, InferenceRoute, api_of
 from gthreadd.observe import logs
 from gthreadd.spec.engine_config import served_names
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.observe.metrics import Metrics
-from gthreadd.spec.resource import API_PREFIX, Endpoint, Phase
+from gthreadd.spec.resource import API_PREFIX, Phase
 from gthreadd.api.routing import RouteError, by_body, by_path
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
@@ -31,15 +34,6 @@ from gthreadd.api.views import gpu_objects, model_object, sidecar_status
 
 log = logging.getLogger(__name__)
 
-# URL tail -> (the spec.endpoints entry that enables it, the engine method serving it)
-INFERENCE = {
-    "chat/completions": (Endpoint.chat_completions, "chat_completion"),
-    "completions": (Endpoint.completions, "completion"),
-    "embeddings": (Endpoint.embeddings, "embedding"),
-    "score": (Endpoint.score, "score"),
-    "rerank": (Endpoint.rerank, "rerank"),
-    "responses": (Endpoint.responses, "responses"),
-}
 FLEET = web.AppKey("fleet", Fleet)
 SCHEDULING = web.AppKey("scheduling", SchedulerLoop)
 BASE_URL = web.AppKey("base_url", str)
@@ -50,9 +44,12 @@ REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def error_response(status: int, message: str, param: Optional[str] = None,
-                   headers: Optional[dict] = None) -> web.Response:
-    kind = {400: "BadRequestError", 404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
-            429: "RateLimitError", 503: "ServiceUnavailableError"}.get(
+                   headers: Optional[dict] = None, api: Api = Api.openai) -> web.Response:
+    """The daemon's own refusal, in the shape of the API that was called."""
+    if api == Api.anthropic:
+        return web.json_response(anthropic_error(status, message).body, status=status, headers=headers)
+    kind = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 409: "ConflictError",
+            422: "UnprocessableEntityError", 429: "RateLimitError", 503: "ServiceUnavailableError"}.get(
                 status, "BadRequestError" if status < 500 else "InternalServerError")
     return web.json_response(openai_error(status, message, kind, param).body, status=status, headers=headers)
 
@@ -82,20 +79,21 @@ for the key. Everything they show comes from routes behind the key."""
 
 def bearer_auth(api_keys: tuple[str, ...]):
     """Every route but the health probes and the dashboard's static files needs `Authorization:
-    Bearer KEY` with one of the keys (or, for a GET, the dashboard's cookie). Compared in constant
-    time; the key is never logged."""
+    Bearer KEY` with one of the keys (or `x-api-key: KEY`, or for a GET the dashboard's cookie).
+    Compared in constant time; the key is never logged."""
     keys = [k.encode() for k in api_keys]
 
     @web.middleware
     async def middleware(request: web.Request, handler):
         if request.path not in ("/healthz", "/readyz") and not request.path.startswith(PUBLIC_PREFIX):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" and "X-Api-Key" in request.headers:  # how Anthropic's SDK sends it
+                scheme, given = "bearer", request.headers["X-Api-Key"]
             if scheme.lower() != "bearer" and request.method == "GET" and KEY_COOKIE in request.cookies:
                 scheme, given = "bearer", request.cookies[KEY_COOKIE]
             if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
-                body = openai_error(401, "a valid API key is required: Authorization: Bearer KEY",
-                                    "AuthenticationError").body
-                return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+                return error_response(401, "a valid API key is required: Authorization: Bearer KEY (or x-api-key)",
+                                      headers={"WWW-Authenticate": "Bearer"}, api=api_of(request.path))
         return await handler(request)
 
     return middleware
@@ -105,19 +103,22 @@ def bearer_auth(api_keys: tuple[str, ...]):
 async def routing_errors(request: web.Request, handler):
     """A request for a Model this host does not have (or a /v1 body that names none) is answered
     here, for every route, with the router's status and message; so are aiohttp's own refusals
-    (no such route, a method the route lacks, a body over maxRequestBytes), in OpenAI's error shape."""
+    (no such route, a method the route lacks, a body over maxRequestBytes), in the shape of the API
+    the path belongs to (OpenAI's, or Anthropic's for /v1/messages)."""
+    api = api_of(request.path)
     try:
         return await handler(request)
     except RouteError as exc:
-        return error_response(exc.status, exc.message, exc.param)
+        return error_response(exc.status, exc.message, exc.param, api=api)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"the request body is over {request.app[MAX_REQUEST_BYTES]} bytes (maxRequestBytes)")
+        return error_response(413, f"the request body is over {request.app[MAX_REQUEST_BYTES]} bytes (maxRequestBytes)",
+                              api=api)
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         return error_response(405, f"{request.method} is not allowed on {request.path} (allowed: {allowed})",
-                              headers={"Allow": allowed})
+                              headers={"Allow": allowed}, api=api)
     except web.HTTPNotFound:
-        return error_response(404, f"no such route: {request.method} {request.path}")
+        return error_response(404, f"no such route: {request.method} {request.path}", api=api)
 
 
 def path_model(request: web.Request) -> ServedModel:
@@ -143,9 +144,11 @@ def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: 
     app.router.add_get(f"{API_PREFIX}/gpus", get_gpus)
     app.router.add_get("/{name}/status", model_status)
     app.router.add_get("/{name}/v1/models", model_models)
-    for tail in INFERENCE:
-        app.router.add_post(f"/v1/{tail}", infer_by_body)
-        app.router.add_post("/{name}/v1/" + tail, infer_by_path)
+    for route in ROUTES:  # routed by the body first: /v1/score is not the path form of a Model "v1"
+        if route.by_body:
+            app.router.add_route(route.method, route.path, _by_body(route))
+    for route in ROUTES:
+        app.router.add_route(route.method, "/{name}" + route.path, _by_path(route))
     return app
 
 
@@ -211,67 +214,77 @@ async def model_status(request: web.Request) -> web.Response:
 
 
 async def model_models(request: web.Request) -> web.StreamResponse:
+    """vLLM's own listing of the model (and its LoRA adapters), from any of its engines, asleep
+    or awake: a listing needs no admission."""
     model = path_model(request)
     engine = request.app[FLEET].any_engine(model.name)
-    if engine is None:
+    if engine is None or engine.api is None:
         return error_response(503, f"model {model.name} has not started yet ({model.ready_condition.message})",
                               headers={"Retry-After": "5"})
-    return _json(await engine.models())
+    response = await AsgiCall(engine.api.asgi, request, "/v1/models", b"", _forwarded(request, b"", False)).run()
+    return response if response is not None else error_response(503, f"model {model.name}'s engine is not running")
 
 
-async def infer_by_path(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request)
-    if isinstance(body, web.Response):
-        return body
-    model = path_model(request)
-    body.setdefault("model", served_names(model.resource)[0])
-    return await _infer(request, model, body)
+def _by_path(route: InferenceRoute):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        model = path_model(request)
+        if not route.by_body:
+            return await _infer(request, route, model, await request.read(), rewritten=False)
+        body = await read_body(request, route.api)
+        if isinstance(body, web.Response):
+            return body
+        body.setdefault("model", served_names(model.resource)[0])
+        return await _infer(request, route, model, json.dumps(body).encode(), rewritten=True)
+    return handler
 
 
-async def infer_by_body(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request)
-    if isinstance(body, web.Response):
-        return body
-    model = by_body(request.app[FLEET].models, body)
-    return await _infer(request, model, body)
+def _by_body(route: InferenceRoute):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request, route.api)
+        if isinstance(body, web.Response):
+            return body
+        model = by_body(request.app[FLEET].models, body)
+        return await _infer(request, route, model, await request.read(), rewritten=False)
+    return handler
 
 
-async def read_body(request: web.Request) -> dict | web.Response:
+async def read_body(request: web.Request, api: Api = Api.openai) -> dict | web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return error_response(400, f"malformed JSON in the request body: {exc}")
+        return error_response(400, f"malformed JSON in the request body: {exc}", api=api)
     if not isinstance(body, dict):
-        return error_response(400, "the request body must be a JSON object")
+        return error_response(400, "the request body must be a JSON object", api=api)
     return body
 
 
-async def _infer(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
+async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes,
+                 rewritten: bool) -> web.StreamResponse:
     """Serve, and count the outcome: 499 (nginx's "client closed request") for a client that left."""
-    endpoint = request.path.split("/v1/", 1)[1]
     logs.MODEL.set(model.name)
     code, started = "499", time.monotonic()
     try:
-        response = await _serve(request, model, body)
+        response = await _serve(request, route, model, body, rewritten)
         code = str(response.status)
         return response
     finally:
-        request.app[METRICS].requests.labels(model.name, endpoint, code).inc()
+        request.app[METRICS].requests.labels(model.name, route.label, code).inc()
         log.info("%s %s -> %s in %.3fs", request.method, request.path, code, time.monotonic() - started)
 
 
-async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.StreamResponse:
-    """Admit the request through the scheduler (it may wait for a wake), then serve it; if the
-    scheduler aborts it (drainTimeout), answer 503 or end the stream with an error event."""
-    tail = request.path.split("/v1/", 1)[1]
-    endpoint, method = INFERENCE[tail]
-    if endpoint not in model.resource.spec.enabled_endpoints:
+async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes,
+                 rewritten: bool) -> web.StreamResponse:
+    """Admit the request through the scheduler (it may wait for a wake), then hand it to the
+    engine's vLLM application; if the scheduler aborts it (drainTimeout), answer 503 or end the
+    stream with an error event."""
+    api = route.api
+    if route.endpoint not in model.resource.spec.enabled_endpoints:
         enabled = ", ".join(e.value for e in model.resource.spec.enabled_endpoints)
-        return error_response(404, f"{endpoint.value} is not enabled for model {model.name} "
-                                   f"(spec.endpoints: {enabled})", "model")
+        return error_response(404, f"{route.endpoint.value} is not enabled for model {model.name} "
+                                   f"(spec.endpoints: {enabled})", "model", api=api)
     if model.phase == Phase.failed:
         ready = model.ready_condition
-        return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}")
+        return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}", api=api)
     scheduling = request.app[SCHEDULING]
     arrived = scheduling.now
     try:
@@ -279,51 +292,65 @@ async def _serve(request: web.Request, model: ServedModel, body: dict) -> web.St
         request.app[METRICS].queue_wait.labels(model.name).observe(scheduling.now - arrived)
     except Rejected as exc:
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-        return error_response(exc.status, exc.reason, headers=headers)
-    response: Optional[web.StreamResponse] = None
+        return error_response(exc.status, exc.reason, headers=headers, api=api)
+    call: Optional[AsgiCall] = None
     try:
         engine = request.app[FLEET].engine(ticket.unit)
-        if engine is None:
-            return error_response(503, f"model {model.name} stopped while the request was admitted")
-        result = await getattr(engine, method)(body)
-        if asyncio.current_task().cancelling():
-            # vLLM's serving code caught the cancellation (and aborted the generation in the
-            # engine), then answered it as a 400 "Client disconnected": it is ours to answer.
-            raise asyncio.CancelledError
-        if isinstance(result, JsonResult):
-            if result.status >= 500 and not engine.running:  # vLLM's EngineDeadError, as a 500
-                cause = engine.exit_cause or "the engine stopped"
-                return error_response(503, f"model {model.name}'s engine died ({cause}); it is being restarted",
-                                      headers={"Retry-After": "10"})
-            return _json(result)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        first = True
-        async with aclosing(result.chunks) as chunks:
-            async for chunk in chunks:
-                await response.write(chunk.encode())
-                if first:
-                    first = False
-                    request.app[METRICS].ttft.labels(model.name).observe(scheduling.now - arrived)
-        await response.write_eof()
+        if engine is None or engine.api is None:
+            return error_response(503, f"model {model.name} stopped while the request was admitted", api=api)
+        if (route.method, route.vllm_path) not in engine.api.routes:
+            return error_response(404, f"model {model.name} does not serve {route.method} {route.path}: vLLM "
+                                       f"serves it for other kinds of model", api=api)
+        ttft = request.app[METRICS].ttft.labels(model.name)
+
+        def first_chunk(response: web.StreamResponse) -> None:
+            if response.content_type == "text/event-stream":
+                ttft.observe(scheduling.now - arrived)
+
+        call = AsgiCall(engine.api.asgi, request, route.vllm_target(dict(request.match_info)), body,
+                        _forwarded(request, body, rewritten),
+                        accept=lambda status: status < 500 or engine.running, on_first_body=first_chunk)
+        response = await call.run()
+        if response is None:  # vLLM answered 5xx for an engine that has died
+            cause = engine.exit_cause or "the engine stopped"
+            return error_response(503, f"model {model.name}'s engine died ({cause}); it is being restarted",
+                                  headers={"Retry-After": "10"}, api=api)
         return response
     except asyncio.CancelledError:
         if not ticket.aborted:
             raise
         asyncio.current_task().uncancel()
-        return await _aborted(request, ticket, response)
+        return await _aborted(request, ticket, call.response if call is not None else None, api)
     finally:
         scheduling.finished(ticket)
 
 
-async def _aborted(request: web.Request, ticket: Ticket, response: Optional[web.StreamResponse]) -> web.StreamResponse:
+_NOT_FORWARDED = {"authorization", "x-api-key", "cookie", "content-length", "transfer-encoding", "connection",
+                  "keep-alive", "expect", "x-request-id"}
+"""The daemon's credentials stay with it; the body's length and the request id are the daemon's."""
+
+
+def _forwarded(request: web.Request, body: bytes, rewritten: bool) -> list[tuple[bytes, bytes]]:
+    """The client's headers for vLLM, with the daemon's request id (vLLM names its engine request
+    after it) and the body's length; a body the daemon rewrote is JSON."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()
+               if k.lower() not in _NOT_FORWARDED and not (rewritten and k.lower() == "content-type")]
+    headers.append((b"x-request-id", request[REQUEST_ID_KEY].encode("latin-1")))
+    headers.append((b"content-length", str(len(body)).encode()))
+    if rewritten:
+        headers.append((b"content-type", b"application/json"))
+    return headers
+
+
+async def _aborted(request: web.Request, ticket: Ticket, response: Optional[web.StreamResponse],
+                   api: Api) -> web.StreamResponse:
     if response is None:
-        return error_response(503, ticket.aborted, headers={"Retry-After": "5"})
-    error = openai_error(503, ticket.aborted, "ServiceUnavailableError").body
-    await response.write(f"data: {json.dumps(error)}\n\ndata: [DONE]\n\n".encode())
+        return error_response(503, ticket.aborted, headers={"Retry-After": "5"}, api=api)
+    if api == Api.anthropic:
+        event = f"event: error\ndata: {json.dumps(anthropic_error(503, ticket.aborted).body)}\n\n"
+    else:
+        error = openai_error(503, ticket.aborted, "ServiceUnavailableError").body
+        event = f"data: {json.dumps(error)}\n\ndata: [DONE]\n\n"
+    await response.write(event.encode())
     await response.write_eof()
     return response
-
-
-def _json(result: JsonResult) -> web.Response:
-    return web.json_response(result.body, status=result.status)

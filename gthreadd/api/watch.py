@@ -117,7 +117,8 @@ async def model_logs(request: web.Request) -> web.StreamResponse:
         return f"event: line\ndata: {json.dumps(line)}\n\n".encode() if events else (line + "\n").encode()
 
     kind = "text/event-stream" if events else "text/plain; charset=utf-8"
-    response = web.StreamResponse(headers={"Content-Type": kind, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(headers={"Content-Type": kind, "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
     queue = logs.follow(model.name) if follow else None
     try:
         await response.prepare(request)

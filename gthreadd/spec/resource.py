@@ -59,21 +59,32 @@ class LoadFormat(str, Enum):
 
 
 class Endpoint(str, Enum):
+    """An API a Model's clients may call (each served by vLLM where the model's tasks have it)."""
+
     chat_completions = "chat_completions"
     completions = "completions"
+    responses = "responses"
+    """OpenAI's Responses API (/v1/responses)."""
+    messages = "messages"
+    """Anthropic's Messages API (/v1/messages, /v1/messages/count_tokens)."""
     embeddings = "embeddings"
     rerank = "rerank"
     score = "score"
-    responses = "responses"
+    classify = "classify"
+    pooling = "pooling"
+    """vLLM's raw pooler output (/pooling)."""
+    tokenize = "tokenize"
+    """/tokenize and /detokenize."""
     audio_transcriptions = "audio_transcriptions"
     audio_translations = "audio_translations"
     audio_speech = "audio_speech"
 
 
 DEFAULT_ENDPOINTS: dict[ModelType, list[Endpoint]] = {
-    ModelType.chat: [Endpoint.chat_completions, Endpoint.completions],
-    ModelType.embedding: [Endpoint.embeddings],
-    ModelType.reranker: [Endpoint.rerank, Endpoint.score],
+    ModelType.chat: [Endpoint.chat_completions, Endpoint.completions, Endpoint.responses, Endpoint.messages,
+                     Endpoint.tokenize],
+    ModelType.embedding: [Endpoint.embeddings, Endpoint.score, Endpoint.rerank, Endpoint.pooling, Endpoint.tokenize],
+    ModelType.reranker: [Endpoint.rerank, Endpoint.score, Endpoint.classify, Endpoint.pooling, Endpoint.tokenize],
     ModelType.asr: [Endpoint.audio_transcriptions, Endpoint.audio_translations],
     ModelType.tts: [Endpoint.audio_speech],
 }

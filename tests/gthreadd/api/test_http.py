@@ -101,3 +101,44 @@ async def test_unknown_routes_wrong_methods_and_big_bodies_get_openai_errors(tmp
                 "param": None, "code": 413}
     finally:
         await d.shutdown()
+
+
+@pytest.mark.parametrize("method, path, vllm_path", [
+    ("POST", "/v1/score", "/score"), ("POST", "/a/v1/score", "/score"), ("POST", "/v2/rerank", "/rerank"),
+    ("POST", "/a/rerank", "/rerank"), ("POST", "/tokenize", "/tokenize"), ("POST", "/a/detokenize", "/detokenize"),
+    ("POST", "/v1/messages", "/v1/messages"), ("POST", "/a/v1/messages/count_tokens", "/v1/messages/count_tokens"),
+    ("GET", "/a/v1/responses/resp_1", "/v1/responses/resp_1"),
+    ("POST", "/a/v1/responses/resp_1/cancel", "/v1/responses/resp_1/cancel"),
+])
+async def test_each_route_reaches_its_vllm_route_in_the_models_engine(daemon, method, path, vllm_path):
+    write(daemon, "a.yaml", "a", "  endpoints: [chat_completions, responses, messages, tokenize, score, rerank]\n")
+    await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
+    engine = daemon.fleet.models["a"].engines[0]
+    async with aiohttp.ClientSession() as s:
+        body = None if method == "GET" or path.endswith("/cancel") else {"model": "a", "prompt": "x"}
+        async with s.request(method, daemon.base_url + path, json=body,
+                             headers={"Authorization": "Bearer client-secret", "X-Request-Id": "rid-7"}) as r:
+            assert r.status == 200, await r.text()
+    got_method, got_path, got_body, headers = engine.received[-1]
+    assert (got_method, got_path) == (method, vllm_path)
+    assert body is None or got_body["model"] == "a", "the path form fills in the model"
+    assert headers["x-request-id"] == "rid-7" and "authorization" not in headers, "the daemon's credentials stay"
+
+
+async def test_a_route_the_models_engine_does_not_serve_is_a_404_naming_both(daemon):
+    write(daemon, "a.yaml", "a", "  endpoints: [chat_completions, embeddings]\n")
+    await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
+    engine = daemon.fleet.models["a"].engines[0]
+    engine.routes = frozenset({("POST", "/v1/chat/completions")})  # a generate model: vLLM serves no embeddings
+    status, body = await post(daemon, "/a/v1/embeddings", {"input": "x"})
+    assert status == 404 and body["error"]["message"].startswith("model a does not serve POST /v1/embeddings")
+
+
+async def test_the_messages_apis_refusals_are_in_anthropics_shape(daemon):
+    status, body = await post(daemon, "/v1/messages", {"model": "nope", "messages": [], "max_tokens": 1})
+    assert status == 404 and body == {"type": "error", "error": {"type": "not_found_error",
+                                                                  "message": "The model `nope` does not exist."}}
+    status, body = await post(daemon, "/nope/v1/messages", {"messages": []})
+    assert status == 404 and body["error"]["type"] == "not_found_error"
+    status, body = await post(daemon, "/v1/messages/nothing-here", {})
+    assert status == 404 and body["type"] == "error"

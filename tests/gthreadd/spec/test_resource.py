@@ -43,7 +43,8 @@ def test_defaults_follow_the_crd_reference():
     assert spec.fairness.popular is False and spec.staging.pinned is False
     assert spec.lora.max_rank == 64 and spec.lora.download_timeout == timedelta(minutes=5)
     assert spec.load_format.value == "auto" and spec.model_type.value == "chat"
-    assert spec.enabled_endpoints == [Endpoint.chat_completions, Endpoint.completions]
+    assert spec.enabled_endpoints == [Endpoint.chat_completions, Endpoint.completions, Endpoint.responses,
+                                      Endpoint.messages, Endpoint.tokenize]
     assert model().metadata.namespace == "default"
 
 
