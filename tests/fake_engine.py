@@ -32,6 +32,8 @@ class FakeEngine:
         """(method, vLLM path, JSON body, headers) of every call its API got."""
         self.aborted = 0
         """Slow requests whose client left before the answer."""
+        self.stored_responses: set[str] = set()
+        """Response ids its API has stored (vLLM's VLLM_ENABLE_RESPONSES_API_STORE)."""
         self.routes = frozenset({("POST", p) for p in SERVED_PATHS} | {("GET", p) for p in SERVED_PATHS})
         """What its API serves: every route vLLM may serve, unless a test says otherwise."""
 
@@ -85,7 +87,10 @@ class FakeEngine:
         body = json.loads(raw) if raw else {}
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.received.append((scope["method"], scope["path"], body, headers))
-        if scope["path"] == "/v1/models":
+        if scope["path"].startswith("/v1/responses/"):
+            found = scope["path"].split("/")[3] in self.stored_responses
+            status, reply = (200, {"object": "response"}) if found else (404, {"error": {"code": 404}})
+        elif scope["path"] == "/v1/models":
             status, reply = 200, {"object": "list", "data": [{"id": n} for n in self.config.served_model_names]}
         elif self.died:  # as vLLM answers when its EngineCore is gone (EngineDeadError)
             status, reply = 500, {"error": {"message": "EngineCore encountered an issue. See stack trace (above) "

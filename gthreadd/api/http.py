@@ -147,6 +147,8 @@ def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: 
     for route in ROUTES:  # routed by the body first: /v1/score is not the path form of a Model "v1"
         if route.by_body:
             app.router.add_route(route.method, route.path, _by_body(route))
+        elif route.by_owner:
+            app.router.add_route(route.method, route.path, _by_owner(route))
     for route in ROUTES:
         app.router.add_route(route.method, "/{name}" + route.path, _by_path(route))
     return app
@@ -245,6 +247,29 @@ def _by_body(route: InferenceRoute):
             return body
         model = by_body(request.app[FLEET].models, body)
         return await _infer(request, route, model, await request.read(), rewritten=False)
+    return handler
+
+
+def _by_owner(route: InferenceRoute):
+    """A stored response (`/v1/responses/{id}`, vLLM keeps them with VLLM_ENABLE_RESPONSES_API_STORE)
+    names no model: it is asked of each running model that serves the Responses API, and the one
+    that has it answers. A lookup, not a generation: nothing is admitted or woken."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fleet = request.app[FLEET]
+        target = route.vllm_target(dict(request.match_info))
+        for model in fleet.models.values():
+            engine = fleet.any_engine(model.name)
+            if (route.endpoint not in model.resource.spec.enabled_endpoints or engine is None or engine.api is None
+                    or (route.method, route.vllm_path) not in engine.api.routes):
+                continue
+            logs.MODEL.set(model.name)
+            response = await AsgiCall(engine.api.asgi, request, target, b"", _forwarded(request, b"", False),
+                                      accept=lambda status: status != 404).run()
+            if response is not None:
+                return response
+        logs.MODEL.set("")
+        return error_response(404, f"no model on this host has response {request.match_info['response_id']!r} "
+                                   "(vLLM keeps them only with VLLM_ENABLE_RESPONSES_API_STORE=1)")
     return handler
 
 

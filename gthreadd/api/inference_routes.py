@@ -33,6 +33,8 @@ class InferenceRoute:
     by_body: bool = True
     """Also on `/<path>`, routed by the JSON body's `model`. Not for a route without such a body
     (a GET, a multipart upload)."""
+    by_owner: bool = False
+    """Also on `/<path>`, routed to the model that has the object the path names (a stored response)."""
 
     @property
     def label(self) -> str:
@@ -51,10 +53,8 @@ ROUTES: tuple[InferenceRoute, ...] = (
     _r("/v1/chat/completions", None, Endpoint.chat_completions),
     _r("/v1/completions", None, Endpoint.completions),
     _r("/v1/responses", None, Endpoint.responses),
-    _r("/v1/responses/{response_id}", "/v1/responses/{response_id}", Endpoint.responses, method="GET",
-       by_body=False),
-    _r("/v1/responses/{response_id}/cancel", "/v1/responses/{response_id}/cancel", Endpoint.responses,
-       by_body=False),
+    _r("/v1/responses/{response_id}", None, Endpoint.responses, method="GET", by_body=False, by_owner=True),
+    _r("/v1/responses/{response_id}/cancel", None, Endpoint.responses, by_body=False, by_owner=True),
     _r("/v1/messages", None, Endpoint.messages, api=Api.anthropic),
     _r("/v1/messages/count_tokens", None, Endpoint.messages, api=Api.anthropic),
     _r("/v1/embeddings", None, Endpoint.embeddings),

@@ -17,6 +17,19 @@ FORMS = ["path", "body"]
 """/<name>/... (the Model in the URL), and /... with the model in the body."""
 
 
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, checkpoint, hf_home):
+    """The demo model, with vLLM's store of responses on (off by default: it keeps them in memory)."""
+    from tests.e2e.daemon_process import DaemonProcess
+
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "VLLM_ENABLE_RESPONSES_API_STORE": "1"}
+    d = DaemonProcess(tmp_path_factory.mktemp("vllm-api"), checkpoint, env)
+    d.write_model("smollm2.yaml", "smollm2")
+    d.start()
+    yield d
+    d.kill()
+
+
 def base(daemon, form: str) -> str:
     return f"{daemon.url}/smollm2" if form == "path" else daemon.url
 
@@ -31,6 +44,17 @@ def test_the_responses_api_answers_plain_and_streamed(daemon, form):
                                  temperature=0) as stream:
         text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
     assert "Paris" in text
+
+
+def test_a_stored_response_is_found_by_its_id_with_or_without_the_models_name(daemon):
+    client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused", timeout=300)
+    created = client.responses.create(model="smollm2", input="What is the capital of France?", max_output_tokens=16,
+                                      temperature=0, store=True)
+    for url in (f"{daemon.url}/v1", f"{daemon.url}/smollm2/v1"):
+        found = OpenAI(base_url=url, api_key="unused", timeout=60).responses.retrieve(created.id)
+        assert found.id == created.id and found.output_text == created.output_text
+    status, body = daemon.get("/v1/responses/resp_nothing")
+    assert status == 404 and "no model on this host has response" in body["error"]["message"]
 
 
 @pytest.mark.parametrize("form", FORMS)

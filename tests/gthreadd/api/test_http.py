@@ -114,6 +114,7 @@ async def test_each_route_reaches_its_vllm_route_in_the_models_engine(daemon, me
     write(daemon, "a.yaml", "a", "  endpoints: [chat_completions, responses, messages, tokenize, score, rerank]\n")
     await until(lambda: "a" in daemon.fleet.models and daemon.fleet.models["a"].engines, "a to serve")
     engine = daemon.fleet.models["a"].engines[0]
+    engine.stored_responses.add("resp_1")
     async with aiohttp.ClientSession() as s:
         body = None if method == "GET" or path.endswith("/cancel") else {"model": "a", "prompt": "x"}
         async with s.request(method, daemon.base_url + path, json=body,
@@ -142,3 +143,17 @@ async def test_the_messages_apis_refusals_are_in_anthropics_shape(daemon):
     assert status == 404 and body["error"]["type"] == "not_found_error"
     status, body = await post(daemon, "/v1/messages/nothing-here", {})
     assert status == 404 and body["type"] == "error"
+
+
+async def test_a_stored_response_is_found_on_the_model_that_has_it(daemon):
+    for name in ("a", "b"):
+        write(daemon, f"{name}.yaml", name, "  endpoints: [chat_completions, responses]\n")
+    await until(lambda: all(n in daemon.fleet.models and daemon.fleet.models[n].engines for n in "ab"), "a and b")
+    a, b = daemon.fleet.models["a"].engines[0], daemon.fleet.models["b"].engines[0]
+    b.stored_responses.add("resp_b")
+    assert (await get(daemon, "/v1/responses/resp_b")) == (200, {"object": "response"})
+    assert b.received[-1][:2] == ("GET", "/v1/responses/resp_b")
+    assert (await post(daemon, "/v1/responses/resp_b/cancel", {}))[0] == 200
+    status, body = await get(daemon, "/v1/responses/resp_x")
+    assert status == 404 and "no model on this host has response 'resp_x'" in body["error"]["message"]
+    assert all(r[1].startswith("/v1/responses/resp_") for r in a.received), "a lookup, no generation"
