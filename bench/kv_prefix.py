@@ -15,10 +15,8 @@ GPU (bench/gpu/session.sh kv).
 """
 
 import argparse
-import datetime
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +26,8 @@ import asyncio
 import aiohttp
 
 from gthreadd.spec.resource import model_yaml
-from serving_vs_vllm import BIN, HOST, SERVER_ENV, ensure_port_free, gthreadd_ready, running
+from serving_vs_vllm import (BIN, HOST, SERVER_ENV, add_daemon_flags, gthreadd_ready, parse_daemon_args, print_stamp,
+                             running)
 from wake_latency import wait_state
 
 MODELS = {"kv": "  kvCache: {enabled: true, maxSize: %s}\n", "plain": ""}
@@ -98,21 +97,15 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    add_daemon_flags(parser, port=8620)
     parser.add_argument("--prefix-tokens", type=int, default=2000)
     parser.add_argument("--max-model-len", type=int, default=8192)
     parser.add_argument("--kv-size", default="2Gi", help="the kv Model's spec.kvCache.maxSize")
-    parser.add_argument("--port", type=int, default=8620)
-    parser.add_argument("--host-tier-dir", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    args.checkpoint = args.checkpoint.resolve()
-    ensure_port_free(args.port)
+    args = parse_daemon_args(parser)
     with tempfile.TemporaryDirectory(prefix="kv_prefix-") as tmp:
         result = measure(args, Path(tmp))
-    print(f"# kv_prefix  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-    print(f"# command: {' '.join(sys.argv)}")
+    print_stamp("kv_prefix")
     print(f"# prompt: {result['plain']['prompt_tokens']} tokens; kv Model's status.kvCacheBytes: "
           f"{result['kv_cache_bytes']}")
     print(f"{'model':<8}" + "".join(f"{step + ' s':>24}" for step in STEPS) + f"{'after wake / computed':>24}")

@@ -14,18 +14,16 @@ same run as the reference. Goal (issue 15): the periodic requests' median TTFT w
 
 import argparse
 import asyncio
-import datetime
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from gthreadd.spec.resource import model_yaml
 from scheduler.prewake import MIN_GAPS
-from serving_vs_vllm import BIN, HOST, ensure_port_free, gthreadd_ready, running
+from serving_vs_vllm import BIN, HOST, add_daemon_flags, gthreadd_ready, parse_daemon_args, print_stamp, running
 from wake_latency import ttft
 
 
@@ -75,7 +73,7 @@ def run_daemon(args: argparse.Namespace, workdir: Path, prewake: bool, sends) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    add_daemon_flags(parser, port=8640)
     parser.add_argument("--period", type=float, default=30.0)
     parser.add_argument("--beats", type=int, default=8)
     parser.add_argument("--idle", type=float, default=6.0, help="each Model's idleTimeout, seconds")
@@ -83,19 +81,13 @@ def main() -> None:
     parser.add_argument("--level", type=int, default=1, choices=(1, 2), help="the Models' spec.sleep.level")
     parser.add_argument("--cpu-memory-share", default="0.3")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--port", type=int, default=8640)
-    parser.add_argument("--host-tier-dir", type=Path, default=Path("/dev/shm"))
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    args.checkpoint = args.checkpoint.resolve()
-    ensure_port_free(args.port)
+    args = parse_daemon_args(parser)
     sends = schedule(args)
     runs = {}
     for prewake in (True, False):
         with tempfile.TemporaryDirectory(prefix="prewake-") as tmp:
             runs["on" if prewake else "off"] = run_daemon(args, Path(tmp), prewake, sends)
-    print(f"# prewake  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-    print(f"# command: {' '.join(sys.argv)}")
+    print_stamp("prewake")
     print(f"# period {args.period:g}s x {args.beats}, idleTimeout {args.idle:g}s, sleep level {args.level}, seed {args.seed}: "
           f"{len(sends)} requests ({args.beats} periodic)")
     print(f"# periodic TTFT: beats {MIN_GAPS + 2}-{args.beats} (the first {MIN_GAPS + 1} establish the period)")

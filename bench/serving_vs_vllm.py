@@ -87,6 +87,28 @@ def ensure_port_free(port: int) -> None:
             sys.exit(f"port {port} on {HOST} is in use; pick another --port-base")
 
 
+def add_daemon_flags(parser: argparse.ArgumentParser, port: int) -> None:
+    """The flags of a benchmark that starts its own gthreadd on a checkpoint."""
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--host-tier-dir", type=Path, default=Path("/dev/shm"))
+    parser.add_argument("--json", type=Path)
+
+
+def parse_daemon_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parsed, with the checkpoint made absolute (the daemon runs elsewhere) and the port checked free."""
+    args = parser.parse_args()
+    args.checkpoint = args.checkpoint.resolve()
+    ensure_port_free(args.port)
+    return args
+
+
+def print_stamp(name: str) -> None:
+    """The first lines of a result: what ran, when, and the command that reruns it."""
+    print(f"# {name}  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
+    print(f"# command: {' '.join(sys.argv)}")
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 

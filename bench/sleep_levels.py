@@ -14,7 +14,6 @@ Goal (issue 15): a level-1 wake <= 0.05x a cold start.
 
 import argparse
 import asyncio
-import datetime
 import json
 import statistics
 import subprocess
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import psutil
 
-from serving_vs_vllm import BIN, HOST, SERVER_ENV, ensure_port_free, get_json, running
+from serving_vs_vllm import (BIN, HOST, SERVER_ENV, add_daemon_flags, get_json, parse_daemon_args, print_stamp,
+                             running)
 from wake_latency import answer, ttft, wait_state
 from gthreadd.runtime.devices import unique_memory
 from gthreadd.spec.resource import model_yaml
@@ -87,20 +87,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    add_daemon_flags(parser, port=8630)
     parser.add_argument("--cycles", type=int, default=3)
-    parser.add_argument("--port", type=int, default=8630)
-    parser.add_argument("--host-tier-dir", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    args.checkpoint = args.checkpoint.resolve()
-    ensure_port_free(args.port)
+    args = parse_daemon_args(parser)
     with tempfile.TemporaryDirectory(prefix="sleep_levels-") as tmp:
         result = measure(args, Path(tmp))
     gib = 2**30
-    print(f"# sleep_levels  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-    print(f"# command: {' '.join(sys.argv)}")
+    print_stamp("sleep_levels")
     print(f"{'level':<8}{'cold s':>9}{'awake TTFT s':>14}{'sleep s':>9}{'wake TTFT s (median)':>22}{'wake / cold':>13}"
           f"{'awake GiB':>11}{'asleep GiB':>12}{'freed GiB':>11}")
     wrong = []

@@ -260,7 +260,7 @@ def _by_owner(route: InferenceRoute):
         for model in fleet.models.values():
             engine = fleet.any_engine(model.name)
             if (route.endpoint not in model.resource.spec.enabled_endpoints or engine is None or engine.api is None
-                    or (route.method, route.vllm_path) not in engine.api.routes):
+                    or not route.served_by(engine.api)):
                 continue
             logs.MODEL.set(model.name)
             response = await AsgiCall(engine.api.asgi, request, target, b"", _forwarded(request, b"", False),
@@ -310,6 +310,9 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
     if model.phase == Phase.failed:
         ready = model.ready_condition
         return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}", api=api)
+    known = request.app[FLEET].any_engine(model.name)
+    if known is not None and known.api is not None and not route.served_by(known.api):
+        return _unserved(model, route)  # known from an engine it has: refused without waking it
     scheduling = request.app[SCHEDULING]
     arrived = scheduling.now
     try:
@@ -323,9 +326,8 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
         engine = request.app[FLEET].engine(ticket.unit)
         if engine is None or engine.api is None:
             return error_response(503, f"model {model.name} stopped while the request was admitted", api=api)
-        if (route.method, route.vllm_path) not in engine.api.routes:
-            return error_response(404, f"model {model.name} does not serve {route.method} {route.path}: vLLM "
-                                       f"serves it for other kinds of model", api=api)
+        if not route.served_by(engine.api):
+            return _unserved(model, route)
         ttft = request.app[METRICS].ttft.labels(model.name)
 
         def first_chunk(response: web.StreamResponse) -> None:
@@ -348,6 +350,11 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
         return await _aborted(request, ticket, call.response if call is not None else None, api)
     finally:
         scheduling.finished(ticket)
+
+
+def _unserved(model: ServedModel, route: InferenceRoute) -> web.Response:
+    return error_response(404, f"model {model.name} does not serve {route.method} {route.path}: vLLM serves it "
+                               f"for other kinds of model", api=route.api)
 
 
 _NOT_FORWARDED = {"authorization", "x-api-key", "cookie", "content-length", "transfer-encoding", "connection",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
+from engine.api_app import ApiApp
 from gthreadd.spec.resource import Endpoint
 
 
@@ -40,6 +41,10 @@ class InferenceRoute:
     def label(self) -> str:
         """Its `endpoint` label in metrics: the path less `/v1/` (chat/completions, tokenize)."""
         return self.path.removeprefix("/v1/").lstrip("/")
+
+    def served_by(self, api: ApiApp) -> bool:
+        """Whether an engine's application has this route (vLLM serves it for the model's tasks)."""
+        return (self.method, self.vllm_path) in api.routes
 
     def vllm_target(self, variables: dict[str, str]) -> str:
         return self.vllm_path.format(**variables)

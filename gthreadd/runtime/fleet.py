@@ -83,9 +83,10 @@ class Fleet:
                 model.update(wanted)
                 self._upsert(model)
             model.set_config_errors(desired.errors_for(wanted.source))
-            self.model_logs.serves(name, served_names(model.resource)[0])
 
     def _upsert(self, model: ServedModel) -> None:
+        """A Model added or edited: tell the scheduler, and its log lines which name its engines use."""
+        self.model_logs.serves(model.name, served_names(model.resource)[0])
         policy = policy_for(model.resource, self.devices)
         if invalid := model.check_engine_args():
             policy = replace(policy, unschedulable_reason=invalid)

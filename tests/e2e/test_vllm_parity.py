@@ -88,10 +88,13 @@ class VllmServe:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / f"vllm-{name}.log"
-        argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
-                "--served-model-name", name, "--enforce-eager", "--disable-log-stats",
-                "--host", "127.0.0.1", "--port", str(self.port), *flags]
-        self.proc = subprocess.Popen(argv, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+        self.argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+                     "--served-model-name", name, "--enforce-eager", "--disable-log-stats",
+                     "--host", "127.0.0.1", "--port", str(self.port), *flags]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     def ready(self) -> bool:
@@ -103,8 +106,22 @@ class VllmServe:
             return False
 
     def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def side_by_side(daemon: DaemonProcess, vllm: VllmServe, model: str, requests: list) -> None:
+    """Start both (they load at the same time), send every request to each, stop both."""
+    try:
+        vllm.start()
+        daemon.start()
+        daemon.wait_state(model, "serving")
+        daemon.wait_for(vllm.ready, 300, "vllm serve to be ready")
+        compare(daemon, vllm, model, requests)
+    finally:
+        daemon.kill()
+        vllm.kill()
 
 
 def compare(daemon: DaemonProcess, vllm: VllmServe, model: str, requests: list) -> None:
@@ -128,14 +145,7 @@ def test_a_chat_model_answers_every_route_as_vllm_serve_does(tmp_path, checkpoin
     vllm = VllmServe(tmp_path, checkpoint, "smollm2", *flags)
     daemon = DaemonProcess(tmp_path / "daemon", checkpoint)
     daemon.write_model("smollm2.yaml", "smollm2", "--max-model-len", "2048", utilization="0.10")
-    try:
-        daemon.start()
-        daemon.wait_state("smollm2", "serving")
-        daemon.wait_for(vllm.ready, 300, "vllm serve to be ready")
-        compare(daemon, vllm, "smollm2", CHAT)
-    finally:
-        daemon.kill()
-        vllm.kill()
+    side_by_side(daemon, vllm, "smollm2", CHAT)
 
 
 def test_an_embedding_model_answers_every_route_as_vllm_serve_does(tmp_path, embedding_checkpoint):
@@ -145,11 +155,4 @@ def test_an_embedding_model_answers_every_route_as_vllm_serve_does(tmp_path, emb
     daemon.write_file("minilm.yaml", model_yaml("minilm", f"file://{embedding_checkpoint}",
                                                 "  modelType: embedding\n  dtype: float32\n"
                                                 "  gpuMemoryUtilization: \"0.10\"\n"))
-    try:
-        daemon.start()
-        daemon.wait_state("minilm", "serving")
-        daemon.wait_for(vllm.ready, 300, "vllm serve to be ready")
-        compare(daemon, vllm, "minilm", EMBEDDING)
-    finally:
-        daemon.kill()
-        vllm.kill()
+    side_by_side(daemon, vllm, "minilm", EMBEDDING)

@@ -123,13 +123,18 @@ async def test_a_popular_model_is_not_slept(daemon):
     assert code == 1 and "409: model p is popular" in err
 
 
+async def watching(d: Daemon, kind: str) -> asyncio.subprocess.Process:
+    """`gthread get KIND -w` running, its output to read line by line."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gthreadd.cli.main", "--socket", str(d.settings.socket_path), "get", kind, "-w",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "GTHREAD_SERVER": ""})
+
+
 async def test_watch_prints_rows_as_they_change(daemon):
     write(daemon, "w.yaml", "w")
     await serving(daemon, "w")
     await until(lambda: daemon.summary().startswith("1 model: 1 serving"), "w awake")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gthreadd.cli.main", "--socket", str(daemon.settings.socket_path), "get", "models", "-w",
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "GTHREAD_SERVER": ""})
+    proc = await watching(daemon, "models")
     try:
         header = await asyncio.wait_for(proc.stdout.readline(), 30)
         first = await asyncio.wait_for(proc.stdout.readline(), 30)
@@ -137,6 +142,21 @@ async def test_watch_prints_rows_as_they_change(daemon):
         assert (await gthread(daemon, "sleep", "w"))[0] == 0
         changed = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert changed.split()[1] == b"w" and changed.split()[4:6] == [b"0", b"1"], changed
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_gpus_watch_prints_a_device_when_a_model_takes_it(daemon):
+    proc = await watching(daemon, "gpus")
+    try:
+        header = await asyncio.wait_for(proc.stdout.readline(), 30)
+        first = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert header.split()[4] == b"MODE" and first.split()[4] == b"idle"
+        write(daemon, "g.yaml", "g")
+        await serving(daemon, "g")
+        changed = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert changed.split()[4] == b"inference", changed
     finally:
         proc.terminate()
         await proc.wait()
