@@ -9,6 +9,7 @@ bench/gpu/check_vllm_compat.py proves against each release's wheel that one of t
 import importlib
 import importlib.util
 import os
+from typing import Optional
 
 from vllm import __version__ as VLLM_VERSION
 from vllm.engine.arg_utils import AsyncEngineArgs
@@ -83,6 +84,17 @@ def engine_environment() -> dict[str, str]:
     return {name: value for name, value in wanted.items() if name not in os.environ}
 
 
+def cpu_memory_basis(node: int = 0) -> Optional[int]:
+    """What vLLM's CPU backend multiplies gpuMemoryUtilization by: the NUMA node's memory, capped
+    by the cgroup limit it finds at the root of the cgroup mount (a container's own group, but not
+    a group the daemon was put in beneath it). None where this vLLM has no CPU backend."""
+    try:
+        from vllm.utils.cpu_resource_utils import get_memory_node_info
+    except ImportError:
+        return None
+    return get_memory_node_info(node).total_memory
+
+
 __all__ = [
     "VLLM_VERSION",
     "AsyncEngineArgs",
@@ -95,6 +107,7 @@ __all__ = [
     "ToolParserManager",
     "StatLoggerBase",
     "build_app",
+    "cpu_memory_basis",
     "current_platform",
     "engine_environment",
     "init_app_state",

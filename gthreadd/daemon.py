@@ -81,13 +81,19 @@ class Daemon:
         if self._probe_devices:
             self.devices = device_probe.probe(settings.cpu_memory_share)
         config = SchedulerConfig(queue_limit=settings.queue_limit,
-                                 queue_timeout=settings.queue_timeout.total_seconds(), prewake=settings.prewake)
+                                 queue_timeout=settings.queue_timeout.total_seconds(), prewake=settings.prewake,
+                                 host_limit=settings.host_limit_bytes, max_sleeping=settings.max_sleeping_engines)
         has_gpus = any(not d.is_cpu for d in self.devices)
         events: asyncio.Queue = asyncio.Queue()
         self.fleet = Fleet(self._engine_factory, self.devices, events.put_nowait, settings.store, self.host_tier,
                            self.metrics, settings.state_dir / "lora", self.model_logs)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
-                                        free_bytes=device_probe.free_bytes if has_gpus else lambda index: None)
+                                        free_bytes=device_probe.free_bytes if has_gpus else lambda index: None,
+                                        host_other=self._host_other)
+
+    def _host_other(self) -> int:
+        """Host memory that is neither an engine's nor free: this process and the host tier's segments."""
+        return device_probe.unique_memory([os.getpid()]) + self.host_tier.usage().weights
 
     @property
     def base_url(self) -> str:
@@ -125,7 +131,7 @@ class Daemon:
                     scheduler.foreign.get(d.index, 0)) for d in self.devices]
         return StateSnapshot(
             {name: engine_state(m, scheduler) for name, m in self.fleet.models.items()},
-            dict(scheduler.queued), devices, self.host_tier.usage())
+            dict(scheduler.queued), devices, self.host_tier.usage(), scheduler.host, scheduler.units)
 
     def summary(self) -> str:
         return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler.snapshot())

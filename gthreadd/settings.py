@@ -10,7 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from gthreadd.spec.byte_size import ByteSize, host_memory, parse_size
+from gthreadd.spec.byte_size import ByteSize, parse_size
+from memory.host_limit import filesystem_bytes, memory_limit
 from gthreadd.spec.duration import Duration
 
 DEFAULT_CONFIG = Path("/etc/gthread/gthreadd.yaml")
@@ -31,7 +32,14 @@ class DaemonSettings(BaseModel):
     host_tier_dir: Path = Field(Path("/dev/shm/gthread"), description="tmpfs directory for the host tier: "
                                 "converted weights held in shared memory for fast wakes")
     host_tier_size: ByteSize = Field("40%", description="the host tier's budget: a size (64Gi) or a share of "
-                                     "host RAM (40%%); least recently used unpinned models are evicted past it")
+                                     "the host memory limit (40%%), and never more than hostTierDir's filesystem; "
+                                     "least recently used unpinned models are evicted past it")
+    host_memory_limit: ByteSize = Field("95%", description="host memory that engines (awake and asleep), the host "
+                                        "tier and the daemon may hold in all: a size or a share of RAM, or of the "
+                                        "daemon's memory cgroup limit where that is lower (a pod's limit, "
+                                        "MemoryMax=). Past it the least recently used sleeping engines are stopped")
+    max_sleeping_engines: int = Field(0, ge=0, description="at most this many engines asleep at once; more, and the "
+                                      "least recently used are stopped (a request starts them cold). 0: no limit")
     control_socket: Optional[Path] = Field(None, description="unix socket for administration (gthread apply, "
                                            "delete, sleep, wake); its file mode decides who may use it. Default: "
                                            "$RUNTIME_DIRECTORY/gthreadd.sock under systemd, else STATE_DIR/gthreadd.sock")
@@ -41,7 +49,8 @@ class DaemonSettings(BaseModel):
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")
     cpu_memory_share: float = Field(0.5, gt=0, le=1, description="without GPUs: the share of the CPU "
-                                    "device's memory (NUMA node 0) that awake models may claim in all")
+                                    "device's memory (NUMA node 0, or the cgroup limit where lower) that models "
+                                    "may claim in all, sleeping engines' residue included")
     shutdown_timeout: Duration = Field("30s", validate_default=True,
                                        description="on SIGTERM, how long requests in flight may finish and "
                                        "engine boots settle before they are cancelled; stopping the engines "
@@ -73,7 +82,13 @@ class DaemonSettings(BaseModel):
 
     @property
     def host_tier_bytes(self) -> int:
-        return parse_size(self.host_tier_size, host_memory())
+        budget = parse_size(self.host_tier_size, memory_limit())
+        room = filesystem_bytes(self.host_tier_dir)
+        return min(budget, room) if room is not None else budget
+
+    @property
+    def host_limit_bytes(self) -> int:
+        return parse_size(self.host_memory_limit, memory_limit())
 
     @property
     def request_bytes(self) -> int:

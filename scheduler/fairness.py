@@ -25,12 +25,12 @@ from typing import Optional
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
-    Event, GiveUp, ModelRemoved, ModelUpserted, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
-    SleepRequested, Stop, TimerFired, Wake,
+    EngineStopped, Event, GiveUp, HostMemoryRead, ModelRemoved, ModelUpserted, Reject, RequestArrived,
+    RequestFinished, RequestLeft, SetTimer, Sleep, SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
-from scheduler.snapshot import SchedulerSnapshot, UnitView
+from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
 
 
@@ -45,6 +45,11 @@ class SchedulerConfig:
     crash_window: float = 600.0
     prewake: bool = True
     """Wake the model most likely to be asked next into free capacity when nothing waits."""
+    host_limit: int = 0
+    """Host memory that engines, the host tier and the daemon may hold in all (the daemon's cgroup
+    limit or the host's RAM, or a setting below either); 0: no host budget is kept."""
+    max_sleeping: int = 0
+    """At most this many engines asleep at once (maxSleepingEngines); 0: no limit."""
 
 
 class Scheduler:
@@ -60,6 +65,16 @@ class Scheduler:
         """Each model's recent request times, what pre-wake forecasts from."""
         self.slept_by_operator: set[str] = set()
         """Models an operator put to sleep: not pre-woken until a request of their own comes."""
+        self.host_other = 0
+        """Host memory held by what is not an engine (the daemon, the host tier), as last measured."""
+        self.host_peak: dict[str, int] = {}
+        """Each model's measured boot peak of host memory: what its next boot reserves."""
+        self.host_overhead = 0
+        """The most host memory a boot was measured to take beyond its claim on a CPU device (the
+        engine's runtime): with a model's claim, what a first boot reserves once any was measured."""
+        self.host_short = False
+        """The last pass found host memory short (a start waited on it, or sleepers were stopped for
+        it): units then sleep at level 2, which keeps no weights in host memory."""
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
@@ -77,14 +92,17 @@ class Scheduler:
         return used
 
     def snapshot(self) -> SchedulerSnapshot:
+        units = tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
+                               {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
+                               if u.state in CLAIMING else dict(u.held), u.host_bytes, u.level)
+                      for u in self.units.values())
+        host = HostView(self.config.host_limit, self.host_other + sum(u.host_bytes for u in units),
+                        self.host_other, self.config.max_sleeping,
+                        sum(u.state == UnitState.asleep for u in units))
         return SchedulerSnapshot(
-            devices=dict(self.devices),
-            units=tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
-                                 {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
-                                 if u.state in CLAIMING else dict(u.held))
-                        for u in self.units.values()),
+            devices=dict(self.devices), units=units,
             queued={model: len(queue.waiting) for model, queue in self.queues.items()},
-            free=self.free(), claimed=self.claimed(), foreign=dict(self.foreign))
+            free=self.free(), claimed=self.claimed(), foreign=dict(self.foreign), host=host)
 
     def free(self) -> dict[int, int]:
         used = self.claimed()
@@ -176,7 +194,7 @@ class Scheduler:
         unit.last_used = now
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
-            return [Sleep(unit.id, unit.policy.sleep_level)]
+            return [Sleep(unit.id, self._sleep_level(unit))]
         if unit.state == UnitState.awake and unit.in_flight == 0:
             return [SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id))]
         return []
@@ -187,8 +205,12 @@ class Scheduler:
             return []
         if unit.state == UnitState.waking:
             unit.wake_s = now - unit.wake_started
+        unit.host_bytes = unit.awake_host = e.host  # the measurement replaces the reservation
+        if e.peak:
+            self.host_peak[unit.id.model] = e.peak
+            self.host_overhead = max(self.host_overhead, e.peak - self._cpu_claim(unit.policy))
         unit.to(UnitState.awake)
-        unit.awake_since, unit.booted, unit.failures, unit.reason = now, True, 0, ""
+        unit.awake_since, unit.booted, unit.failures, unit.reason, unit.stopped = now, True, 0, "", ""
         queue = self.queues[unit.id.model]
         actions: list[Action] = [self._admit(rid, unit, now) for rid in list(queue.waiting)]
         queue.waiting.clear()
@@ -203,7 +225,19 @@ class Scheduler:
         if unit.state == UnitState.sleeping:
             unit.to(UnitState.asleep)
         unit.held = {i: held for i, held in e.held if held > 0}
-        unit.devices, unit.in_flight, unit.deepening = tuple(sorted(unit.held)), 0, False
+        unit.devices, unit.in_flight, unit.deepening, unit.level = tuple(sorted(unit.held)), 0, False, e.level
+        unit.host_bytes = unit.asleep_host = e.host
+        return []
+
+    def _on_EngineStopped(self, e: EngineStopped, now: float) -> list[Action]:
+        unit = self.units.get(e.unit)
+        if unit is not None and unit.state == UnitState.stopping:
+            unit.to(UnitState.cold)
+            unit.devices, unit.held, unit.level, unit.host_bytes = (), {}, 0, 0
+        return []
+
+    def _on_HostMemoryRead(self, e: HostMemoryRead, now: float) -> list[Action]:
+        self.host_other = e.other_bytes
         return []
 
     def _on_EngineFailed(self, e: EngineFailed, now: float) -> list[Action]:
@@ -212,7 +246,7 @@ class Scheduler:
             return []
         unit.state = UnitState.failed  # from any engine state: the engine is gone
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
-        unit.held, unit.deepening = {}, False
+        unit.held, unit.deepening, unit.level, unit.host_bytes = {}, False, 0, 0
         unit.failures += 1
         unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + ([now] if e.crashed else [])
         actions: list[Action] = []
@@ -250,7 +284,7 @@ class Scheduler:
                 unit.to(UnitState.sleeping)
                 return [AbortInFlight(unit.id, f"model {unit.id.model} is going to sleep and its "
                                                f"drainTimeout ({unit.policy.drain_timeout:g}s) ran out"),
-                        Sleep(unit.id, unit.policy.sleep_level)]
+                        Sleep(unit.id, self._sleep_level(unit))]
         return []  # "retry" and "recheck" only need the scheduling pass that follows every event
 
     def _on_DeviceMemoryRead(self, e: DeviceMemoryRead, now: float) -> list[Action]:
@@ -290,7 +324,7 @@ class Scheduler:
         unit.to(UnitState.draining)
         if unit.in_flight == 0:
             unit.to(UnitState.sleeping)
-            return [Drain(unit.id, reason), Sleep(unit.id, unit.policy.sleep_level)]
+            return [Drain(unit.id, reason), Sleep(unit.id, self._sleep_level(unit))]
         return [Drain(unit.id, reason), SetTimer(now + unit.policy.drain_timeout, ("drain", unit.id))]
 
     def _windows_for(self, unit: Unit, scan: "_Pass") -> list[tuple[int, ...]]:
@@ -301,13 +335,119 @@ class Scheduler:
         claims = tuple(claim_bytes(unit.policy, self.devices[i]) for i in window)
         for i, claim in zip(window, claims):
             scan.free[i] -= claim - unit.held.get(i, 0)  # what it held becomes part of its claim
-        unit.devices, unit.held = window, {}
+        need = self._host_need(unit)  # reserved until it is measured awake
+        scan.host_free -= max(0, need - unit.host_bytes)
+        unit.devices, unit.held, unit.level, unit.host_bytes = window, {}, 0, max(unit.host_bytes, need)
         if unit.state == UnitState.asleep:
             unit.to(UnitState.waking)
             unit.wake_started = scan.now
             return Wake(unit.id, window, reason, claims)
+        if unit.stopped:
+            reason = f"{reason}; starting cold, it was {unit.stopped}"
         unit.to(UnitState.booting)
         return Boot(unit.id, window, reason, claims)
+
+    # -- host memory -----------------------------------------------------------------------------
+    def _host_need(self, unit: Unit) -> int:
+        """Host memory the unit is expected to hold once started: what it held when last awake (a
+        wake), else its model's measured boot peak; a model never booted, its claim on a CPU device
+        plus the largest runtime any boot here was measured to take, or, before any, the policy's
+        first estimate."""
+        peak = self.host_peak.get(unit.id.model) or (
+            self._cpu_claim(unit.policy) + self.host_overhead if self.host_overhead else unit.policy.host_estimate)
+        return (unit.awake_host or peak) if unit.state == UnitState.asleep else peak
+
+    def _cpu_claim(self, policy: Policy) -> int:
+        """A unit's claim on the CPU device, which is host memory (0 on a host of GPUs)."""
+        return max((claim_bytes(policy, d) for d in self.devices.values() if d.is_cpu), default=0)
+
+    def _sleep_level(self, unit: Unit) -> int:
+        """The spec's level, or 2 while host memory is short: level 1 keeps the weights in host
+        memory (the CPU's, or a GPU engine's own copy), level 2 frees them for a reload."""
+        return 2 if self.host_short else unit.policy.sleep_level
+
+    def _stoppable(self, unit: Unit) -> bool:
+        """An asleep unit a budget may stop: never one whose model has requests waiting (popular
+        units are never asleep)."""
+        return (unit.state == UnitState.asleep and not unit.deepening and not unit.policy.popular
+                and not self.queues[unit.id.model].waiting)
+
+    def _host_freed(self, victim: Unit) -> int:
+        """Host memory that making room with `victim` frees: an asleep one is stopped (all of it,
+        unless it is only deepened), an awake one goes to sleep (down to what it held asleep last
+        time; never measured asleep: its claim on the CPU device, the KV cache it frees)."""
+        if victim.state == UnitState.asleep:
+            return 0 if self._deepens(victim) else victim.host_bytes
+        if victim.asleep_host:
+            return max(0, victim.host_bytes - victim.asleep_host)
+        return sum(claim_bytes(victim.policy, self.devices[i]) for i in victim.devices if self.devices[i].is_cpu)
+
+    def _deepens(self, victim: Unit) -> bool:
+        """An asleep victim at level 1 is deepened (its weights freed, its process kept) while host
+        memory is not short; otherwise it is stopped."""
+        return victim.level == 1 and not self.host_short
+
+    def _host_plan(self, unit: Unit, scan: "_Pass", freeing: list[Unit], may_preempt: bool = False,
+                   now: float = 0.0) -> Optional[tuple[bool, list[Unit], list[Unit]]]:
+        """Whether `unit` fits host memory now: (True, [], []). Otherwise what makes room for it,
+        least recently used first: asleep units to stop, then, if that is not enough, awake units
+        to put to sleep (as device victims are chosen: idle ones, or busy ones the waiter may
+        preempt), which a later pass stops if their sleep frees too little; (False, stops, sleeps),
+        and it starts once they are done. None: not even then."""
+        if not self.config.host_limit:
+            return True, [], []
+        need = self._host_need(unit) - unit.host_bytes
+        if scan.host_free >= need and not freeing:
+            return True, [], []
+        avail = scan.host_free + scan.host_soon + sum(self._host_freed(v) for v in freeing)
+        stops: list[Unit] = []
+        for sleeper in scan.sleepers:
+            if avail >= need:
+                break
+            if sleeper is not unit and sleeper not in freeing and self._stoppable(sleeper):
+                stops.append(sleeper)
+                avail += sleeper.host_bytes
+        sleeps: list[Unit] = []
+        for awake in scan.awake:
+            if avail >= need:
+                break
+            if awake not in freeing and awake.state == UnitState.awake and self._victim_ok(awake, may_preempt, now):
+                sleeps.append(awake)
+                avail += awake.host_bytes  # asleep, it may be stopped in turn if its sleep is not enough
+        if avail < need:
+            return None
+        return False, stops, sleeps
+
+    def _stop(self, unit: Unit, why: str, scan: "_Pass") -> Stop:
+        """Stop an asleep unit's engine for a budget: it goes cold (the stopped rung), and a request
+        boots it again. What it holds is free once EngineStopped says so."""
+        unit.to(UnitState.stopping)
+        unit.reason = unit.stopped = f"stopped: {why}"
+        scan.host_soon += unit.host_bytes
+        for i, held in unit.held.items():
+            scan.soon[i] += held
+        return Stop(unit.id, unit.reason)
+
+    def _enforce_budgets(self, scan: "_Pass") -> list[Action]:
+        """Stop the least recently used sleepers while more are asleep than maxSleepingEngines, or
+        host memory is over its budget (an engine grew, the daemon or the host tier did)."""
+        over_count = scan.asleep - self.config.max_sleeping if self.config.max_sleeping else 0
+        over_host = -(scan.host_free + scan.host_soon) if self.config.host_limit else 0
+        actions: list[Action] = []
+        for unit in scan.sleepers:
+            if over_count <= 0 and over_host <= 0:
+                break
+            if not self._stoppable(unit):
+                continue
+            if over_count > 0:
+                why = f"more than maxSleepingEngines ({self.config.max_sleeping}) were asleep"
+            else:
+                self.host_short = True
+                why = f"host memory was over its budget ({self.config.host_limit / 2**30:.2f} GiB)"
+            actions.append(self._stop(unit, why + ", and it was the least recently used", scan))
+            over_count -= 1
+            over_host -= unit.host_bytes
+        return actions
 
     def _startable(self, unit: Unit, now: float) -> bool:
         return unit.state in (UnitState.asleep, UnitState.cold) or (
@@ -371,28 +511,57 @@ class Scheduler:
             return [], False
         for window in self._windows_for(unit, scan):
             if fits(window, unit.policy, self.devices, {i: scan.free[i] + unit.held.get(i, 0) for i in window}):
-                return [self._start(unit, window, reason, scan)], True
+                host = self._host_plan(unit, scan, [], may_preempt, now)
+                if host == (True, [], []):
+                    return [self._start(unit, window, reason, scan)], True
+                return self._make_room(unit, window, [], host, reason, scan, now)
         plan = self._plan_victims(unit, scan, may_preempt, now)
         if plan is None:
             if not unit.held:
                 scan.failed.add(_shape(unit.policy, may_preempt))
             return [], False
         window, victims = plan
+        host = self._host_plan(unit, scan, victims, may_preempt, now)
+        return self._make_room(unit, window, victims, host, reason, scan, now)
+
+    def _make_room(self, unit: Unit, window: tuple[int, ...], victims: list[Unit],
+                   host: Optional[tuple[bool, list[Unit], list[Unit]]], reason: str, scan: "_Pass",
+                   now: float) -> tuple[list[Action], bool]:
+        """Put `victims` to sleep (or deepen or stop asleep ones), and stop the sleepers and put to
+        sleep the awake units host memory needs, for `unit` to start in `window` once they are
+        done. None for `host`: host memory cannot hold it even then, and it waits."""
+        if host is None:
+            self.host_short = True
+            unit.reason = (f"waiting for host memory: it needs {self._host_need(unit) / 2**30:.2f} GiB, the "
+                           f"budget is {self.config.host_limit / 2**30:.2f} GiB")
+            return [], False
+        _, stops, sleeps = host
+        if stops or sleeps:
+            self.host_short = True  # what goes to sleep now keeps no weights in host memory
         actions: list[Action] = []
         for victim in victims:
-            if victim.state == UnitState.asleep:
+            if victim.state != UnitState.asleep:
+                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
+            elif self._deepens(victim):
                 victim.deepening = True
                 actions.append(Sleep(victim.id, 2))
             else:
-                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
+                actions.append(self._stop(victim, f"device memory for {unit.id.model}", scan))
+        actions += [self._stop(s, f"host memory for {unit.id.model}, the least recently used", scan) for s in stops]
+        for awake in sleeps:
+            actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now)
         for i in window:  # what is being freed here is this unit's: nobody backfills it
             scan.free[i] = min(scan.free[i], 0)
             scan.soon[i] = 0
+        scan.host_free, scan.host_soon = min(scan.host_free, 0), 0
         return actions, True
 
     def _schedule(self, now: float) -> list[Action]:
-        actions: list[Action] = []
         scan = _Pass(self, now)
+        self.host_short = scan.host_free < scan.largest_need
+
+        # 0. Budgets: too many engines asleep, or host memory over its limit, stop sleepers.
+        actions = self._enforce_budgets(scan)
 
         # 1. Popular units: always up.
         for unit in sorted((u for u in self.units.values() if u.policy.popular), key=lambda u: u.id):
@@ -436,6 +605,8 @@ class Scheduler:
                       and u.policy.memory_fraction * scan.smallest_device <= most_free]
         for unit in sorted(unprompted, key=lambda u: (u.id.model, u.id.replica)):
             if _shape(unit.policy, False) in scan.no_room:
+                continue
+            if self._host_plan(unit, scan, []) != (True, [], []):
                 continue
             for window in scan.windows(unit.policy):
                 if fits(window, unit.policy, self.devices, scan.free):
@@ -494,6 +665,8 @@ class Scheduler:
         if best is None:
             return []
         _, unit, why = best
+        if self._host_plan(unit, scan, []) != (True, [], []):
+            return []
         for window in self._windows_for(unit, scan):
             if fits(window, unit.policy, self.devices, {i: scan.free[i] + unit.held.get(i, 0) for i in window}):
                 return [self._start(unit, window, why, scan)]
@@ -525,13 +698,26 @@ class _Pass:
         used = {i: 0 for i in devices}
         self.soon = {i: 0 for i in devices}
         self.awake: list[Unit] = []
+        self.sleepers: list[Unit] = []
+        """Asleep units, least recently used first: the ones a budget may stop."""
+        host_used = scheduler.host_other
+        self.host_soon = 0
+        """Host memory being freed: engines stopping, and what units going to sleep will free."""
         victims: list[Unit] = []
         for unit in scheduler.units.values():  # one walk over every unit, the pass's only one
+            host_used += unit.host_bytes
+            if unit.state == UnitState.asleep:
+                self.sleepers.append(unit)
+            elif unit.state == UnitState.stopping:
+                self.host_soon += unit.host_bytes
+            elif unit.state in (UnitState.draining, UnitState.sleeping):
+                self.host_soon += scheduler._host_freed(unit)
             if unit.held:
-                victims.append(unit)
+                if unit.state == UnitState.asleep:
+                    victims.append(unit)
                 for i, held in unit.held.items():
                     used[i] += held
-                    if unit.deepening:
+                    if unit.deepening or unit.state == UnitState.stopping:
                         self.soon[i] += held
             if unit.state not in CLAIMING:
                 continue
@@ -544,6 +730,11 @@ class _Pass:
                 if unit.state in (UnitState.draining, UnitState.sleeping):
                     self.soon[i] += claim
         self.free = {i: d.capacity_bytes - used[i] - scheduler.foreign[i] for i, d in devices.items()}
+        self.host_free = scheduler.config.host_limit - host_used if scheduler.config.host_limit else float("inf")
+        self.largest_need = max((scheduler._host_need(u) for u in scheduler.units.values()), default=0)
+        """What the hungriest unit needs to start: below this free, host memory is short."""
+        self.asleep = len(self.sleepers)
+        self.sleepers.sort(key=lambda u: u.last_used)
         self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)
         """What the smallest claim of a policy is a fraction of: a quick bound on what may fit."""
         self.awake.sort(key=lambda u: u.last_used)
@@ -601,9 +792,11 @@ _HANDLERS = {
     RequestFinished: Scheduler._on_RequestFinished,
     EngineAwake: Scheduler._on_EngineAwake,
     EngineAsleep: Scheduler._on_EngineAsleep,
+    EngineStopped: Scheduler._on_EngineStopped,
     EngineFailed: Scheduler._on_EngineFailed,
     TimerFired: Scheduler._on_TimerFired,
     DeviceMemoryRead: Scheduler._on_DeviceMemoryRead,
+    HostMemoryRead: Scheduler._on_HostMemoryRead,
     SleepRequested: Scheduler._on_SleepRequested,
 }
 """Event type -> its rule: every event of scheduler/messages.py, and nothing found by name."""

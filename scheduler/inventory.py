@@ -18,9 +18,18 @@ class Device:
     capacity_bytes: int
     """What models may claim in all; below total_bytes for the CPU device (a share of RAM)."""
     healthy: bool = True
+    engine_basis_bytes: int = 0
+    """What the engine itself multiplies gpuMemoryUtilization by, where that differs from
+    total_bytes (vLLM's CPU backend does not see the cgroup the daemon was put in); 0: total_bytes.
+    The engine is then given the fraction rescaled, so that it allocates what the ledger counts."""
     mig: bool = False
     """MIG enabled: its memory belongs to MIG instances, which whole-GPU placement cannot use, so
     the device is reported and never placed on."""
+
+    @property
+    def engine_scale(self) -> float:
+        """What a Model's gpuMemoryUtilization is multiplied by before the engine gets it."""
+        return self.total_bytes / self.engine_basis_bytes if self.engine_basis_bytes else 1.0
 
     @property
     def usable(self) -> bool:

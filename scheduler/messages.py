@@ -43,6 +43,11 @@ class RequestFinished:
 @dataclass(frozen=True)
 class EngineAwake:
     unit: UnitId
+    host: int = 0
+    """Host memory its engine holds now, measured (0: not measured)."""
+    peak: int = 0
+    """The most host memory its engine held at once while it came up, measured: what the next boot
+    of this model is expected to need (0: not measured)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ class EngineAsleep:
     held: tuple[tuple[int, int], ...] = ()
     """(device, bytes) the engine still holds there, measured after a level-1 sleep that keeps the
     weights in device memory (the CPU device); empty when it holds none."""
+    level: int = 1
+    host: int = 0
+    """Host memory its engine still holds, measured (level-1 weight copies included)."""
+
+
+@dataclass(frozen=True)
+class EngineStopped:
+    """A unit's engine is gone after a Stop: what it held is free."""
+
+    unit: UnitId
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,13 @@ class DeviceMemoryRead:
 
 
 @dataclass(frozen=True)
+class HostMemoryRead:
+    """Host memory held by what is not an engine (the daemon itself, the host tier), measured."""
+
+    other_bytes: int
+
+
+@dataclass(frozen=True)
 class SleepRequested:
     """An operator put the model to sleep (`gthread sleep`): its awake units drain and sleep now,
     as if their idleTimeout had run out. Popular units stay up: popular means never slept."""
@@ -87,7 +109,8 @@ class SleepRequested:
 
 
 Event = Union[ModelUpserted, ModelRemoved, RequestArrived, RequestLeft, RequestFinished, EngineAwake,
-              EngineAsleep, EngineFailed, TimerFired, DeviceMemoryRead, SleepRequested]
+              EngineAsleep, EngineStopped, EngineFailed, TimerFired, DeviceMemoryRead, HostMemoryRead,
+              SleepRequested]
 
 
 # Actions ----------------------------------------------------------------------------------------
@@ -133,6 +156,8 @@ class AbortInFlight:
 @dataclass(frozen=True)
 class Stop:
     unit: UnitId
+    reason: str = ""
+    """Why, when a budget stops an asleep engine (empty when its Model went away or changed)."""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,38 @@ class UnitView:
     booted: bool
     reason: str
     claims: Mapping[int, int]
-    """Bytes the unit claims on each of its devices (empty when its state claims nothing)."""
+    """Bytes the unit claims on each of its devices, or, asleep, still holds there."""
+    host_bytes: int = 0
+    """Host memory the ledger counts for it (measured, or reserved while it starts)."""
+    level: int = 0
+    """Its sleep level when asleep."""
 
     @property
     def claiming(self) -> bool:
         return self.state in CLAIMING
+
+    @property
+    def rung(self) -> str:
+        """awake (holds device memory), asleep (a live engine, a fast wake), stopped (its engine
+        stopped, or stopping, for a budget; a request starts it cold), or none (never started,
+        failed)."""
+        if self.state in CLAIMING:
+            return "awake"
+        if self.state == UnitState.asleep:
+            return "asleep"
+        return "stopped" if self.state == UnitState.stopping or (self.booted and self.state == UnitState.cold) else "none"
+
+
+@dataclass(frozen=True)
+class HostView:
+    limit: int
+    """The host memory budget, 0 when none is kept."""
+    used: int
+    """What the ledger counts: every engine's host memory, plus `other`."""
+    other: int
+    """The daemon itself and the host tier, as measured."""
+    max_sleeping: int
+    asleep: int
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,7 @@ class SchedulerSnapshot:
     claimed: Mapping[int, int]
     foreign: Mapping[int, int]
     """Memory held by processes the scheduler does not own, per device."""
+    host: HostView = HostView(0, 0, 0, 0, 0)
 
     def units_of(self, model: str) -> list[UnitView]:
         return [u for u in self.units if u.id.model == model]

@@ -32,6 +32,9 @@ class Policy:
     deepened to level 2, which frees them too. spec.sleep.level."""
     unschedulable_reason: str = ""
     """Set by the caller when the host cannot satisfy the Model's nodeSelector."""
+    host_estimate: int = 0
+    """Host memory a first boot of the model is expected to need, until a boot has been measured
+    (its peak then counts instead); 0 where no host budget is kept."""
 
 
 class UnitState(str, Enum):
@@ -40,8 +43,9 @@ class UnitState(str, Enum):
     awake = "awake"          # serving
     draining = "draining"    # barrier up, waiting for in-flight requests
     sleeping = "sleeping"    # sleep call in progress
-    asleep = "asleep"        # engine alive; holds no accelerator memory, or (level 1) its weights
+    asleep = "asleep"        # engine alive; holds its measured residue (and, at level 1 on the CPU, its weights)
     waking = "waking"
+    stopping = "stopping"    # an asleep engine being stopped for a budget; back to cold once it is gone
     failed = "failed"        # engine gone; retried with backoff
     unschedulable = "unschedulable"
 
@@ -55,7 +59,8 @@ TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
     UnitState.awake: frozenset({UnitState.draining}),
     UnitState.draining: frozenset({UnitState.sleeping}),
     UnitState.sleeping: frozenset({UnitState.asleep, UnitState.failed}),
-    UnitState.asleep: frozenset({UnitState.waking}),
+    UnitState.asleep: frozenset({UnitState.waking, UnitState.stopping}),
+    UnitState.stopping: frozenset({UnitState.cold}),
     UnitState.waking: frozenset({UnitState.awake, UnitState.failed}),
     UnitState.failed: frozenset({UnitState.booting}),
     UnitState.unschedulable: frozenset({UnitState.cold}),
@@ -78,11 +83,22 @@ class Unit:
     retry_at: float = 0.0
     reason: str = ""
     held: dict[int, int] = field(default_factory=dict)
-    """Asleep at level 1 where the weights stay in device memory: bytes still held per device, as
-    measured after the sleep. Empty otherwise."""
+    """Asleep: bytes its engine still holds per device, as measured after the sleep (a CUDA
+    context and allocator pools; on the CPU its whole process, weights included at level 1)."""
+    level: int = 0
+    """The sleep level it is asleep at (0 when not asleep)."""
+    host_bytes: int = 0
+    """Host memory the ledger counts for it: measured when it came up or went to sleep, reserved
+    (what it is expected to need) while it boots or wakes, 0 without an engine."""
+    awake_host: int = 0
+    """Host memory it held when last measured awake: what its next wake needs."""
+    asleep_host: int = 0
+    """Host memory it held when last measured asleep: what putting it to sleep again leaves."""
     wake_started: float = 0.0
     wake_s: float = 0.0
     """How long its last wake took (0: none yet): how far ahead of a request a pre-wake starts."""
+    stopped: str = ""
+    """Why a budget stopped its engine, until it is up again: what its cold start says."""
     deepening: bool = False
     """Asleep, being put to sleep at level 2 to free what it holds for another model."""
     booted: bool = False

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
-    AbortInFlight, Admit, Boot, EngineAsleep, EngineAwake, Event, Reject, RequestFinished, SetTimer, Sleep,
-    TimerFired, Wake,
+    AbortInFlight, Admit, Boot, EngineAsleep, EngineAwake, EngineStopped, Event, Reject, RequestFinished, SetTimer,
+    Sleep, Stop, TimerFired, Wake,
 )
 
 
@@ -21,8 +21,15 @@ class SimulatedHost:
     wake_s: float = 2.0
     sleep_s: float = 0.5
     request_s: float = 1.0
+    stop_s: float = 0.5
     level1_held: int = 0
     """Bytes a level-1 sleep reports still held on each device (the weights on a CPU device)."""
+    residue: int = 0
+    """Bytes a level-2 sleep reports still held on each device (a CUDA context, allocator pools)."""
+    host_awake: int = 0
+    """Host memory an awake engine is measured to hold (and its boot's peak)."""
+    host_asleep: dict = field(default_factory=dict)
+    """Sleep level -> host memory an engine asleep at that level is measured to hold."""
     now: float = 0.0
     admitted: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -46,11 +53,14 @@ class SimulatedHost:
 
     def _perform(self, action) -> None:
         if isinstance(action, (Boot, Wake)):
-            self.at(self.now + self.wake_s, EngineAwake(action.unit))
+            self.at(self.now + self.wake_s, EngineAwake(action.unit, self.host_awake, self.host_awake))
         elif isinstance(action, Sleep):
             devices = self.scheduler.units[action.unit].devices
-            held = tuple((i, self.level1_held) for i in devices) if action.level == 1 and self.level1_held else ()
-            self.at(self.now + self.sleep_s, EngineAsleep(action.unit, held))
+            held = self.level1_held if action.level == 1 else self.residue
+            self.at(self.now + self.sleep_s, EngineAsleep(action.unit, tuple((i, held) for i in devices if held),
+                                                          action.level, self.host_asleep.get(action.level, 0)))
+        elif isinstance(action, Stop):
+            self.at(self.now + self.stop_s, EngineStopped(action.unit))
         elif isinstance(action, Admit):
             self.admitted[action.request_id] = self.now
             self.in_flight.setdefault(action.unit, set()).add(action.request_id)

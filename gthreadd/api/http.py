@@ -30,7 +30,7 @@ from gthreadd.spec.resource import API_PREFIX, Phase
 from gthreadd.api.routing import RouteError, by_body, by_path
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
-from gthreadd.api.views import gpu_objects, model_object, sidecar_status
+from gthreadd.api.views import gpu_objects, host_object, model_object, sidecar_status
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ async def get_model_events(request: web.Request) -> web.Response:
 
 
 async def get_gpus(request: web.Request) -> web.Response:
-    return web.json_response({"kind": "List", "items": gpu_objects(request.app[SCHEDULING].scheduler.snapshot())})
+    scheduler = request.app[SCHEDULING].scheduler.snapshot()
+    return web.json_response({"kind": "List", "items": gpu_objects(scheduler), "host": host_object(scheduler.host)})
 
 
 async def get_model_objects(request: web.Request) -> web.Response:

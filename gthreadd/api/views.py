@@ -3,11 +3,12 @@ GPU objects of `gthread get gpus`."""
 
 import socket
 
-from gthreadd.spec.resource import DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase
+from gthreadd.spec.resource import (DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase,
+                                   ReplicaStatus)
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.byte_size import human_bytes
 from scheduler.inventory import device_object_name
-from scheduler.snapshot import SchedulerSnapshot
+from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
 from scheduler.units import UnitState
 
 # A model's state from the states of its units (the first that applies).
@@ -22,7 +23,8 @@ _STATES = [
 
 
 def engine_state(model: ServedModel, scheduler: SchedulerSnapshot) -> ModelState:
-    states = {u.state for u in scheduler.units_of(model.name)}
+    """A stopped unit (a budget stopped its engine) counts as asleep: a request wakes it, colder."""
+    states = {UnitState.asleep if u.rung == "stopped" else u.state for u in scheduler.units_of(model.name)}
     for group, state in _STATES:
         if states & group:
             return state
@@ -54,6 +56,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         conditions=list(model.conditions.values()),
         lora_adapters=sorted(model.adapters),
         kv_cache_bytes=sum(model.kv_cache_grants.values()) if model.resource.spec.kv_cache.enabled else None,
+        replica_status=[replica_status(u) for u in sorted(units, key=lambda u: u.id)],
         source_file=model.source,
     )
     resource = ModelResource(
@@ -61,6 +64,19 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         metadata=model.resource.metadata, spec=model.resource.spec, status=status,
     )
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def replica_status(unit: UnitView) -> ReplicaStatus:
+    return ReplicaStatus(replica=unit.id.replica, rung=unit.rung, state=unit.state.value,
+                         sleep_level=unit.level or None, host_bytes=unit.host_bytes,
+                         device_bytes={str(i): b for i, b in unit.claims.items()}, reason=unit.reason)
+
+
+def host_object(host: HostView) -> dict:
+    """The host memory budget: what engines (awake and asleep), the host tier and the daemon hold
+    against the limit, and the sleeping engines against maxSleepingEngines (0: no limit)."""
+    return {"limitBytes": host.limit, "usedBytes": host.used, "otherBytes": host.other,
+            "sleepingEngines": host.asleep, "maxSleepingEngines": host.max_sleeping}
 
 
 def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
@@ -77,6 +93,9 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }
+    body["replicas"] = [replica_status(u).model_dump(mode="json", by_alias=True, exclude_none=True)
+                        for u in sorted(units, key=lambda u: u.id)]
+    body["hostMemory"] = host_object(scheduler.host)
     if model.read_path is not None:
         body["weights"] = {"readPath": model.read_path.value, "bytesRead": dict(model.bytes_read)}
     ready = model.ready_condition
@@ -95,6 +114,7 @@ def gpu_objects(scheduler: SchedulerSnapshot) -> list[dict]:
     node = socket.gethostname()
     free = scheduler.free
     held = {i for u in scheduler.units if u.claiming for i in u.devices}
+    sleeping = {i: sum(u.claims.get(i, 0) for u in scheduler.units if not u.claiming) for i in scheduler.devices}
     return [{
         "name": device_object_name(node, d.index, d.product),
         "node": node, "index": d.index, "uuid": d.uuid, "product": d.product,
@@ -102,6 +122,7 @@ def gpu_objects(scheduler: SchedulerSnapshot) -> list[dict]:
         "health": "Healthy" if d.healthy else "Unhealthy",
         "available": max(0, free[d.index]),
         "totalBytes": d.total_bytes, "capacityBytes": d.capacity_bytes,
+        "claimedBytes": scheduler.claimed.get(d.index, 0) - sleeping[d.index], "sleepingBytes": sleeping[d.index],
     } for d in scheduler.devices.values()]
 
 

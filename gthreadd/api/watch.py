@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from gthreadd.api.http import BASE_URL, FLEET, METRICS, SCHEDULING, error_response, path_model
-from gthreadd.api.views import engine_state, gpu_objects, model_object, sidecar_status
+from gthreadd.api.views import engine_state, gpu_objects, host_object, model_object, sidecar_status
 from gthreadd.spec.resource import API_PREFIX
 
 MIN_INTERVAL_S = 0.25
@@ -71,6 +71,7 @@ def snapshot(app: web.Application) -> dict:
         "states": {m.name: engine_state(m, scheduler) for m in fleet.models.values()},
         "errors": [str(e) for e in fleet.desired.errors],
         "gpus": gpu_objects(scheduler),
+        "host": host_object(scheduler.host),
         "devices": devices,
         "operations": fleet.operations.to_json(),
         "traffic": app[METRICS].traffic(),

@@ -133,17 +133,30 @@ def get_gpus(args: argparse.Namespace) -> int:
 
     def rows(items: list[dict]) -> list[list]:
         return [[g["name"], g["node"], g["index"], g["product"], g["mode"], g["health"], g["available"]]
-                + ([g["uuid"], g["totalBytes"]] if wide else []) for g in items]
+                + ([g["uuid"], g["totalBytes"], g.get("claimedBytes", 0), g.get("sleepingBytes", 0)] if wide else [])
+                for g in items]
 
+    listing = _call(client, "GET", f"{API}/gpus")
     if args.output in ("json", "yaml"):
-        _print_document({"kind": "List", "items": _call(client, "GET", f"{API}/gpus")["items"]}, args.output)
+        _print_document({"kind": "List", "items": listing["items"], "host": listing.get("host")}, args.output)
         return 0
-    headers = GPU_COLUMNS + (["UUID", "TOTAL"] if wide else [])
-    first = rows(_call(client, "GET", f"{API}/gpus")["items"])
+    headers = GPU_COLUMNS + (["UUID", "TOTAL", "CLAIMED", "SLEEPING"] if wide else [])
+    first = rows(listing["items"])
     print(render(headers, first), flush=True)
+    if "host" in listing and not args.watch:
+        print(host_line(listing["host"]), flush=True)
     if args.watch:
         _watch(client, lambda snap: rows(snap["gpus"]), headers, first, key=0)
     return 0
+
+
+def host_line(host: dict) -> str:
+    """The host memory budget under the devices: what engines, the host tier and the daemon hold."""
+    limit = human_bytes(host["limitBytes"]) if host["limitBytes"] else "no limit"
+    engines = host["usedBytes"] - host["otherBytes"]
+    cap = f"at most {host['maxSleepingEngines']}" if host["maxSleepingEngines"] else "no limit"
+    return (f"\nHost memory: {human_bytes(host['usedBytes'])} of {limit} (engines {human_bytes(engines)}, daemon "
+            f"and host tier {human_bytes(host['otherBytes'])}); engines asleep: {host['sleepingEngines']} ({cap})")
 
 
 def logs(args: argparse.Namespace) -> int:
@@ -203,6 +216,14 @@ def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
     ):
         if value is not None:
             lines.append(f"  {key + ':':<14}{value}")
+    if replicas := status.get("replicaStatus"):
+        lines.append("Replicas:")
+        lines += ["  " + line for line in render(
+            ["REPLICA", "RUNG", "STATE", "HOST MEMORY", "DEVICE MEMORY", "REASON"],
+            [[r["replica"], r["rung"] + (f" (level {r['sleepLevel']})" if r.get("sleepLevel") else ""), r["state"],
+              human_bytes(r.get("hostBytes")),
+              ", ".join(f"{i}: {human_bytes(b)}" for i, b in r.get("deviceBytes", {}).items()) or "-",
+              r.get("reason", "")] for r in replicas]).splitlines()]
     conditions = status.get("conditions", [])
     lines.append("Conditions:")
     lines += ["  " + line for line in render(

@@ -6,7 +6,8 @@ boots, requests, queue waits), and gauges read from the daemon's state at scrape
 states, queue depths, device memory, the host tier), so a gauge can never drift from the truth.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -14,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from gthreadd.spec.resource import ModelState
 from memory.host_tier import TierUsage
+from scheduler.snapshot import HostView, UnitView
 
 _OPERATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 _WAIT = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -71,12 +73,16 @@ class StateSnapshot:
     """What the gauges read at scrape time; built by the daemon, which knows where each lives."""
 
     def __init__(self, model_states: dict[str, ModelState], queued: dict[str, int],
-                 devices: list[tuple[str, int, int, int]], host_tier: TierUsage):
+                 devices: list[tuple[str, int, int, int]], host_tier: TierUsage,
+                 host: Optional[HostView] = None, replicas: Sequence[UnitView] = ()):
         self.model_states = model_states
         self.queued = queued
         self.devices = devices
         """(device label, total, claimed by models, held by other processes) in bytes."""
         self.host_tier = host_tier
+        self.host = host
+        """The host memory budget, as the scheduler keeps it."""
+        self.replicas = replicas
 
 
 class _StateCollector(Collector):
@@ -103,6 +109,8 @@ class _StateCollector(Collector):
             memory.add_metric((device, "claimed"), claimed)
             memory.add_metric((device, "foreign"), foreign)
         yield memory
+        if snap.host is not None:
+            yield from _budgets(snap.host, snap.replicas)
         usage = snap.host_tier
         tier = GaugeMetricFamily("gthread_host_tier_bytes", "The host tier (pinned host memory): staged "
                                  "weights, engines' KV offload buffers, and its budget", labels=("kind",))
@@ -115,3 +123,27 @@ class _StateCollector(Collector):
         moved.add_metric(("disk",), usage.from_disk)
         moved.add_metric(("system",), usage.to_engines)
         yield moved
+
+
+def _budgets(host: HostView, replicas: Sequence[UnitView]) -> Iterator:
+    budget = GaugeMetricFamily("gthread_host_memory_bytes", "Host memory budget: its limit, what the ledger counts "
+                               "(engines awake and asleep, plus other), and other (the daemon, the host tier)",
+                               labels=("kind",))
+    budget.add_metric(("limit",), host.limit)
+    budget.add_metric(("used",), host.used)
+    budget.add_metric(("other",), host.other)
+    yield budget
+    sleeping = GaugeMetricFamily("gthread_sleeping_engines", "Engines asleep, and maxSleepingEngines (0: no limit)",
+                                 labels=("kind",))
+    sleeping.add_metric(("asleep",), host.asleep)
+    sleeping.add_metric(("limit",), host.max_sleeping)
+    yield sleeping
+    memory = GaugeMetricFamily("gthread_replica_memory_bytes", "What each replica's engine holds, by rung "
+                               "(awake, asleep, stopped): host memory, and device memory per device",
+                               labels=("model", "replica", "rung", "memory"))
+    for unit in replicas:
+        labels = (unit.id.model, str(unit.id.replica), unit.rung)
+        memory.add_metric(labels + ("host",), unit.host_bytes)
+        for index, held in unit.claims.items():
+            memory.add_metric(labels + (f"device{index}",), held)
+    yield memory

@@ -12,6 +12,7 @@ from typing import Optional
 
 import psutil
 
+from memory.host_limit import cgroup_limit
 from scheduler.inventory import CPU_PRODUCT, Device
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,19 @@ def unique_memory(pids) -> int:
     return total
 
 
+def peak_resident(pids) -> int:
+    """The sum of the processes' peak resident sets (VmHWM): what their start took at its most,
+    the same pages of a shared library counted per process (the safe side)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")), 0)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _gpu_memory(index: int, pids: set[int]) -> int:
     try:
         import pynvml
@@ -117,8 +131,15 @@ def _mig_enabled(pynvml, handle) -> bool:
 
 
 def cpu_device(share: float) -> Device:
-    total = _numa_node0_bytes() or _meminfo_bytes(Path("/proc/meminfo"))
-    return Device(0, "cpu-0", CPU_PRODUCT, total, int(total * share))
+    """NUMA node 0's memory, or the daemon's cgroup limit where lower: a pod's limit or a unit's
+    MemoryMax= is what the OOM killer enforces, so a claim is a fraction of that."""
+    from engine.compat import cpu_memory_basis  # vLLM, imported only on a host without GPUs
+
+    node = _numa_node0_bytes() or _meminfo_bytes(Path("/proc/meminfo"))
+    limit = cgroup_limit()
+    total = min(node, limit) if limit is not None else node
+    basis = cpu_memory_basis() or node
+    return Device(0, "cpu-0", CPU_PRODUCT, total, int(total * share), engine_basis_bytes=basis if basis != total else 0)
 
 
 def _numa_node0_bytes() -> int:

@@ -19,20 +19,21 @@ from engine.interface import Engine
 
 from gthreadd.spec.desired import DesiredState
 from gthreadd.spec.engine_config import served_names
-from gthreadd.runtime.devices import memory_held
+from gthreadd.runtime.devices import memory_held, peak_resident, unique_memory
 from gthreadd.observe.metrics import Metrics
 from gthreadd.observe.model_logs import ModelLogs
 from gthreadd.spec.policy import policy_for
 from gthreadd.runtime.lora import AdapterFile
 from gthreadd.runtime.operation_log import OperationLog
 from gthreadd.runtime.served_model import EngineFactory, ServedModel
+from gthreadd.runtime.unit_ops import Footprint
 from memory.host_tier import HostTier
 from scheduler.inventory import Device
 from scheduler.messages import Event, ModelRemoved, ModelUpserted
 from scheduler.units import UnitId
 
 log = logging.getLogger(__name__)
-_EVENT_REASONS = {"boot": "Started", "wake": "Woke", "sleep": "Slept"}
+_EVENT_REASONS = {"boot": "Started", "wake": "Woke", "sleep": "Slept", "stop": "Stopped"}
 
 
 def _why(reason: str) -> str:
@@ -106,27 +107,28 @@ class Fleet:
     def _model(self, unit: UnitId) -> ServedModel:
         return self.models.get(unit.model) or self._retired[unit.model]
 
-    async def boot(self, unit: UnitId, devices: tuple[int, ...], reason: str = "") -> None:
+    async def boot(self, unit: UnitId, devices: tuple[int, ...], reason: str = "") -> Footprint:
         model = self._model(unit)
         cpu = {d.index for d in self.devices if d.is_cpu}
         gpus = [str(i) for i in devices if i not in cpu]
         on = f"GPU {', '.join(gpus)}" if gpus else "the CPU"
         done = f"replica {unit.replica}: vLLM engine started on {on}{_why(reason)}"
+        scale = min((d.engine_scale for d in self.devices if d.index in devices), default=1.0)
         async with self._operation(model, unit, "boot", done):
-            await model.boot(unit.replica, devices, on_gpu=bool(gpus))
+            await model.boot(unit.replica, devices, on_gpu=bool(gpus), memory_scale=scale)
         if (engine := model.engines.get(unit.replica)) is not None:
             self.model_logs.own(engine.processes(), model.name)
         self._count_read(model)
-        await self._measure(model, unit)
+        return await self._measure(model, unit, boot=True)
 
-    async def wake(self, unit: UnitId, reason: str = "") -> None:
+    async def wake(self, unit: UnitId, reason: str = "") -> Footprint:
         model = self._model(unit)
         reread = ", its weights read again" if model.wake_reloads(unit.replica) else ""
         async with self._operation(model, unit, "wake", f"replica {unit.replica}: awake{reread}{_why(reason)}"):
             await model.wake(unit.replica)
         model.note_awake()
         self._count_read(model)
-        await self._measure(model, unit)
+        return await self._measure(model, unit)
 
     def _count_read(self, model: ServedModel) -> None:
         if model.last_read is not None:
@@ -134,24 +136,31 @@ class Fleet:
             self._metrics.weight_bytes_read.labels(model.name, path).inc(size)
             model.last_read = None
 
-    async def _measure(self, model: ServedModel, unit: UnitId) -> None:
-        """What the awake engine really holds, for status (the scheduler places by claims)."""
+    async def _measure(self, model: ServedModel, unit: UnitId, boot: bool = False) -> Footprint:
+        """What the awake engine really holds: on its devices, for status (the scheduler places by
+        claims), and in host memory, with the peak of its boot, for the host ledger."""
         engine = model.engines.get(unit.replica)
-        if engine is not None and (pids := engine.processes()):
-            model.measured_memory = await asyncio.to_thread(memory_held, pids, self.devices)
+        if engine is None or not (pids := engine.processes()):
+            return Footprint()
 
-    async def sleep(self, unit: UnitId, level: int) -> tuple[tuple[int, int], ...]:
+        def measure() -> Footprint:
+            model.measured_memory = memory_held(pids, self.devices)
+            return Footprint(unique_memory(pids), peak_resident(pids) if boot else 0)
+        return await asyncio.to_thread(measure)
+
+    async def sleep(self, unit: UnitId, level: int) -> Footprint:
         model = self._model(unit)
         engine = model.engines.get(unit.replica)
         kept = "KV cache freed, weights kept" if level == 1 else "KV cache and weights freed"
         done = f"replica {unit.replica}: asleep at level {level} ({kept})"
         async with self._operation(model, unit, "sleep", done):
             await model.sleep(unit.replica, level)
-        cpu = [d for d in self.devices if d.is_cpu]
-        if level != 1 or not cpu or engine is None or not (pids := engine.processes()):
-            return ()
-        held = await asyncio.to_thread(memory_held, pids, cpu)
-        return tuple(sorted(held.items()))
+        if engine is None or not (pids := engine.processes()):
+            return Footprint()
+
+        def measure() -> Footprint:
+            return Footprint(unique_memory(pids), held=tuple(sorted(memory_held(pids, self.devices).items())))
+        return await asyncio.to_thread(measure)
 
     @contextlib.asynccontextmanager
     async def _operation(self, model: ServedModel, unit: UnitId, operation: str, done: str):
@@ -169,9 +178,13 @@ class Fleet:
         self._metrics.operation_seconds.labels(model.name, operation).observe(elapsed)
         model.events.add("Normal", _EVENT_REASONS[operation], f"{done} in {elapsed:.2f}s")
 
-    async def stop(self, unit: UnitId) -> None:
+    async def stop(self, unit: UnitId, reason: str = "") -> None:
         model = self.models.get(unit.model) or self._retired.get(unit.model)
         if model is None:
+            return
+        if reason:  # a budget stops a sleeping engine: an operation of the model's, with its reason
+            async with self._operation(model, unit, "stop", f"replica {unit.replica}: engine {reason}"):
+                await model.stop(unit.replica)
             return
         await model.stop(unit.replica)
         if unit.model in self._retired and not model.engines:

@@ -17,10 +17,11 @@ from gthreadd.observe import logs
 from gthreadd.observe.changes import Changes
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
-    AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed, Event, GiveUp,
-    Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep, Stop, TimerFired, Wake,
+    AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
+    EngineStopped, Event, GiveUp, HostMemoryRead, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
+    Stop, TimerFired, Wake,
 )
-from gthreadd.runtime.unit_ops import PermanentFailure, UnitOps
+from gthreadd.runtime.unit_ops import Footprint, PermanentFailure, UnitOps
 from scheduler.units import UnitId, UnitState
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class SchedulerLoop:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     free_bytes: Callable[[int], Optional[int]] = lambda index: None
     """The driver's free memory of a device (NVML), None where there is none to ask."""
+    host_other: Callable[[], int] = lambda: 0
+    """Host memory held by what is not an engine (the daemon, the host tier): polled while the
+    scheduler keeps a host budget."""
     memory_poll_s: float = 5.0
     supervise_s: float = 1.0
     """How often engines are checked for a death (an EngineCore process that exited)."""
@@ -73,6 +77,8 @@ class SchedulerLoop:
         helpers = [asyncio.create_task(self._supervise(), name="supervise-engines")]
         if self.free_bytes(0) is not None:
             helpers.append(asyncio.create_task(self._poll_memory(), name="poll-device-memory"))
+        if self.scheduler.config.host_limit:
+            helpers.append(asyncio.create_task(self._poll_host(), name="poll-host-memory"))
         try:
             while True:
                 event = await self.events.get()
@@ -146,11 +152,11 @@ class SchedulerLoop:
         elif isinstance(action, Boot):
             log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
             booting = self.ops.boot(action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action, booting), EngineAwake(action.unit))
+            self._chain(action.unit, self._when_free(action, booting), _awake(action.unit))
         elif isinstance(action, Wake):
             log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
             waking = self.ops.wake(action.unit, action.reason)
-            self._chain(action.unit, self._when_free(action, waking), EngineAwake(action.unit))
+            self._chain(action.unit, self._when_free(action, waking), _awake(action.unit))
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):
@@ -165,14 +171,14 @@ class SchedulerLoop:
             log.error("scheduler: giving up on %s: %s", action.unit, action.reason)
             self.ops.give_up(action.unit, action.reason)
         elif isinstance(action, Stop):
-            log.info("scheduler: stop %s", action.unit)
-            self._chain(action.unit, self.ops.stop(action.unit), None)
+            log.info("scheduler: stop %s%s", action.unit, f" ({action.reason})" if action.reason else "")
+            self._chain(action.unit, self.ops.stop(action.unit, action.reason), lambda _: EngineStopped(action.unit))
         else:
             raise TypeError(f"the effects layer has no way to carry out {action!r}")
 
     async def _sleep(self, action: Sleep) -> None:
-        held = await self.ops.sleep(action.unit, action.level)
-        self.submit(EngineAsleep(action.unit, held))
+        footprint = await self.ops.sleep(action.unit, action.level) or Footprint()
+        self.submit(EngineAsleep(action.unit, footprint.held, action.level, footprint.host))
 
     def _resolve(self, request_id: str, result=None, error: Optional[Exception] = None) -> None:
         waiter = self._waiters.get(request_id)
@@ -185,7 +191,7 @@ class SchedulerLoop:
         else:
             waiter.set_result(result)
 
-    async def _when_free(self, action: Boot | Wake, operation) -> None:
+    async def _when_free(self, action: Boot | Wake, operation) -> Optional[Footprint]:
         """Run a boot or wake only if the driver really has the memory free: what other processes
         took is not ours to take. Otherwise fail it (retried with backoff) and tell the core."""
         short = []
@@ -198,17 +204,18 @@ class SchedulerLoop:
             operation.close()
             raise RuntimeError("not enough free device memory (used by processes gthreadd does not own): "
                                + "; ".join(short))
-        await operation
+        return await operation
 
-    def _chain(self, unit: UnitId, operation, success: Optional[Event]) -> None:
-        """Run `operation` after the unit's previous one, then report how it went."""
+    def _chain(self, unit: UnitId, operation, success: Optional[Callable[[object], Event]]) -> None:
+        """Run `operation` after the unit's previous one, then report how it went: `success` makes
+        the event from what the operation returned."""
         previous = self._unit_ops.get(unit)
 
         async def run() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
             try:
-                await operation
+                result = await operation
             except PermanentFailure as exc:
                 self.submit(EngineFailed(unit, str(exc), retry=False))
                 return
@@ -217,7 +224,7 @@ class SchedulerLoop:
                 self.submit(EngineFailed(unit, f"{type(exc).__name__}: {exc}"))
                 return
             if success is not None:
-                self.submit(success)
+                self.submit(success(result))
 
         self._unit_ops[unit] = asyncio.create_task(run(), name=f"unit:{unit}")
 
@@ -237,6 +244,11 @@ class SchedulerLoop:
                     self.ops.died(unit.id, cause)
                     self.submit(EngineFailed(unit.id, cause, crashed=True))
 
+    async def _poll_host(self) -> None:
+        while True:
+            self.submit(HostMemoryRead(await asyncio.to_thread(self.host_other)))
+            await asyncio.sleep(self.memory_poll_s)
+
     async def _poll_memory(self) -> None:
         while True:
             for index in self.scheduler.devices:
@@ -244,3 +256,11 @@ class SchedulerLoop:
                 if free is not None:
                     self.submit(DeviceMemoryRead(index, free))
             await asyncio.sleep(self.memory_poll_s)
+
+
+def _awake(unit: UnitId) -> Callable[[Optional[Footprint]], EngineAwake]:
+    """The event a successful boot or wake reports, with what the engine was measured to hold."""
+    def event(footprint: Optional[Footprint]) -> EngineAwake:
+        footprint = footprint or Footprint()
+        return EngineAwake(unit, footprint.host, footprint.peak)
+    return event

@@ -131,7 +131,8 @@ class ServedModel:
             return self.conversion.model_copy(update={"progress": round(self._progress, 3)})
         return self.conversion
 
-    async def boot(self, replica: int, devices: tuple[int, ...], on_gpu: bool = False) -> None:
+    async def boot(self, replica: int, devices: tuple[int, ...], on_gpu: bool = False,
+                   memory_scale: float = 1.0) -> None:
         await self.stop(replica)  # a dead engine, when this boot is a retry
         if why := unservable(self.resource):
             raise self._failed("UnsupportedModelType", why)
@@ -160,7 +161,7 @@ class ServedModel:
             self._weights_bytes = manifest.total_bytes
         kv_offload = self.kv_cache_grants[replica] = self._reserve_kv_cache(replica, on_gpu)
         engine = self._engine_factory(
-            engine_config_for(self.resource, weights, devices, host_tier, self._on_miss, kv_offload))
+            engine_config_for(self.resource, weights, devices, host_tier, self._on_miss, kv_offload, memory_scale))
         if first:
             self._set_condition("Ready", "False", "EngineStarting", "starting the vLLM engine")
         try:

@@ -2,7 +2,6 @@
 as a pydantic field type. Kept as written, resolved to bytes where it is used, so `-o yaml` and
 error messages show what the user wrote; and bytes written back for people (`4.9 GiB`)."""
 
-import os
 import re
 from typing import Annotated
 
@@ -11,10 +10,6 @@ from pydantic import AfterValidator
 _SUFFIX = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)(%|Ki|Mi|Gi|Ti|k|M|G|T)?")
-
-
-def host_memory() -> int:
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def parse_size(value: str, total: int) -> int:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from conversion.resolve import is_local
 from engine.config import EngineConfig
-from gthreadd.spec.byte_size import host_memory, parse_size
+from gthreadd.spec.byte_size import parse_size
+from memory.host_limit import memory_limit
 from gthreadd.spec.resource import ModelResource, ModelType
 
 TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
@@ -46,20 +47,22 @@ KV_CACHE_DEFAULT = "4Gi"
 def kv_cache_bytes(resource: ModelResource) -> int:
     """The host memory an engine of this Model pins for offloaded KV blocks (spec.kvCache); 0: none."""
     kv_cache = resource.spec.kv_cache
-    return parse_size(kv_cache.max_size or KV_CACHE_DEFAULT, host_memory()) if kv_cache.enabled else 0
+    return parse_size(kv_cache.max_size or KV_CACHE_DEFAULT, memory_limit()) if kv_cache.enabled else 0
 
 
 def engine_config_for(resource: ModelResource, model_path: Path, devices: tuple[int, ...] = (),
-                      host_tier: str = "", on_miss: str = "disk", kv_offload_bytes: int = 0) -> EngineConfig:
+                      host_tier: str = "", on_miss: str = "disk", kv_offload_bytes: int = 0,
+                      memory_scale: float = 1.0) -> EngineConfig:
     """`kv_offload_bytes`: what the daemon's ledger granted of kv_cache_bytes (0 on a CPU device,
-    where vLLM refuses KV offloading, or when host memory has no room)."""
+    where vLLM refuses KV offloading, or when host memory has no room). `memory_scale`: the
+    device's `engine_scale`, so that the engine allocates what the scheduler's ledger counts."""
     spec = resource.spec
     return EngineConfig(
         name=resource.metadata.name,
         model_path=str(model_path),
         served_model_names=served_names(resource),
         dtype=spec.dtype.value,
-        gpu_memory_utilization=spec.memory_fraction,
+        gpu_memory_utilization=round(spec.memory_fraction * memory_scale, 4),
         tensor_parallel_size=spec.tensor_parallel,
         pipeline_parallel_size=spec.pipeline_parallel,
         quantization=spec.quantization.value,

@@ -17,6 +17,20 @@ def host_labels(devices: list[Device]) -> dict[str, str]:
     return labels
 
 
+ENGINE_HOST_MEMORY = {"cpu": 1 << 30, "gpu": 3 << 30}
+"""Host memory a vLLM engine's processes hold beyond a CPU claim, for a model's first boot: until
+that boot's peak is measured, what the host ledger reserves. On the CPU the worker's claim is its
+whole allocation and the EngineCore and runtime add about 0.7 GiB (SmolLM2-135M: peak 5.4 GiB for
+a 4.7 GiB claim, bench/README); a CUDA engine holds its runtime and pinned buffers in host memory."""
+
+
+def host_estimate(memory_fraction: float, devices: list[Device]) -> int:
+    cpu = [d for d in devices if d.is_cpu]
+    if cpu:
+        return int(memory_fraction * cpu[0].total_bytes) + ENGINE_HOST_MEMORY["cpu"]
+    return ENGINE_HOST_MEMORY["gpu"]
+
+
 def policy_for(resource: ModelResource, devices: list[Device]) -> Policy:
     spec = resource.spec
     labels = host_labels(devices)
@@ -38,4 +52,5 @@ def policy_for(resource: ModelResource, devices: list[Device]) -> Policy:
         sleep_level=spec.sleep.level,
         product=spec.product,
         unschedulable_reason=reason,
+        host_estimate=host_estimate(spec.memory_fraction, devices),
     )

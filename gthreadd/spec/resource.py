@@ -292,6 +292,22 @@ class ModelState(StrEnum):
     failed = "failed"
 
 
+class ReplicaStatus(_Strict):
+    """One replica's rung and what its engine holds, as the scheduler's ledgers count it."""
+
+    replica: int
+    rung: Literal["awake", "asleep", "stopped", "none"]
+    """awake: holds device memory; asleep: its engine sleeps (a fast wake); stopped: a budget
+    stopped its engine (a request starts it cold); none: never started, or failed."""
+    state: str
+    sleep_level: Optional[int] = None
+    host_bytes: int = 0
+    """Host memory its engine holds (measured; reserved while it starts)."""
+    device_bytes: dict[str, int] = {}
+    """Device index -> bytes claimed there (awake), or still held there (asleep)."""
+    reason: str = ""
+
+
 class ModelStatus(_Strict):
     phase: Phase = Phase.pending
     url: str = ""
@@ -311,6 +327,7 @@ class ModelStatus(_Strict):
     kv_cache_bytes: Optional[int] = None
     """Host memory the Model's engines hold for offloaded KV blocks (spec.kvCache), as the daemon's
     ledger granted it; 0 when enabled but not granted (a CPU device, or no room)."""
+    replica_status: list[ReplicaStatus] = []
     observed_generation: Optional[int] = None
     """The metadata.generation the Kubernetes shim last applied to a daemon (unset outside a cluster)."""
     source_file: str = ""

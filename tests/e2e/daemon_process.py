@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()):
+    def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = (),
+                 join: Callable[[], None] | None = None):
+        """`join`: run in the daemon's process before it starts (MemoryCgroup.join puts it in a group)."""
         self.models_dir = root / "models.d"
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
@@ -46,6 +48,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, **(env or {})}
         self.flags = flags
+        self.join = join
         self.models_dir.mkdir(parents=True)
 
     def start(self) -> None:
@@ -54,7 +57,7 @@ class DaemonProcess:
             [sys.executable, "-m", "gthreadd.main", "--models-dir", str(self.models_dir),
              "--state-dir", str(self.state_dir), "--listen", f"127.0.0.1:{self.port}", "--rescan-interval", "2s",
              "--host-tier-dir", str(self.host_tier_dir), "--control-socket", str(self.socket), *self.flags],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env, preexec_fn=self.join,
         )
         self.wait_for(lambda: self.get("/readyz")[0] == 200, 120, "the daemon to be ready")
 

@@ -72,7 +72,7 @@ async def test_shutdown_is_bounded_by_its_timeout(tmp_path):
 async def test_status_reports_the_memory_an_engine_really_holds(tmp_path):
     """FakeEngine stands in for an engine whose process is this test's own: on the CPU device its
     unique resident memory is what status reports, not the claim."""
-    cpu = Device(0, "cpu-0", "cpu", 2**40, 2**39)
+    cpu = Device(0, "cpu-0", "cpu", 8 * 2**30, 4 * 2**30)  # a claim must fit this host's memory budget
 
     def engine_of_this_process(config):
         engine = FakeEngine(config)
@@ -81,14 +81,14 @@ async def test_status_reports_the_memory_an_engine_really_holds(tmp_path):
 
     d = await start_daemon(tmp_path, engine_of_this_process, devices=[cpu])
     try:
-        assert 0 < memory_held([os.getpid()], [cpu])[0] < 2**40
+        assert 0 < memory_held([os.getpid()], [cpu])[0] < 8 * 2**30
         write(d, "a.yaml", "a")
         await serving(d, "a")
         await until(lambda: d.fleet.models["a"].measured_memory, "a measurement")
         async with aiohttp.ClientSession() as s:
             async with s.get(d.base_url + "/apis/greenthread.ai/v1alpha1/models/a") as r:
                 status = (await r.json())["status"]
-        assert status["servingMemoryPerGPU"] == d.fleet.models["a"].measured_memory[0] != int(0.3 * 2**40)
+        assert status["servingMemoryPerGPU"] == d.fleet.models["a"].measured_memory[0] != int(0.3 * 8 * 2**30)
     finally:
         await d.shutdown()
 

@@ -3,6 +3,7 @@ import argparse
 import pytest
 
 from gthreadd.settings import DaemonSettings, SettingsError, add_flags, load_settings
+from memory.host_limit import filesystem_bytes, memory_limit
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -54,9 +55,16 @@ def test_missing_explicit_config(tmp_path):
 
 
 def test_sizes_and_shares_of_ram():
-    assert DaemonSettings(host_tier_size="64Gi").host_tier_bytes == 64 * 2**30
+    assert DaemonSettings(host_tier_size="1Gi").host_tier_bytes == 2**30
     assert DaemonSettings(host_tier_size="512M").host_tier_bytes == 512 * 10**6
     assert 0 < DaemonSettings(host_tier_size="10%").host_tier_bytes < DaemonSettings(host_tier_size="20%").host_tier_bytes
+    assert DaemonSettings(host_memory_limit="50%").host_limit_bytes == memory_limit() // 2
+
+
+def test_the_host_tier_is_never_larger_than_its_filesystem(tmp_path):
+    room = filesystem_bytes(tmp_path / "shm" / "not-yet")  # the directory is created at start
+    assert room == filesystem_bytes(tmp_path) and room > 0
+    assert DaemonSettings(host_tier_size="1000Ti", host_tier_dir=tmp_path / "shm").host_tier_bytes == room
 
 
 def test_api_keys_come_from_the_file_only_and_stay_hidden(tmp_path):

@@ -69,3 +69,36 @@ def test_invariants_hold_and_nothing_starves(models, history, gpus):
     event("some unit preempted" if preempted else "no preemption")
     event("some request rejected" if h.rejected else "all admitted")
     assert not any(q.waiting for q in h.scheduler.queues.values())
+
+
+def check_budgets(h: SimulatedHost, before, actions) -> None:
+    check_invariants(h, before, actions)
+    view = h.scheduler.snapshot().host
+    assert view.used <= view.limit, f"host memory {view.used / GIB:.1f} GiB over its {view.limit / GIB:.1f} GiB"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(models=st.lists(policies, min_size=1, max_size=6), history=events,
+       max_sleeping=st.integers(0, 3), residue=st.sampled_from([0, 4 * GIB, 10 * GIB]))
+def test_budgets_hold_and_nothing_starves(models, history, max_sleeping, residue):
+    """With a host budget that holds one awake engine and a few sleepers, a cap on sleepers and a
+    device residue per sleeper: host memory never goes over, and every request is still answered."""
+    h = SimulatedHost(Scheduler([Device(0, "GPU-0", "NVIDIA-H100", 80 * GIB, 80 * GIB)],
+                                SchedulerConfig(queue_limit=8, queue_timeout=120, host_limit=8 * GIB,
+                                                max_sleeping=max_sleeping)))
+    h.host_awake, h.host_asleep, h.residue = 3 * GIB, {1: 2 * GIB, 2: 1 * GIB}, residue
+    for index, policy in enumerate(models):
+        solo = Policy(**{**policy.__dict__, "tensor_parallel": 1, "host_estimate": 3 * GIB})
+        h.feed(ModelUpserted(f"m{index}", solo, 1), check_budgets)
+    sent = []
+    for n, (delay, which, kind) in enumerate(history):
+        h.run_until(h.now + delay, check_budgets)
+        if kind == "request":
+            sent.append(f"r{n}")
+            h.feed(RequestArrived(f"m{which % len(models)}", f"r{n}"), check_budgets)
+    h.run_until(h.now + 10_000, check_budgets)
+    for rid in sent:
+        assert rid in h.admitted or rid in h.rejected, f"{rid} starved"
+    asleep = sum(u.state == UnitState.asleep for u in h.scheduler.units.values())
+    assert not max_sleeping or asleep <= max_sleeping
+    event("some engine stopped" if any(u.rung == "stopped" for u in h.scheduler.snapshot().units) else "none stopped")

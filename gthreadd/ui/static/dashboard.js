@@ -145,7 +145,32 @@ function renderDevices() {
         el("span", {text: `${name} · ${gpu.mode || ""} · ${gpu.health || ""}`}),
         el("span", {class: "muted", text: `${bytes(claimed)} claimed · ${bytes(Math.max(0, gpu.available || 0))} free of ${bytes(d.capacityBytes)} usable (${bytes(total)})`})),
       bar);
-  }));
+  }), ...hostBar());
+}
+
+function hostBar() {
+  // Host memory against its budget: each model's engines (awake and asleep), then the daemon and host tier.
+  const host = snapshot.host;
+  if (!host || !host.limitBytes) return [];
+  const bar = el("div", {class: "bar"});
+  for (const m of snapshot.models) {
+    const n = (m.status.replicaStatus || []).reduce((sum, r) => sum + (r.hostBytes || 0), 0);
+    if (!n) continue;
+    const rungs = (m.status.replicaStatus || []).map(r => r.rung).join(", ");
+    const seg = el("div", {class: "seg", title: `${m.metadata.name} (${rungs}): ${bytes(n)}`, text: m.metadata.name});
+    seg.style.width = `${100 * n / host.limitBytes}%`;
+    seg.style.background = color(m.metadata.name);
+    bar.append(seg);
+  }
+  const other = el("div", {class: "seg foreign", title: `daemon and host tier: ${bytes(host.otherBytes)}`, text: "daemon"});
+  other.style.width = `${100 * host.otherBytes / host.limitBytes}%`;
+  bar.append(other);
+  const asleep = `${host.sleepingEngines} asleep` + (host.maxSleepingEngines ? ` (at most ${host.maxSleepingEngines})` : "");
+  return [el("div", {class: "device", "data-device": "host"},
+    el("div", {class: "label"},
+      el("span", {text: `host memory · ${asleep}`}),
+      el("span", {class: "muted", text: `${bytes(host.usedBytes)} used of ${bytes(host.limitBytes)}`})),
+    bar)];
 }
 
 function claimed(model) {
@@ -201,10 +226,10 @@ function renderTimeline(models, now) {
     if (end - start > 44) chart.append(svg("text", {x: start + 3, y: i * lane + 15, class: "on-bar"}, seconds(op.seconds)));
   }
   const legend = el("div", {class: "legend"});
-  for (const [kind, label] of [["boot", "boot"], ["wake", "wake"], ["sleep", "sleep"], ["failed", "failed"]]) {
+  for (const [kind, label] of [["boot", "boot"], ["wake", "wake"], ["sleep", "sleep"], ["stop", "stop"], ["failed", "failed"]]) {
     const swatch = el("i");
     swatch.style.background = getComputedStyle(document.documentElement).getPropertyValue(
-      {boot: "--starting", wake: "--serving", sleep: "--sleeping", failed: "--failed"}[kind]);
+      {boot: "--starting", wake: "--serving", sleep: "--sleeping", stop: "--pending", failed: "--failed"}[kind]);
     legend.append(el("span", {}, swatch, label));
   }
   document.getElementById("timeline").replaceChildren(chart, legend);

@@ -47,10 +47,17 @@ def test_every_state_a_model_can_be_in_is_in_the_vocabulary():
 
 
 def test_the_status_json_is_seed_002s_sidecar_shape(tmp_path):
-    body = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), host(UnitState.awake))
+    body = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), host(UnitState.awake, UnitState.asleep))
+    replicas, host_memory = body.pop("replicas"), body.pop("hostMemory")
     assert body == {"model": "m", "state": "serving", "bootReady": False, "phase": "Pending",
                     "queue": {"inFlight": 0, "queued": 0, "barriered": False},
                     "reason": "Pending", "message": "waiting for a device"}
+    assert replicas == [
+        {"replica": 0, "rung": "awake", "state": "awake", "hostBytes": 0, "deviceBytes": {"0": 20 * GIB}, "reason": ""},
+        {"replica": 1, "rung": "asleep", "state": "asleep", "hostBytes": 0, "deviceBytes": {}, "reason": ""},
+    ], "each replica's rung and what it holds"
+    assert host_memory == {"limitBytes": 0, "usedBytes": 0, "otherBytes": 0, "sleepingEngines": 1,
+                           "maxSleepingEngines": 0}
 
 
 def test_gpu_rows_say_which_devices_hold_a_model_and_what_is_free():
@@ -61,3 +68,13 @@ def test_gpu_rows_say_which_devices_hold_a_model_and_what_is_free():
         (0, "inference", "Healthy"), (1, "idle", "Healthy"), (2, "mig", "Healthy")]
     assert [r["available"] for r in rows[:2]] == [60 * GIB, 80 * GIB]
     assert rows[0]["name"].startswith("gpu-") and rows[0]["name"].endswith("-0")
+
+
+def test_a_model_whose_engine_a_budget_stopped_is_sleeping_and_its_replica_says_stopped(tmp_path):
+    scheduler = Scheduler([Device(0, "GPU-0", "NVIDIA-TEST", 80 * GIB, 80 * GIB)], SchedulerConfig())
+    unit = scheduler.units[UnitId("m", 0)] = Unit(UnitId("m", 0), Policy(memory_fraction=0.25), booted=True)
+    unit.reason = "stopped: host memory for n, the least recently used"
+    snapshot = scheduler.snapshot()
+    assert engine_state(ServedModel(desired(tmp_path), FakeEngine), snapshot) == ModelState.sleeping
+    (replica,) = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), snapshot)["replicas"]
+    assert (replica["rung"], replica["state"], replica["reason"]) == ("stopped", "cold", unit.reason)

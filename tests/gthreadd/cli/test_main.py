@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gthreadd.cli.main import describe_text
+from gthreadd.cli.main import describe_text, host_line
 from gthreadd.cli.table import render
 from gthreadd.spec.byte_size import human_bytes
 
@@ -65,3 +65,22 @@ def test_describe_says_when_a_kv_cache_is_enabled_but_not_granted():
     assert "  KV Cache:     enabled, not in use (see Events)" in describe_text(obj, [], None).splitlines()
     del obj["status"]["kvCacheBytes"]
     assert "KV Cache" not in describe_text(obj, [], None)
+
+
+def test_describe_lists_each_replicas_rung_and_memory_and_get_gpus_the_host_budget():
+    obj = {"apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"}, "spec": {},
+           "status": {"replicaStatus": [
+               {"replica": 0, "rung": "asleep", "state": "asleep", "sleepLevel": 1, "hostBytes": 1400 * 2**20,
+                "deviceBytes": {"0": 1400 * 2**20}, "reason": ""},
+               {"replica": 1, "rung": "stopped", "state": "cold", "hostBytes": 0, "deviceBytes": {},
+                "reason": "stopped: host memory for n, the least recently used"}]}}
+    lines = describe_text(obj, [], None).splitlines()
+    at = lines.index("Replicas:")
+    assert lines[at + 1].split() == ["REPLICA", "RUNG", "STATE", "HOST", "MEMORY", "DEVICE", "MEMORY", "REASON"]
+    assert lines[at + 2].split()[:7] == ["0", "asleep", "(level", "1)", "asleep", "1.4", "GiB"]
+    assert lines[at + 3].split()[:4] == ["1", "stopped", "cold", "-"]
+    assert lines[at + 3].endswith("stopped: host memory for n, the least recently used")
+    line = host_line({"limitBytes": 8 * 2**30, "usedBytes": 5 * 2**30, "otherBytes": 2**30, "sleepingEngines": 3,
+                      "maxSleepingEngines": 4})
+    assert line.strip() == ("Host memory: 5.0 GiB of 8.0 GiB (engines 4.0 GiB, daemon and host tier 1.0 GiB); "
+                            "engines asleep: 3 (at most 4)")

@@ -64,3 +64,32 @@ def test_without_a_driver_the_cpu_device_stands_in(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", m)
     [cpu] = devices.probe(cpu_share=0.5)
     assert cpu.is_cpu and cpu.capacity_bytes == cpu.total_bytes // 2
+
+
+def test_in_a_memory_cgroup_the_cpu_device_is_its_limit_and_the_engine_is_told_the_rescaled_fraction(monkeypatch):
+    """vLLM's CPU backend multiplies gpuMemoryUtilization by the NUMA node's memory (capped only by
+    a cgroup limit it can see at the mount's root): the daemon's device is the limit it really runs
+    under, and the engine is given the fraction that allocates the same bytes."""
+    import engine.compat
+
+    node = devices._numa_node0_bytes() or devices._meminfo_bytes(devices.Path("/proc/meminfo"))
+    monkeypatch.setattr(devices, "cgroup_limit", lambda: node // 4)
+    monkeypatch.setattr(engine.compat, "cpu_memory_basis", lambda node_index=0: node)
+    cpu = devices.cpu_device(0.5)
+    assert (cpu.total_bytes, cpu.capacity_bytes, cpu.engine_basis_bytes) == (node // 4, node // 8, node)
+    assert abs(cpu.engine_scale - 0.25) < 1e-3
+    assert abs(0.3 * cpu.engine_scale * node - 0.3 * cpu.total_bytes) < 2**20, "the engine allocates the claim"
+
+    monkeypatch.setattr(devices, "cgroup_limit", lambda: None)
+    cpu = devices.cpu_device(0.5)
+    assert (cpu.total_bytes, cpu.engine_basis_bytes, cpu.engine_scale) == (node, 0, 1.0), "no cgroup: as before"
+
+
+def test_the_engine_config_carries_the_rescaled_fraction(tmp_path):
+    from gthreadd.spec.engine_config import engine_config_for
+    from gthreadd.spec.resource import ModelResource, model_yaml
+    import yaml
+
+    resource = ModelResource.model_validate(yaml.safe_load(model_yaml("m", tmp_path, '  gpuMemoryUtilization: "0.3"\n')))
+    assert engine_config_for(resource, tmp_path).gpu_memory_utilization == 0.3
+    assert engine_config_for(resource, tmp_path, memory_scale=0.25).gpu_memory_utilization == 0.075

@@ -54,7 +54,7 @@ async def test_engine_operations_are_timed_recorded_and_findable(tmp_path):
     await fleet.boot(unit, (0,))
     engine = fleet.engine(unit)
     assert engine is not None and engine.running and engine.config.devices == (0,)
-    assert await fleet.sleep(unit, 1) == (), "a GPU's level-1 sleep keeps the weights in host memory, not on it"
+    assert (await fleet.sleep(unit, 1)).held == (), "an engine with no processes holds nothing measurable"
     assert engine.asleep_level == 1
     await fleet.wake(unit, "pre-wake: due at 12s (periodic)")
     events = fleet.models["a"].events.to_json()
@@ -80,7 +80,7 @@ async def test_a_deleted_model_is_kept_until_its_engine_has_stopped(tmp_path):
     assert engine.stopped and fleet.engine(unit) is None
 
 
-async def test_a_level_1_sleep_on_the_cpu_reports_the_memory_its_engine_still_holds(tmp_path):
+async def test_every_sleep_on_the_cpu_reports_the_memory_its_engine_still_holds(tmp_path):
     import os
 
     cpu = [Device(0, "cpu", "cpu", 16 * 2**30, 8 * 2**30)]
@@ -89,10 +89,14 @@ async def test_a_level_1_sleep_on_the_cpu_reports_the_memory_its_engine_still_ho
     unit = UnitId("a", 0)
     await fleet.boot(unit, (0,))
     fleet.engine(unit).pids = [os.getpid()]  # this process stands in for the engine's
-    ((device, held),) = await fleet.sleep(unit, 1)
-    assert device == 0 and held > 0, "measured, as the OS counts it (USS)"
+    awake = await fleet.wake(unit)
+    assert awake.host > 0 and awake.peak == 0, "awake: its host memory measured; a peak only after a boot"
+    asleep = await fleet.sleep(unit, 1)
+    ((device, held),) = asleep.held
+    assert device == 0 and held > 0 and asleep.host > 0, "measured, as the OS counts it (USS)"
     assert "asleep at level 1 (KV cache freed, weights kept)" in fleet.models["a"].events.to_json()[-1]["message"]
     await fleet.wake(unit)
-    assert await fleet.sleep(unit, 2) == (), "level 2 frees the weights: nothing held"
+    ((_, residue),) = (await fleet.sleep(unit, 2)).held
+    assert residue > 0, "level 2 frees the weights, and its process still holds its residue: counted too"
     await fleet.wake(unit)
     assert "awake, its weights read again in " in fleet.models["a"].events.to_json()[-1]["message"]

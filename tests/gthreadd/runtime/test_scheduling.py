@@ -38,10 +38,10 @@ class RecordingOps:
     async def wake(self, unit, reason):
         self.calls.append(("wake", unit))
 
-    async def sleep(self, unit):
+    async def sleep(self, unit, level):
         self.calls.append(("sleep", unit))
 
-    async def stop(self, unit):
+    async def stop(self, unit, reason=""):
         self.calls.append(("stop", unit))
 
     def died(self, unit, cause):
