@@ -107,6 +107,11 @@ class DaemonProcess:
     def get(self, path: str) -> tuple[int, dict]:
         return self.request("GET", path)
 
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """/metrics, parsed (metric_samples)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=30) as response:
+            return metric_samples(response.read().decode())
+
     def ask(self, model: str, max_tokens: int = 32) -> str:
         """The capital of France, asked of `model` through /<model>/v1 with the openai client."""
         from openai import OpenAI

@@ -12,7 +12,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.e2e.daemon_process import DaemonProcess, metric_samples
+from tests.e2e.daemon_process import DaemonProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -72,8 +72,7 @@ def test_a_killed_engine_is_seen_at_once_and_serving_again_unprompted(solo):
     events = solo.get("/apis/greenthread.ai/v1alpha1/models/solo/events")[1]["items"]
     died = [e for e in events if e["reason"] == "EngineDied"]
     assert died and "SIGKILL" in died[0]["message"], events
-    with urllib.request.urlopen(f"{solo.url}/metrics", timeout=30) as response:
-        metrics = metric_samples(response.read().decode())
+    metrics = solo.metrics()
     assert metrics[("gthread_engine_crashes_total", (("model", "solo"),))] >= 1
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import psutil
 import pytest
@@ -18,7 +17,7 @@ from openai import OpenAI
 
 from memory.host_segment import segment_path
 from gthreadd.spec.resource import model_yaml
-from tests.e2e.daemon_process import HUB_ID, metric_samples
+from tests.e2e.daemon_process import HUB_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -332,9 +331,7 @@ def test_operating_a_real_engine_with_the_cli_and_its_metrics(daemon):
     reasons = [line.split()[1] for line in described.split("Events:", 1)[1].splitlines()[1:]]
     assert {"Started", "Slept", "Woke"} <= set(reasons), described
 
-    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=30) as response:
-        text = response.read().decode()
-    samples = metric_samples(text)
+    samples = daemon.metrics()
     tokens = {labels: v for (name, labels), v in samples.items() if name == "vllm:generation_tokens_total"}
     assert any(dict(labels)["model_name"] == "smollm2" and v > 0 for labels, v in tokens.items()), tokens
     wakes = samples[("gthread_engine_operations_total", (("model", "smollm2"), ("operation", "wake"), ("outcome", "ok")))]

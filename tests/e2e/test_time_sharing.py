@@ -8,12 +8,10 @@ gthread load format with pinned staging, so its wakes reload its weights from th
 import subprocess
 import sys
 import threading
-import urllib.request
 
 import psutil
 import pytest
 
-from tests.e2e.daemon_process import metric_samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -59,9 +57,10 @@ def test_only_one_fits_so_only_one_boots(shared):
     assert [(g["product"], g["mode"], g["health"]) for g in gpus] == [("cpu", "inference", "Healthy")]
     table = subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--server", shared.url, "get", "gpus"],
                            capture_output=True, text=True, timeout=60)
-    header, row = table.stdout.splitlines()
+    header, row, _, host = table.stdout.splitlines()
     assert header.split() == ["NAME", "NODE", "INDEX", "PRODUCT", "MODE", "HEALTH", "AVAILABLE"]
     assert row.split()[2:6] == ["0", "cpu", "inference", "Healthy"] and int(row.split()[6]) > 0
+    assert host.startswith("Host memory: ") and "engines asleep: 0 (no limit)" in host, host
 
 
 def test_a_request_for_the_other_model_swaps_them(shared):
@@ -107,6 +106,6 @@ def test_a_pinned_gthread_model_wakes_from_the_host_tier(shared):
     assert len(shared.staged()) == 1
     weights = shared.status("beta")["weights"]
     assert weights["readPath"] == "host-tier" and weights["bytesRead"]["host-tier"] > 0
-    metrics = metric_samples(urllib.request.urlopen(f"{shared.url}/metrics", timeout=30).read().decode())
+    metrics = shared.metrics()
     assert metrics[("gthread_weight_read_bytes_total", (("model", "beta"), ("path", "host-tier")))] == \
         weights["bytesRead"]["host-tier"]
