@@ -13,6 +13,7 @@ control plane is measured. Devices: 8 GPUs of 80 GiB, every Model claiming 0.2 o
 be awake and 960 wait their turn.
 
     .venv/bin/python bench/control_plane.py --models 1000
+    .venv/bin/python bench/control_plane.py --models 1000 --host-budget 200   # with a host budget too
 Goals (issue 15): reconcile <= 2 s, decide p99 <= 1 ms.
 """
 
@@ -31,12 +32,15 @@ from pathlib import Path
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.spec.desired import DesiredState, build_desired, scan_directory
 from gthreadd.spec.resource import model_yaml
-from scheduler.fairness import Scheduler
+from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
-    Boot, EngineAsleep, EngineAwake, RequestArrived, RequestFinished, SetTimer, Sleep, TimerFired, Wake, Admit,
+    Boot, EngineAsleep, EngineAwake, EngineStopped, RequestArrived, RequestFinished, SetTimer, Sleep, Stop, TimerFired,
+    Wake, Admit,
 )
 
+AWAKE_HOST, ASLEEP_HOST = 3 * 2**30, 2 * 2**30
+"""Host memory each engine reports awake and asleep, for the host budget (--host-budget)."""
 GPUS = [Device(i, f"GPU-{i}", "NVIDIA-H100-80GB-HBM3", 80 * 2**30, 80 * 2**30) for i in range(8)]
 SPEC = ('  gpuMemoryUtilization: "0.2"\n  extraArgs: ["--max-model-len", "4096"]\n'
         '  sleep: {idleTimeout: 30s}\n  fairness: {minRuntime: 5s, maxWaitTime: 10s}\n')
@@ -87,9 +91,11 @@ def steady_stream(scheduler: Scheduler, first: list, models: list[str], events: 
         for action in actions:
             seq += 1
             if isinstance(action, (Boot, Wake)):
-                pending.append((now + 0.001, seq, EngineAwake(action.unit)))
+                pending.append((now + 0.001, seq, EngineAwake(action.unit, AWAKE_HOST, AWAKE_HOST)))
             elif isinstance(action, Sleep):
-                pending.append((now + 0.001, seq, EngineAsleep(action.unit)))
+                pending.append((now + 0.001, seq, EngineAsleep(action.unit, (), action.level, ASLEEP_HOST)))
+            elif isinstance(action, Stop):
+                pending.append((now + 0.001, seq, EngineStopped(action.unit)))
             elif isinstance(action, Admit):
                 in_flight[action.request_id] = action.unit
                 pending.append((now + rng.uniform(0.05, 2.0), seq, RequestFinished(action.unit)))
@@ -125,6 +131,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="decide calls in the steady stream")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="write the cProfile of the first reconcile and the stream here")
+    parser.add_argument("--host-budget", type=float, default=0, help="GiB of host memory the scheduler budgets "
+                        "(engines report 3 GiB awake, 2 GiB asleep); 0: none")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="control_plane-") as tmp:
         tmp = Path(tmp)
@@ -145,7 +153,7 @@ def main() -> None:
         edited = tmp / "models.d" / f"m{args.models // 2:04}.yaml"
         edited.write_text(edited.read_text().replace("idleTimeout: 30s", "idleTimeout: 45s"))
         one_edit = reconcile(fleet, tmp / "models.d")
-        scheduler = Scheduler(GPUS)
+        scheduler = Scheduler(GPUS, SchedulerConfig(host_limit=int(args.host_budget * 2**30)))
         ingest_times: list[float] = []
         first = [a for event in upserts[:args.models] for a in timed_decide(scheduler, event, 0.0, ingest_times)]
         models = sorted(fleet.models)
@@ -157,7 +165,8 @@ def main() -> None:
     units = len(scheduler.units)
     print(f"# control_plane  {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
     print(f"# command: {' '.join(sys.argv)}")
-    print(f"# {args.models} Model files, {units} units, 8 x 80 GiB GPUs (40 fit awake), seed {args.seed}")
+    budget = f", a {args.host_budget:g} GiB host budget" if args.host_budget else ""
+    print(f"# {args.models} Model files, {units} units, 8 x 80 GiB GPUs (40 fit awake){budget}, seed {args.seed}")
     print(f"importing vLLM's arg parser    {vllm_import:8.3f} s   (once per daemon, before the first check)")
     print(f"reconcile from empty           {from_empty:8.3f} s   (goal <= 2 s)")
     print(f"reconcile, nothing changed     {unchanged:8.3f} s")
@@ -167,8 +176,10 @@ def main() -> None:
     print(f"decide, steady stream          p50 {statistics.median(stream) * 1e3:.3f} ms   "
           f"p99 {percentile(stream, 0.99) * 1e3:.3f} ms   max {max(stream) * 1e3:.3f} ms   "
           f"({len(stream)} calls; goal p99 <= 1 ms)")
-    awake = sum(u.state.value == "awake" for u in scheduler.units.values())
-    print(f"at the end: {awake} units awake, {sum(len(q.waiting) for q in scheduler.queues.values())} requests queued")
+    rungs = {}
+    for view in scheduler.snapshot().units:
+        rungs[view.rung] = rungs.get(view.rung, 0) + 1
+    print(f"at the end: {rungs}, {sum(len(q.waiting) for q in scheduler.queues.values())} requests queued")
 
 
 if __name__ == "__main__":

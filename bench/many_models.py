@@ -14,6 +14,7 @@ Needs root for the cgroup (`--limit 0` runs without one, against the host's RAM)
 import argparse
 import json
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -21,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from tempfile import TemporaryDirectory
+from tempfile import mkdtemp
 
 import psutil
 
@@ -130,18 +131,19 @@ def one_run(args: argparse.Namespace, models: int, workdir: Path) -> Run:
         d.write_model(f"m{i:03d}.yaml", f"m{i:03d}", utilization=args.utilization, more=POLICY)
     done = threading.Event()
     started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=64)
     try:
         d.start()
         sampler = threading.Thread(target=sample_memory, args=(group, d, run, done), daemon=True)
         sampler.start()
         trace = zipf_trace(models, args.requests, args.zipf, args.gap, args.seed)
-        with ThreadPoolExecutor(max_workers=64) as pool:
-            begin = time.monotonic()
-            for at, model in trace:
-                time.sleep(max(0.0, begin + at - time.monotonic()))
-                sent = Sent(model, at, rung_of(d, model))
-                run.sent.append(sent)
-                pool.submit(ask, d, sent)
+        begin = time.monotonic()
+        for at, model in trace:
+            time.sleep(max(0.0, begin + at - time.monotonic()))
+            sent = Sent(model, at, rung_of(d, model))
+            run.sent.append(sent)
+            pool.submit(ask, d, sent)
+        pool.shutdown(wait=True)
         run.seconds = time.monotonic() - started
         for (name, labels), value in d.metrics().items():
             if name == "gthread_engine_operations_total" and ("outcome", "ok") in labels:
@@ -149,9 +151,10 @@ def one_run(args: argparse.Namespace, models: int, workdir: Path) -> Run:
                 run.boots += value if ("operation", "boot") in labels else 0
         if group is not None:
             run.cgroup_peak, run.oom_kills = group.peak(), group.oom_kills()
-    finally:
+    finally:  # on an interruption too: the daemon goes first, so requests still out fail at once
         done.set()
         d.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
         if group is not None:
             group.remove()
     return run
@@ -181,23 +184,26 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--models", default="10,30,100", help="comma-separated: one daemon run per count")
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--gap", type=float, default=3.0, help="mean seconds between requests (Poisson)")
+    parser.add_argument("--gap", type=float, default=8.0, help="mean seconds between requests (Poisson)")
     parser.add_argument("--zipf", type=float, default=1.1, help="popularity exponent")
     parser.add_argument("--limit", default="12Gi", help="the memory cgroup's limit; 0: no cgroup")
     parser.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
-    parser.add_argument("--share", type=float, default=0.9, help="--cpu-memory-share")
+    parser.add_argument("--share", type=float, default=0.9, help="--cpu-memory-share: on a CPU host the device "
+                        "is the RAM the host budget guards, so nearly all of it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind: the daemon is killed, the cgroup removed
     args.checkpoint = args.checkpoint.resolve()
     args.limit = parse_size(args.limit, psutil.virtual_memory().total) if args.limit != "0" else 0
     if args.limit and (why := MemoryCgroup.unavailable()):
         parser.error(f"--limit needs a memory cgroup: {why}")
     runs = []
-    with TemporaryDirectory(prefix="many-models-") as workdir:
-        for count in (int(n) for n in args.models.split(",")):
-            runs.append(one_run(args, count, Path(workdir)))
-            print(json.dumps(runs[-1].summary()), flush=True)
+    workdir = Path(mkdtemp(prefix="many-models-"))
+    print(f"daemon logs: {workdir}/n<models>/gthreadd.log", flush=True)
+    for count in (int(n) for n in args.models.split(",")):
+        runs.append(one_run(args, count, workdir))
+        print(json.dumps(runs[-1].summary()), flush=True)
     print_table(runs)
     if args.json:
         args.json.write_text(json.dumps([{**r.summary(), "sent": [asdict(s) for s in r.sent]} for r in runs],

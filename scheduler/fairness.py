@@ -343,7 +343,8 @@ class Scheduler:
             unit.wake_started = scan.now
             return Wake(unit.id, window, reason, claims)
         if unit.stopped:
-            reason = f"{reason}; starting cold, it was {unit.stopped}"
+            unit.reason = f"starting cold, it was {unit.stopped}"
+            reason = f"{reason}; {unit.reason}"
         unit.to(UnitState.booting)
         return Boot(unit.id, window, reason, claims)
 
@@ -390,31 +391,37 @@ class Scheduler:
     def _host_plan(self, unit: Unit, scan: "_Pass", freeing: list[Unit], may_preempt: bool = False,
                    now: float = 0.0) -> Optional[tuple[bool, list[Unit], list[Unit]]]:
         """Whether `unit` fits host memory now: (True, [], []). Otherwise what makes room for it,
-        least recently used first: asleep units to stop, then, if that is not enough, awake units
-        to put to sleep (as device victims are chosen: idle ones, or busy ones the waiter may
-        preempt), which a later pass stops if their sleep frees too little; (False, stops, sleeps),
-        and it starts once they are done. None: not even then."""
+        cheapest first and least recently used first within each kind: awake units to put to
+        sleep (as device victims are chosen: idle ones, or busy ones the waiter may preempt) and
+        asleep units to stop; (False, stops, sleeps), and it starts once they are done (a later
+        pass stops a sleeper that freed too little). None: not even then."""
         if not self.config.host_limit:
             return True, [], []
         need = self._host_need(unit) - unit.host_bytes
         if scan.host_free >= need and not freeing:
             return True, [], []
+        if need >= scan.host_failed and not freeing:  # what could be freed only shrinks within a pass
+            return None
         avail = scan.host_free + scan.host_soon + sum(self._host_freed(v) for v in freeing)
         stops: list[Unit] = []
-        for sleeper in scan.sleepers:
-            if avail >= need:
-                break
-            if sleeper is not unit and sleeper not in freeing and self._stoppable(sleeper):
-                stops.append(sleeper)
-                avail += sleeper.host_bytes
         sleeps: list[Unit] = []
-        for awake in scan.awake:
+        awake = [u for u in scan.awake if u not in freeing and u.state == UnitState.awake
+                 and self._victim_ok(u, may_preempt, now)]
+        cheap = [u for u in awake if u.in_flight == 0 and self._host_freed(u) > 0]
+        sleepers = [u for u in scan.sleepers if u is not unit and u not in freeing and self._stoppable(u)]
+        rest = [u for u in awake if u not in cheap]
+        # Cheapest first: idle awake units whose sleep frees host memory (their next request costs a
+        # wake), then sleepers (a cold start), then the other awake units (a wake, and a later pass
+        # may stop them).
+        for victim, freed in ([(u, self._host_freed(u)) for u in cheap] + [(u, u.host_bytes) for u in sleepers]
+                              + [(u, u.host_bytes) for u in rest]):
             if avail >= need:
                 break
-            if awake not in freeing and awake.state == UnitState.awake and self._victim_ok(awake, may_preempt, now):
-                sleeps.append(awake)
-                avail += awake.host_bytes  # asleep, it may be stopped in turn if its sleep is not enough
+            (stops if victim.state == UnitState.asleep else sleeps).append(victim)
+            avail += freed
         if avail < need:
+            if not freeing:
+                scan.host_failed = min(scan.host_failed, need)
             return None
         return False, stops, sleeps
 
@@ -599,8 +606,10 @@ class Scheduler:
 
         # 3. Units never booted, and failed ones once their backoff is over (a boot that failed, an
         #    engine that died): boot into free capacity, so requests find them ready, unprompted.
+        #    Not a first boot while host memory is short: a budget would only stop it again.
         most_free = max(scan.free.values(), default=0)
-        unprompted = [u for u in self.units.values() if ((u.state == UnitState.cold and not u.booted)
+        unprompted = [u for u in self.units.values() if ((u.state == UnitState.cold and not u.booted
+                                                          and not self.host_short)
                       or (u.state == UnitState.failed and self._startable(u, now)))
                       and u.policy.memory_fraction * scan.smallest_device <= most_free]
         for unit in sorted(unprompted, key=lambda u: (u.id.model, u.id.replica)):
@@ -703,9 +712,16 @@ class _Pass:
         host_used = scheduler.host_other
         self.host_soon = 0
         """Host memory being freed: engines stopping, and what units going to sleep will free."""
+        self.largest_need = 0
+        """What the hungriest unit needs to start: below this free, host memory is short."""
+        self.host_failed = float("inf")
+        """The smallest host need that found no room in this pass: any larger fails too."""
+        keeps_host = bool(scheduler.config.host_limit)
         victims: list[Unit] = []
         for unit in scheduler.units.values():  # one walk over every unit, the pass's only one
             host_used += unit.host_bytes
+            if keeps_host:
+                self.largest_need = max(self.largest_need, scheduler._host_need(unit))
             if unit.state == UnitState.asleep:
                 self.sleepers.append(unit)
             elif unit.state == UnitState.stopping:
@@ -731,8 +747,6 @@ class _Pass:
                     self.soon[i] += claim
         self.free = {i: d.capacity_bytes - used[i] - scheduler.foreign[i] for i, d in devices.items()}
         self.host_free = scheduler.config.host_limit - host_used if scheduler.config.host_limit else float("inf")
-        self.largest_need = max((scheduler._host_need(u) for u in scheduler.units.values()), default=0)
-        """What the hungriest unit needs to start: below this free, host memory is short."""
         self.asleep = len(self.sleepers)
         self.sleepers.sort(key=lambda u: u.last_used)
         self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (its image: torch 2.11.0+cu130, no vLLM, no network): the whole GPU
-# session of issues 12, 13 and 14, in steps, each writing its log to $OUT (the device tool's folder
+# session of issues 12, 13, 14 and 19, in steps, each writing its log to $OUT (the device tool's folder
 # that comes back). Prepared here by bench/gpu/prepare.sh; bench/gpu/README.md has the calls.
 #
 #   bench/gpu/session.sh stage                 # copy the carried .gpu-carry/partNN into /root/gt-stage
 #   bench/gpu/session.sh install               # reassemble, verify, install vLLM 0.24 + deps, build SmolLM2
-#   bench/gpu/session.sh STEP...               # smoke copy wake shared big kv (any order)
+#   bench/gpu/session.sh STEP...               # smoke copy wake shared big kv residue many (any order)
 #
 # Steps never stop the ones after them; each has its own time limit (STEP_TIMEOUT, seconds).
 set -uo pipefail
@@ -51,6 +51,9 @@ wake() { $PY bench/wake_latency.py --checkpoint $CHECKPOINT --cycles 3 --json $O
 shared() { $PY bench/gpu/shared_gpu.py --checkpoint $CHECKPOINT; }
 big() { $PY bench/gpu/big_wake.py --state-dir $STATE --json $OUT/big.json; }
 kv() { $PY bench/kv_prefix.py --checkpoint $CHECKPOINT --prefix-tokens 6000 --json $OUT/kv.json; }
+residue() { $PY bench/gpu/sleep_residue.py --checkpoint $CHECKPOINT; }
+many() { $PY bench/many_models.py --checkpoint $CHECKPOINT --models 10,30 --requests 40 --limit 0 --utilization 0.3 \
+  --json $OUT/many.json; }
 
 run_step() {
   local step=$1 started=$SECONDS
@@ -62,7 +65,7 @@ run_step() {
 
 for step in "$@"; do
   case $step in
-    stage|install|smoke|copy|wake|shared|big|kv) run_step "$step" ;;
+    stage|install|smoke|copy|wake|shared|big|kv|residue|many) run_step "$step" ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done

@@ -48,6 +48,8 @@ def test_more_sleepers_than_max_sleeping_engines_stops_the_least_recently_used()
     h.feed(RequestArrived("a", "again"))
     boot = [a for t2, a in h.actions if isinstance(a, Boot) and a.unit.model == "a" and t2 >= t]
     assert boot and "starting cold, it was stopped: more than maxSleepingEngines" in boot[0].reason
+    (replica,) = [u for u in h.scheduler.snapshot().units if u.id.model == "a"]
+    assert replica.reason.startswith("starting cold, it was stopped: more than maxSleepingEngines"), "status says so"
     h.run_until(t + 10, at_most_two_asleep)
     assert "again" in h.admitted, "a stopped model is started again on demand"
 
@@ -150,3 +152,16 @@ def test_an_idle_awake_engine_goes_to_sleep_at_level_2_when_host_memory_is_what_
     assert [a.level for _, a in h.actions if isinstance(a, Sleep)] == [2], "level 2: no weights kept in host memory"
     h.run_until(30, within_host_budget)
     assert "r" in h.admitted and state(h, "a") == UnitState.asleep, "the device had room; host memory now has too"
+
+
+def test_models_never_asked_are_not_booted_unprompted_once_host_memory_is_short():
+    h = host_limited(6)
+    names = ["a", "b", "c", "d"]
+    models(h, names, host_estimate=3 * GIB)
+    h.run_until(60, within_host_budget)  # a (level 1, 2 GiB), then b and c (level 2 once short, 1 GiB)
+    assert [state(h, n) for n in names] == [UnitState.asleep] * 3 + [UnitState.cold]
+    assert [h.scheduler.units[UnitId(n, 0)].level for n in names[:3]] == [1, 2, 2]
+    assert not stops(h), "nothing was booted only to be stopped again"
+    h.feed(RequestArrived("c", "r"))
+    h.run_until(90, within_host_budget)
+    assert "r" in h.admitted, "asked, it boots: a sleeper makes room"
