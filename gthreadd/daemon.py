@@ -89,11 +89,14 @@ class Daemon:
                            self.metrics, settings.state_dir / "lora", self.model_logs)
         self.scheduling = SchedulerLoop(Scheduler(self.devices, config), self.fleet, events=events,
                                         free_bytes=device_probe.free_bytes if has_gpus else lambda index: None,
-                                        host_other=self._host_other)
+                                        host_memory=self._host_memory)
 
-    def _host_other(self) -> int:
-        """Host memory that is neither an engine's nor free: this process and the host tier's segments."""
-        return device_probe.unique_memory([os.getpid()]) + self.host_tier.usage().weights
+    def _host_memory(self) -> tuple[int, int]:
+        """(this process and the host tier's segments, those and every engine process): unique
+        resident memory, as the budget counts it."""
+        engines = [child.pid for child in psutil.Process().children(recursive=True)]
+        own = device_probe.unique_memory([os.getpid()]) + self.host_tier.usage().weights
+        return own, own + device_probe.unique_memory(engines)
 
     @property
     def base_url(self) -> str:

@@ -237,7 +237,11 @@ class Scheduler:
         return []
 
     def _on_HostMemoryRead(self, e: HostMemoryRead, now: float) -> list[Action]:
-        self.host_other = e.other_bytes
+        """Engines grow between the measurements their operations bring (an awake engine as it
+        serves): what the total shows beyond the units' ledger counts as other, until they are
+        measured again. Over-counting is the safe side: a booting unit counts its whole peak."""
+        ledger = sum(u.host_bytes for u in self.units.values())
+        self.host_other = max(e.other_bytes, e.total_bytes - ledger)
         return []
 
     def _on_EngineFailed(self, e: EngineFailed, now: float) -> list[Action]:
@@ -553,7 +557,7 @@ class Scheduler:
                 victim.deepening = True
                 actions.append(Sleep(victim.id, 2))
             else:
-                actions.append(self._stop(victim, f"device memory for {unit.id.model}", scan))
+                actions.append(self._stop(victim, f"device memory for {unit.id.model}, the least recently used", scan))
         actions += [self._stop(s, f"host memory for {unit.id.model}, the least recently used", scan) for s in stops]
         for awake in sleeps:
             actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now)

@@ -95,9 +95,11 @@ class DeviceMemoryRead:
 
 @dataclass(frozen=True)
 class HostMemoryRead:
-    """Host memory held by what is not an engine (the daemon itself, the host tier), measured."""
+    """Host memory, measured: what is not an engine's (the daemon itself, the host tier), and what
+    the daemon, the host tier and every engine process hold in all (0: not measured)."""
 
     other_bytes: int
+    total_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ class UnitView:
             return "awake"
         if self.state == UnitState.asleep:
             return "asleep"
-        return "stopped" if self.state == UnitState.stopping or (self.booted and self.state == UnitState.cold) else "none"
+        stopped = self.state == UnitState.stopping or (self.booted and self.state == UnitState.cold)
+        return "stopped" if stopped else "none"
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ class SchedulerLoop:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     free_bytes: Callable[[int], Optional[int]] = lambda index: None
     """The driver's free memory of a device (NVML), None where there is none to ask."""
-    host_other: Callable[[], int] = lambda: 0
-    """Host memory held by what is not an engine (the daemon, the host tier): polled while the
-    scheduler keeps a host budget."""
+    host_memory: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    """Host memory held by what is not an engine (the daemon, the host tier), and by those and
+    every engine process in all: polled while the scheduler keeps a host budget."""
     memory_poll_s: float = 5.0
     supervise_s: float = 1.0
     """How often engines are checked for a death (an EngineCore process that exited)."""
@@ -246,7 +246,7 @@ class SchedulerLoop:
 
     async def _poll_host(self) -> None:
         while True:
-            self.submit(HostMemoryRead(await asyncio.to_thread(self.host_other)))
+            self.submit(HostMemoryRead(*await asyncio.to_thread(self.host_memory)))
             await asyncio.sleep(self.memory_poll_s)
 
     async def _poll_memory(self) -> None:

@@ -165,3 +165,14 @@ def test_models_never_asked_are_not_booted_unprompted_once_host_memory_is_short(
     h.feed(RequestArrived("c", "r"))
     h.run_until(90, within_host_budget)
     assert "r" in h.admitted, "asked, it boots: a sleeper makes room"
+
+
+def test_engines_that_grew_since_they_were_measured_count_until_measured_again():
+    h = host_limited(8)
+    models(h, ["a", "b"], host_estimate=3 * GIB)
+    t = ask_in_turn(h, ["a", "b"], start=10)  # both asleep at level 1: 2 GiB each, as measured
+    h.feed(HostMemoryRead(GIB, total_bytes=8 * GIB))  # the daemon holds 1, the processes 3 more than measured
+    assert h.scheduler.snapshot().host.used == 8 * GIB and h.scheduler.host_other == 4 * GIB
+    assert [m for m, _ in stops(h, since=t)] == [], "at the limit, not over it"
+    h.feed(HostMemoryRead(GIB, total_bytes=2 * GIB))  # less than the ledger: the daemon's own stays
+    assert h.scheduler.host_other == GIB

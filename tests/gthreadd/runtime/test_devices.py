@@ -86,10 +86,12 @@ def test_in_a_memory_cgroup_the_cpu_device_is_its_limit_and_the_engine_is_told_t
 
 
 def test_the_engine_config_carries_the_rescaled_fraction(tmp_path):
-    from gthreadd.spec.engine_config import engine_config_for
-    from gthreadd.spec.resource import ModelResource, model_yaml
     import yaml
 
-    resource = ModelResource.model_validate(yaml.safe_load(model_yaml("m", tmp_path, '  gpuMemoryUtilization: "0.3"\n')))
+    from gthreadd.spec.engine_config import engine_config_for
+    from gthreadd.spec.resource import ModelResource, model_yaml
+
+    manifest = model_yaml("m", tmp_path, '  gpuMemoryUtilization: "0.3"\n')
+    resource = ModelResource.model_validate(yaml.safe_load(manifest))
     assert engine_config_for(resource, tmp_path).gpu_memory_utilization == 0.3
     assert engine_config_for(resource, tmp_path, memory_scale=0.25).gpu_memory_utilization == 0.075
