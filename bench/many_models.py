@@ -37,7 +37,7 @@ POLICY = """\
   fairness: {minRuntime: 1s, maxWaitTime: 1s}
   sleep: {idleTimeout: 2m, drainTimeout: 30s, level: 1}
 """
-RUNGS = ("awake", "asleep", "stopped", "cold")
+RUNGS = ("awake", "asleep", "stopped", "cold", "starting")
 
 
 @dataclass
@@ -90,8 +90,19 @@ def zipf_trace(models: int, requests: int, s: float, gap: float, seed: int) -> l
 
 
 def rung_of(d: DaemonProcess, model: str) -> str:
+    """What the request finds: its model awake (serving), asleep (draining, going to sleep, asleep
+    or waking: it waits for a wake), stopped (by a budget, or being stopped: a cold start), cold
+    (never started), or starting (a boot under way, which it joins)."""
     replicas = d.status(model).get("replicas", [])
-    rung = replicas[0]["rung"] if replicas else "none"
+    if not replicas:
+        return "cold"
+    rung, state = replicas[0]["rung"], replicas[0]["state"]
+    if state == "awake":
+        return "awake"
+    if state == "booting":
+        return "starting"
+    if state in ("draining", "sleeping", "waking"):
+        return "asleep"
     return "cold" if rung == "none" else rung
 
 
@@ -162,8 +173,8 @@ def one_run(args: argparse.Namespace, models: int, workdir: Path) -> Run:
 
 def print_table(runs: list[Run]) -> None:
     print("| Models | answered | awake p50/p99 (n) | asleep p50/p99 (n) | stopped p50/p99 (n) | cold p50/p99 (n) | "
-          "peak USS / limit | cgroup peak | OOM kills | boots | stops |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "starting p50/p99 (n) | peak USS / limit | cgroup peak | OOM kills | boots | stops |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         s = run.summary()
         cells = []

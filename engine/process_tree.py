@@ -1,19 +1,61 @@
-"""Killing what an engine started: vLLM's EngineCore and its workers, a tree of processes."""
+"""What an engine started, and what it leaves behind: vLLM's EngineCore and its workers are a tree
+of processes, and they share memory through files in /dev/shm that only their own clean exit
+unlinks. An engine that is killed (and vLLM kills an EngineCore that is slow to exit) would leave
+those files behind, each one charged to the daemon's memory cgroup for what was written to it."""
 
 import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 import psutil
+
+SHARED_MEMORY = Path("/dev/shm")
+SHARED_MEMORY_PREFIX = "psm_"
+"""Python's multiprocessing.shared_memory names its segments so; vLLM's message queues between an
+EngineCore and its workers are such segments. The host tier's segments are named otherwise."""
 
 
 def kill_tree(pid: int) -> list[psutil.Process]:
     """SIGKILL the process and everything it started; returns those it found (for a caller that
     reaps them). A process already gone is skipped."""
-    try:
-        root = psutil.Process(pid)
-        tree = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return []
+    tree = process_tree(pid)
     for process in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     return tree
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants, descendants first; empty if it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def shared_memory_of(pids: Iterable[int]) -> set[Path]:
+    """The multiprocessing shared-memory segments these processes map and this process does not:
+    theirs alone, to unlink once they are gone."""
+    theirs: set[Path] = set()
+    for pid in pids:
+        theirs |= _mapped_segments(pid)
+    return theirs - _mapped_segments(os.getpid())
+
+
+def unlink_shared_memory(segments: Iterable[Path]) -> None:
+    for segment in segments:
+        segment.unlink(missing_ok=True)
+
+
+def _mapped_segments(pid: int) -> set[Path]:
+    """/proc/PID/maps lines end in the mapped file's path (six fields); a deleted one says so."""
+    prefix = f"{SHARED_MEMORY}/{SHARED_MEMORY_PREFIX}"
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            fields = [line.split(maxsplit=5) for line in maps]
+    except OSError:
+        return set()
+    return {Path(f[5].rstrip("\n")) for f in fields
+            if len(f) == 6 and f[5].startswith(prefix) and not f[5].rstrip().endswith("(deleted)")}

@@ -30,7 +30,7 @@ from engine.compat import (
     engine_environment,
 )
 from engine import root_cause
-from engine.process_tree import kill_tree
+from engine.process_tree import kill_tree, process_tree, shared_memory_of, unlink_shared_memory
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
 from engine.metrics import EngineMetrics
@@ -90,22 +90,28 @@ class VllmEngine:
                     raise
                 finally:
                     self._processes = set(multiprocessing.active_children()) - before
+        self._llm = llm
         try:
-            api = await build_api(llm, args)
+            self._api = await build_api(llm, args)
         except BaseException:
-            await asyncio.to_thread(llm.shutdown)
+            await self.stop()
             raise
-        self._llm, self._api = llm, api
 
     async def stop(self) -> None:
+        """Stop at once: vLLM's own shutdown aborts whatever is in flight (the daemon has drained
+        or aborted it already), then gives the EngineCore a 5 s grace that an engine with workers
+        overran on every stop (its workers take ~4 s to exit) before killing it anyway. A stop is
+        on the path of the request that needs its memory, so the grace is 0: SIGTERM, then SIGKILL
+        of the tree. The shared memory its processes alone held is unlinked once they are gone."""
         llm, self._llm, self._api = self._llm, None, None
         if llm is not None:
-            await asyncio.to_thread(llm.shutdown)
-            # vLLM may SIGKILL an EngineCore that is slow to exit and return before it is dead,
-            # without waiting for it: join it, or a daemon that starts and stops engines for weeks
-            # collects zombies.
             processes, self._processes = self._processes, set()
+            segments = _shared_memory_of(processes)
+            await asyncio.to_thread(llm.shutdown, STOP_GRACE_S)
+            # vLLM SIGKILLs the tree and returns without waiting for it: join it, or a daemon that
+            # starts and stops engines for weeks collects zombies.
             await asyncio.to_thread(lambda: [p.join(timeout=30) for p in processes])
+            unlink_shared_memory(segments)
             if self._metrics is not None:
                 self._metrics.forget(self.config.name)
 
@@ -210,6 +216,9 @@ class VllmEngine:
         return {name: request.lora_path for name, request in models.lora_requests.items()}
 
 
+STOP_GRACE_S = 0.0
+"""What vLLM's shutdown gives the EngineCore before it kills the process tree (engine.stop)."""
+
 _spawn_lock = asyncio.Lock()
 """Engines are built one at a time: each takes its devices from the environment it is spawned in."""
 
@@ -239,8 +248,16 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 def _kill(processes: set[multiprocessing.process.BaseProcess]) -> None:
-    """SIGKILL each process and everything it started, and reap them."""
+    """SIGKILL each process and everything it started, reap them, and unlink the shared memory
+    that was theirs alone."""
+    segments = _shared_memory_of(processes)
     for process in processes:
         kill_tree(process.pid)
     for process in processes:
         process.join(timeout=10)
+    unlink_shared_memory(segments)
+
+
+def _shared_memory_of(processes: set[multiprocessing.process.BaseProcess]):
+    """The shared memory of the engine's processes (EngineCore and its workers) and no other's."""
+    return shared_memory_of(p.pid for root in processes for p in process_tree(root.pid))

@@ -16,7 +16,7 @@ from typing import Optional
 import psutil
 from aiohttp import web
 
-from engine.process_tree import kill_tree
+from engine.process_tree import kill_tree, shared_memory_of, unlink_shared_memory
 from gthreadd.runtime import devices as device_probe
 from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
@@ -43,10 +43,12 @@ log = logging.getLogger(__name__)
 def kill_engine_processes() -> None:
     """SIGKILL every process this one started (its engines and their workers): the last resort
     of the daemon's process, after the engines were asked to stop."""
+    segments = shared_memory_of(child.pid for child in psutil.Process().children(recursive=True))
     killed = [process for child in psutil.Process().children() for process in kill_tree(child.pid)]
     if killed:
         log.warning("killed %d engine process(es) still alive: %s", len(killed), [p.pid for p in killed])
         psutil.wait_procs(killed, timeout=10)
+    unlink_shared_memory(segments)
 
 
 ENGINE_STOP_MARGIN_S = 30.0

@@ -6,8 +6,10 @@ Five Models on the demo checkpoint, each claiming 0.3 of a 6 GiB limit (1.8 GiB;
 holds about 2.2 GiB, asleep at level 1 about 1.4 GiB, measured), asked in turn, twice.
 """
 
+import psutil
 import pytest
 
+from engine.process_tree import SHARED_MEMORY, shared_memory_of
 from tests.e2e.memory_cgroup import MemoryCgroup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -28,20 +30,21 @@ def limited(tmp_path_factory, checkpoint):
     if why := MemoryCgroup.unavailable():
         pytest.skip(why)
     group = MemoryCgroup(LIMIT).create()
+    segments_before = set(SHARED_MEMORY.glob("psm_*"))
     d = DaemonProcess(tmp_path_factory.mktemp("limited"), checkpoint, flags=("--cpu-memory-share", "0.9"),
                       join=group.join)
     for name in NAMES:
         d.write_model(f"{name}.yaml", name, utilization="0.30", more=POLICY)
     try:
         d.start()
-        yield d, group
+        yield d, group, segments_before
     finally:
         d.kill()
         group.remove()
 
 
 def test_more_models_than_fit_asleep_are_all_answered_within_the_cgroups_limit(limited):
-    d, group = limited
+    d, group, segments_before = limited
     status = d.status(NAMES[0])
     assert status["hostMemory"]["limitBytes"] == int(0.95 * LIMIT), "the budget is the cgroup's limit, not the RAM"
     gpus = d.get("/apis/greenthread.ai/v1alpha1/gpus")[1]
@@ -69,3 +72,7 @@ def test_more_models_than_fit_asleep_are_all_answered_within_the_cgroups_limit(l
     assert restarted, "a stopped Model was started again on demand, and said why it started cold"
     rungs = [r["rung"] for name in NAMES for r in d.status(name)["replicas"]]
     assert set(rungs) <= {"awake", "asleep", "stopped"} and "awake" in rungs, rungs
+
+    engines = psutil.Process(d.proc.pid).children(recursive=True)
+    left = set(SHARED_MEMORY.glob("psm_*")) - segments_before - shared_memory_of(p.pid for p in engines)
+    assert not left, "stopped engines left their shared memory behind"
