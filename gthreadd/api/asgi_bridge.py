@@ -13,6 +13,10 @@ loop. The contract this one keeps:
 - ASGI spec version 2.3, so Starlette's StreamingResponse listens for the disconnect.
 - A write to a client that has gone ends the call quietly; so does an exception the app raises
   after it has answered (Starlette's error middleware re-raises after sending its 500).
+- A client that closes as soon as it has read a stream's last event (openai's client does, after
+  `data: [DONE]`) has had the whole answer, though its handler is cancelled before the app's
+  closing message arrives. So the app's next message decides: the end of the body (the call is
+  complete, not abandoned), or more of it (the client left early: the app is told).
 """
 
 import asyncio
@@ -26,6 +30,11 @@ log = logging.getLogger(__name__)
 
 ABORT_GRACE_S = 10.0
 """How long an app may take to wind down after its client is gone, before it is cancelled."""
+
+LAST_WORD_S = 1.0
+"""How long a client that is gone waits for the app's next message, which tells whether it had
+read the whole answer: an app ends a body it has finished at once, one still generating sends
+its next token within a step."""
 
 _winding_down: set[asyncio.Task] = set()
 """Apps still finishing after their response was complete (kept referenced until they end)."""
@@ -57,6 +66,8 @@ class AsgiCall:
         self._complete = asyncio.Event()
         self._body_sent = False
         self._written = False
+        self._last_word: Optional[asyncio.Future[bool]] = None
+        """Set once the client is gone: resolved by the app's next message (True: its body ended)."""
 
     async def run(self) -> Optional[web.StreamResponse]:
         """Call the app; the response sent, or None when the app's answer was refused. Returns as
@@ -68,11 +79,13 @@ class AsgiCall:
         try:
             await asyncio.wait({task, complete}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            self._over.set()  # the app sees the client gone, and aborts its work itself
-            await asyncio.wait({task}, timeout=ABORT_GRACE_S)
-            if not task.done():
-                task.cancel()
-            raise
+            if not await self._had_it_all(task):
+                self._over.set()  # the app sees the client gone, and aborts its work itself
+                await asyncio.wait({task}, timeout=ABORT_GRACE_S)
+                if not task.done():
+                    task.cancel()
+                raise
+            asyncio.current_task().uncancel()
         finally:
             complete.cancel()
             self._over.set()
@@ -84,6 +97,14 @@ class AsgiCall:
                 raise error  # it failed before answering: the daemon answers
             self._log(error)
         return self.response
+
+    async def _had_it_all(self, task: asyncio.Task) -> bool:
+        """The client is gone: had it been sent the whole answer? The app's next message says."""
+        if self.response is None or self._complete.is_set():
+            return self._complete.is_set()
+        self._last_word = asyncio.get_running_loop().create_future()
+        await asyncio.wait({task, self._last_word}, timeout=LAST_WORD_S)
+        return self._last_word.done() and self._last_word.result()
 
     def _wound_down(self, task: asyncio.Task) -> None:
         _winding_down.discard(task)
@@ -136,6 +157,9 @@ class AsgiCall:
                         response.headers.add(key, value.decode("latin-1"))
                 await response.prepare(self.request)
                 self.response = response
+            elif message["type"] == "http.response.body" and self._last_word is not None:
+                if not self._last_word.done():
+                    self._last_word.set_result(not message.get("more_body", False))
             elif message["type"] == "http.response.body" and self.response is not None and not self._over.is_set():
                 if chunk := message.get("body", b""):
                     await self.response.write(chunk)

@@ -124,3 +124,59 @@ async def test_an_app_that_fails_before_answering_raises_and_after_answering_is_
         async with s.get(after + "/x") as r:
             assert r.status == 500 and await r.text() == "internal"
     assert "raised after answering" in caplog.text
+
+
+class LastEventApp:
+    """Sends a stream's last event, then ends its body only when told: the client closes in between,
+    as openai's client does once it has read `data: [DONE]`."""
+
+    def __init__(self):
+        self.end = asyncio.Event()
+
+    async def __call__(self, scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        await self.end.wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def recorded(app, outcomes: list, calls: list):
+    """The bridge's handler, recording each call and how the handler ended: a status, or cancelled."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        call = AsgiCall(app, request, request.path, await request.read(), [])
+        calls.append(call)
+        try:
+            response = await call.run()
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+        outcomes.append(response.status)
+        return response
+    return handler
+
+
+async def wait_for(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_client_that_closes_after_the_last_event_had_the_whole_answer(serve):
+    app, outcomes, calls = LastEventApp(), [], []
+    url = await serve(recorded(app, outcomes, calls))
+    async with aiohttp.ClientSession() as s, s.get(url + "/stream") as r:
+        assert await r.content.readuntil(b"\n\n") == b"data: [DONE]\n\n"
+    await wait_for(lambda: calls and calls[0]._last_word is not None)  # the handler heard the client go
+    app.end.set()
+    await wait_for(lambda: outcomes)
+    assert outcomes == [200], "a complete answer is not counted as one the client abandoned"
+
+
+async def test_a_client_that_leaves_mid_stream_is_one_that_left(serve):
+    app, outcomes, calls = StreamingApp(), [], []
+    url = await serve(recorded(app, outcomes, calls))
+    async with aiohttp.ClientSession() as s, s.get(url + "/stream") as r:
+        await r.content.readuntil(b"\n\n")
+    await wait_for(lambda: outcomes)
+    assert outcomes == ["cancelled"] and app.disconnected.is_set()
