@@ -7,6 +7,7 @@ that records into a registry the daemon owns, under vLLM's metric names and its 
 `engine` labels, so dashboards built for `vllm serve` work per model.
 """
 
+import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,7 +40,7 @@ class EngineMetrics:
                                      buckets=_LATENCY, registry=registry)
         self.e2e = Histogram("vllm:e2e_request_latency_seconds", "End-to-end request latency in the engine",
                              LABELS, buckets=_LATENCY, registry=registry)
-        self._series: set[tuple[object, tuple[str, ...]]] = set()
+        self._engines: list[EngineSeries] = []
 
     def logger_factory(self, model_name: str) -> Callable:
         """What AsyncLLM's `stat_loggers` takes: called with (vllm_config, engine_index)."""
@@ -47,41 +48,70 @@ class EngineMetrics:
 
         class EngineStatLogger(StatLoggerBase):
             def __init__(self, vllm_config, engine_index: int = 0):
-                self.labels = (model_name, str(engine_index))
+                self.series = metrics.series((model_name, str(engine_index)))
 
             def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
-                metrics.record(self.labels, scheduler_stats, iteration_stats)
+                self.series.record(scheduler_stats, iteration_stats)
 
             def log_engine_initialized(self):
                 pass
 
         return EngineStatLogger
 
-    def record(self, labels: tuple[str, str], scheduler_stats, iteration_stats) -> None:
-        if scheduler_stats is not None:
-            self._series_of(self.running, labels).set(scheduler_stats.num_running_reqs)
-            self._series_of(self.waiting, labels).set(scheduler_stats.num_waiting_reqs)
-            self._series_of(self.kv_cache_usage, labels).set(scheduler_stats.kv_cache_usage)
-        if iteration_stats is None:
-            return
-        self._series_of(self.prompt_tokens, labels).inc(iteration_stats.num_prompt_tokens)
-        self._series_of(self.generation_tokens, labels).inc(iteration_stats.num_generation_tokens)
-        self._series_of(self.preemptions, labels).inc(iteration_stats.num_preempted_reqs)
-        for seconds in iteration_stats.time_to_first_tokens_iter:
-            self._series_of(self.ttft, labels).observe(seconds)
-        for seconds in iteration_stats.inter_token_latencies_iter:
-            self._series_of(self.inter_token, labels).observe(seconds)
-        for finished in iteration_stats.finished_requests:
-            reason = str(getattr(finished.finish_reason, "name", finished.finish_reason)).lower()
-            self._series_of(self.request_success, (*labels, reason)).inc()
-            self._series_of(self.e2e, labels).observe(finished.e2e_latency)
-
-    def _series_of(self, metric, labels: tuple[str, ...]):
-        self._series.add((metric, labels))
-        return metric.labels(*labels)
+    def series(self, labels: tuple[str, str]) -> "EngineSeries":
+        """One engine's series, bound to its labels once: `record` runs on the engine's output path
+        for every step, and observes every token's latency, so it looks nothing up."""
+        bound = EngineSeries(self, labels)
+        self._engines.append(bound)
+        return bound
 
     def forget(self, model_name: str) -> None:
         """A stopped engine's series go with it (a deleted model must not linger in dashboards)."""
-        for metric, labels in [s for s in self._series if s[1][0] == model_name]:
-            metric.remove(*labels)
-            self._series.discard((metric, labels))
+        for engine in [e for e in self._engines if e.labels[0] == model_name]:
+            engine.remove()
+            self._engines.remove(engine)
+
+
+class EngineSeries:
+    def __init__(self, metrics: EngineMetrics, labels: tuple[str, str]):
+        self.metrics, self.labels = metrics, labels
+        self._gauges = [metric.labels(*labels) for metric in (metrics.running, metrics.waiting, metrics.kv_cache_usage)]
+        self._prompt, self._generation, self._preemptions, self._ttft, self._inter_token, self._e2e = (
+            metric.labels(*labels) for metric in (metrics.prompt_tokens, metrics.generation_tokens,
+                                                  metrics.preemptions, metrics.ttft, metrics.inter_token, metrics.e2e))
+        self._success: dict[str, object] = {}
+        """Finished requests by reason, bound as reasons are first seen."""
+
+    def record(self, scheduler_stats, iteration_stats) -> None:
+        if scheduler_stats is not None:
+            running, waiting, usage = self._gauges
+            running.set(scheduler_stats.num_running_reqs)
+            waiting.set(scheduler_stats.num_waiting_reqs)
+            usage.set(scheduler_stats.kv_cache_usage)
+        if iteration_stats is None:
+            return
+        self._prompt.inc(iteration_stats.num_prompt_tokens)
+        self._generation.inc(iteration_stats.num_generation_tokens)
+        if iteration_stats.num_preempted_reqs:
+            self._preemptions.inc(iteration_stats.num_preempted_reqs)
+        for seconds in iteration_stats.time_to_first_tokens_iter:
+            self._ttft.observe(seconds)
+        for seconds in iteration_stats.inter_token_latencies_iter:
+            self._inter_token.observe(seconds)
+        for finished in iteration_stats.finished_requests:
+            reason = str(getattr(finished.finish_reason, "name", finished.finish_reason)).lower()
+            if (success := self._success.get(reason)) is None:
+                success = self._success[reason] = self.metrics.request_success.labels(*self.labels, reason)
+            success.inc()
+            self._e2e.observe(finished.e2e_latency)
+
+    def remove(self) -> None:
+        """Another engine under the same labels (a replica, a restart) may have removed them first."""
+        m = self.metrics
+        for metric in (m.running, m.waiting, m.kv_cache_usage, m.prompt_tokens, m.generation_tokens, m.preemptions,
+                       m.ttft, m.inter_token, m.e2e):
+            with contextlib.suppress(KeyError):
+                metric.remove(*self.labels)
+        for reason in self._success:
+            with contextlib.suppress(KeyError):
+                m.request_success.remove(*self.labels, reason)

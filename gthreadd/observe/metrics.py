@@ -9,7 +9,7 @@ states, queue depths, device memory, the host tier), so a gauge can never drift 
 from collections.abc import Callable, Iterator, Sequence
 from typing import Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -25,6 +25,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The daemon process's own CPU time (process_cpu_seconds_total, its engine cores excluded):
+        # it carries every model's front end, so its rate over the tokens generated
+        # (vllm:generation_tokens_total) is the front end's cost per token, and its rate alone how
+        # near the process is to the one core it can use.
+        ProcessCollector(registry=r)
         self.operations = Counter("gthread_engine_operations", "Engine operations by kind and outcome",
                                   ("model", "operation", "outcome"), registry=r)
         self.operation_seconds = Histogram("gthread_engine_operation_seconds",

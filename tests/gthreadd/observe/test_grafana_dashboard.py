@@ -21,7 +21,7 @@ from tests.inprocess_daemon import start_daemon
 DEPLOY = Path(__file__).parents[3] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "gthreadd.json"
 RULES = DEPLOY / "prometheus" / "gthreadd-rules.yaml"
-METRIC = re.compile(r"\b(gthread_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
+METRIC = re.compile(r"\b(gthread_[a-z0-9_]+|vllm:[a-z0-9_:]+|process_[a-z0-9_]+)")
 SAMPLES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
            "gauge": ("",), "unknown": ("",)}
 
@@ -53,7 +53,8 @@ async def test_every_query_names_metrics_the_daemon_exports(tmp_path):
         unknown = [n for n in names if n not in exported]
         assert not unknown, f"panel {title!r} asks for {unknown}, which the daemon does not export"
     assert {"gthread_engine_operation_seconds_bucket", "vllm:time_to_first_token_seconds_bucket",
-            "gthread_time_to_first_token_seconds_bucket"} <= {n for _, e in queries(dashboard) for n in METRIC.findall(e)}
+            "gthread_time_to_first_token_seconds_bucket", "process_cpu_seconds_total"} <= {
+        n for _, e in queries(dashboard) for n in METRIC.findall(e)}
 
 
 def test_the_alert_rules_pass_promtool():
