@@ -11,7 +11,8 @@ Rules (seeds 000, Sleep and Fairness):
 - other units may be preempted for a waiting model only once its oldest request has waited
   maxWaitTime, and only after they have been awake minRuntime; victims are taken least recently
   used first, never from a model that has requests waiting itself (no ping-pong);
-- waiting models are served oldest first, and capacity that is being freed for one is not given to
+- waiting models are served oldest first, wakes (seconds) before cold starts (tens of seconds)
+  for as long as a cold start takes, and capacity that is being freed for one is not given to
   another (no starvation); every queued request is admitted or times out;
 - a unit idle for idleTimeout sleeps; sleeping drains in-flight requests for up to drainTimeout,
   then aborts the rest.
@@ -32,6 +33,11 @@ from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
 from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
+
+
+DEFAULT_COLD_START_S = 30.0
+"""A cold start's time until one is measured (a small model's engine start on this project's CPU
+hosts is 15-25 s; a GPU engine's with CUDA graphs about as long)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class Scheduler:
         self.host_short = False
         """The last pass found host memory short (a start waited on it, or sleepers were stopped for
         it): units then sleep at level 2, which keeps no weights in host memory."""
+        self.cold_start_s = DEFAULT_COLD_START_S
+        """How long the last boot took: how long a cold start lets wakes go before it."""
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
@@ -204,7 +212,9 @@ class Scheduler:
         if unit is None or unit.state not in (UnitState.booting, UnitState.waking):
             return []
         if unit.state == UnitState.waking:
-            unit.wake_s = now - unit.wake_started
+            unit.wake_s = now - unit.started
+        else:
+            self.cold_start_s = now - unit.started
         unit.host_bytes = unit.awake_host = e.host  # the measurement replaces the reservation
         if e.peak:
             self.host_peak[unit.id.model] = e.peak
@@ -342,9 +352,9 @@ class Scheduler:
         need = self._host_need(unit)  # reserved until it is measured awake
         scan.host_free -= max(0, need - unit.host_bytes)
         unit.devices, unit.held, unit.level, unit.host_bytes = window, {}, 0, max(unit.host_bytes, need)
+        unit.started, unit.making_room = scan.now, False
         if unit.state == UnitState.asleep:
             unit.to(UnitState.waking)
-            unit.wake_started = scan.now
             return Wake(unit.id, window, reason, claims)
         if unit.stopped:
             unit.reason = f"starting cold, it was {unit.stopped}"
@@ -565,6 +575,7 @@ class Scheduler:
             scan.free[i] = min(scan.free[i], 0)
             scan.soon[i] = 0
         scan.host_free, scan.host_soon = min(scan.host_free, 0), 0
+        unit.making_room = True  # nor in a later pass: it keeps its place until it starts
         return actions, True
 
     def _schedule(self, now: float) -> list[Action]:
@@ -583,9 +594,10 @@ class Scheduler:
                     unit.reason = "waiting for capacity: " + self._capacity_note(unit)
                     scan.blocked()
 
-        # 2. Waiting models, oldest request first.
-        waiting = sorted((q.oldest, m) for m, q in self.queues.items() if q.waiting)
-        for oldest, model in waiting:
+        # 2. Waiting models, oldest request first; wakes before cold starts while those are young.
+        waiting = sorted((self._yields_to_wakes(m, q.oldest, now), q.oldest, m)
+                         for m, q in self.queues.items() if q.waiting)
+        for _, oldest, model in waiting:
             replicas = self._by_model.get(model)
             if not replicas:  # scaled to zero replicas: its queue times out
                 continue
@@ -636,6 +648,17 @@ class Scheduler:
         if scan.recheck < float("inf"):
             actions.append(SetTimer(scan.recheck, ("recheck",)))
         return actions
+
+    def _yields_to_wakes(self, model: str, oldest: float, now: float) -> bool:
+        """A model whose start is a cold start (no replica asleep: a boot, tens of seconds) lets
+        the models whose start is a wake (seconds) go first, for as long as a cold start itself
+        takes (measured: the last boot's time), so a request waits for a boot at most twice that
+        and one for a model used lately is not queued behind boots. Not once room is being made
+        for it: that room stays its own."""
+        units = self._by_model.get(model, {}).values()
+        if any(u.state == UnitState.asleep or u.making_room for u in units):
+            return False
+        return now - oldest < self.cold_start_s
 
     def _prewake(self, scan: "_Pass", now: float) -> list[Action]:
         """A guess costs no request anything: only free memory is used (never a victim, never a

@@ -94,9 +94,13 @@ class Unit:
     """Host memory it held when last measured awake: what its next wake needs."""
     asleep_host: int = 0
     """Host memory it held when last measured asleep: what putting it to sleep again leaves."""
-    wake_started: float = 0.0
+    started: float = 0.0
+    """When its last boot or wake began."""
     wake_s: float = 0.0
     """How long its last wake took (0: none yet): how far ahead of a request a pre-wake starts."""
+    making_room: bool = False
+    """Room is being made for it (victims put to sleep or stopped): its place among the waiting
+    models is kept until it starts, so nobody takes that room from it."""
     stopped: str = ""
     """Why a budget stopped its engine, until it is up again: what its cold start says."""
     deepening: bool = False

@@ -19,6 +19,7 @@ from scheduler.messages import (
 class SimulatedHost:
     scheduler: Scheduler
     wake_s: float = 2.0
+    boot_s: float = 2.0
     sleep_s: float = 0.5
     request_s: float = 1.0
     stop_s: float = 0.5
@@ -53,7 +54,8 @@ class SimulatedHost:
 
     def _perform(self, action) -> None:
         if isinstance(action, (Boot, Wake)):
-            self.at(self.now + self.wake_s, EngineAwake(action.unit, self.host_awake, self.host_awake))
+            took = self.boot_s if isinstance(action, Boot) else self.wake_s
+            self.at(self.now + took, EngineAwake(action.unit, self.host_awake, self.host_awake))
         elif isinstance(action, Sleep):
             devices = self.scheduler.units[action.unit].devices
             held = self.level1_held if action.level == 1 else self.residue
