@@ -1,9 +1,9 @@
 """Many Models behind one daemon: 10, 30 and 100 names for the demo checkpoint, in a memory cgroup
 of `--limit`, asked along a seeded Zipf trace. Every request's time to first token (TTFT, streamed)
-is filed under the rung its model was on when the request was sent (awake, asleep, stopped, or
-cold: never started), and the run's peak memory is set against the limit: the engines' and
-daemon's unique memory (sampled every 0.5 s), the cgroup's own peak (page cache included) and its
-OOM kills.
+is filed under what its model was doing when the request was sent (awake, asleep, stopped, cold:
+never started, or starting: a boot under way), and the run's peak memory is set against the
+limit: the engines' and daemon's private memory (RssAnon, as the daemon counts it; sampled every
+0.5 s), the cgroup's own peak (page cache included) and its OOM kills.
 
     .venv/bin/python bench/many_models.py --checkpoint .state/checkpoints/smollm2-135m-instruct \\
         --models 10,30,100 --requests 60 --json /tmp/many.json
@@ -28,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.e2e's helpers
 
-from gthreadd.runtime.devices import unique_memory  # noqa: E402
+from gthreadd.runtime.devices import private_memory  # noqa: E402
 from gthreadd.spec.byte_size import human_bytes, parse_size  # noqa: E402
 from tests.e2e.daemon_process import DaemonProcess  # noqa: E402
 from tests.e2e.memory_cgroup import MemoryCgroup  # noqa: E402
@@ -55,7 +55,7 @@ class Run:
     models: int
     limit: int
     sent: list[Sent] = field(default_factory=list)
-    peak_uss: int = 0
+    peak_private: int = 0
     cgroup_peak: int = 0
     oom_kills: int = 0
     stops: int = 0
@@ -70,7 +70,7 @@ class Run:
                 by_rung[rung] = {"n": len(times), "p50": statistics.median(times),
                                  "p99": times[min(len(times) - 1, int(0.99 * len(times)))]}
         return {"models": self.models, "limit": self.limit, "sent": len(self.sent),
-                "answered": sum(s.ok for s in self.sent), "by_rung": by_rung, "peak_uss": self.peak_uss,
+                "answered": sum(s.ok for s in self.sent), "by_rung": by_rung, "peak_private": self.peak_private,
                 "cgroup_peak": self.cgroup_peak, "oom_kills": self.oom_kills, "stops": self.stops,
                 "boots": self.boots, "seconds": round(self.seconds, 1)}
 
@@ -130,7 +130,7 @@ def sample_memory(group: MemoryCgroup | None, d: DaemonProcess, run: Run, done: 
             pids = [root.pid] + [p.pid for p in root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
-        run.peak_uss = max(run.peak_uss, unique_memory(pids))
+        run.peak_private = max(run.peak_private, private_memory(pids))
 
 
 def one_run(args: argparse.Namespace, models: int, workdir: Path) -> Run:
@@ -173,7 +173,7 @@ def one_run(args: argparse.Namespace, models: int, workdir: Path) -> Run:
 
 def print_table(runs: list[Run]) -> None:
     print("| Models | answered | awake p50/p99 (n) | asleep p50/p99 (n) | stopped p50/p99 (n) | cold p50/p99 (n) | "
-          "starting p50/p99 (n) | peak USS / limit | cgroup peak | OOM kills | boots | stops |")
+          "starting p50/p99 (n) | peak private / limit | cgroup peak | OOM kills | boots | stops |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         s = run.summary()
@@ -182,7 +182,7 @@ def print_table(runs: list[Run]) -> None:
             r = s["by_rung"].get(rung)
             cells.append(f"{r['p50']:.2f} / {r['p99']:.2f} s ({r['n']})" if r else "-")
         print(f"| {s['models']} | {s['answered']}/{s['sent']} | " + " | ".join(cells)
-              + f" | {human_bytes(s['peak_uss'])} / {human_bytes(s['limit'])} | {human_bytes(s['cgroup_peak'])} | "
+              + f" | {human_bytes(s['peak_private'])} / {human_bytes(s['limit'])} | {human_bytes(s['cgroup_peak'])} | "
               f"{s['oom_kills']} | {s['boots']:.0f} | {s['stops']:.0f} |")
     for run in runs:
         for sent in run.sent:

@@ -94,11 +94,11 @@ class Daemon:
                                         host_memory=self._host_memory)
 
     def _host_memory(self) -> tuple[int, int]:
-        """(this process and the host tier's segments, those and every engine process): unique
-        resident memory, as the budget counts it."""
+        """(this process and the host tier's segments, those and every engine process): private
+        memory, as the budget counts it."""
         engines = [child.pid for child in psutil.Process().children(recursive=True)]
-        own = device_probe.unique_memory([os.getpid()]) + self.host_tier.usage().weights
-        return own, own + device_probe.unique_memory(engines)
+        own = device_probe.private_memory([os.getpid()]) + self.host_tier.usage().weights
+        return own, own + device_probe.private_memory(engines)
 
     @property
     def base_url(self) -> str:

@@ -19,7 +19,7 @@ from engine.interface import Engine
 
 from gthreadd.spec.desired import DesiredState
 from gthreadd.spec.engine_config import served_names
-from gthreadd.runtime.devices import memory_held, peak_resident, unique_memory
+from gthreadd.runtime.devices import memory_held, peak_resident, private_memory
 from gthreadd.observe.metrics import Metrics
 from gthreadd.observe.model_logs import ModelLogs
 from gthreadd.spec.policy import policy_for
@@ -145,7 +145,7 @@ class Fleet:
 
         def measure() -> Footprint:
             model.measured_memory = memory_held(pids, self.devices)
-            return Footprint(unique_memory(pids), peak_resident(pids) if boot else 0)
+            return Footprint(private_memory(pids), peak_resident(pids) if boot else 0)
         return await asyncio.to_thread(measure)
 
     async def sleep(self, unit: UnitId, level: int) -> Footprint:
@@ -159,7 +159,7 @@ class Fleet:
             return Footprint()
 
         def measure() -> Footprint:
-            return Footprint(unique_memory(pids), held=tuple(sorted(memory_held(pids, self.devices).items())))
+            return Footprint(private_memory(pids), held=tuple(sorted(memory_held(pids, self.devices).items())))
         return await asyncio.to_thread(measure)
 
     @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ class Footprint:
     """What a unit's engine holds, measured after an operation: the scheduler's ledgers count it."""
 
     host: int = 0
-    """Host memory (its processes' USS), 0 when not measured."""
+    """Host memory (its processes' private memory, RssAnon), 0 when not measured."""
     peak: int = 0
     """After a boot: the most host memory its processes held while coming up (their peak RSS)."""
     held: tuple[tuple[int, int], ...] = ()

@@ -95,3 +95,24 @@ def test_the_engine_config_carries_the_rescaled_fraction(tmp_path):
     resource = ModelResource.model_validate(yaml.safe_load(manifest))
     assert engine_config_for(resource, tmp_path).gpu_memory_utilization == 0.3
     assert engine_config_for(resource, tmp_path, memory_scale=0.25).gpu_memory_utilization == 0.075
+
+
+def test_private_memory_counts_what_a_process_allocated_as_its_unique_memory_does():
+    """A real child process that allocates and touches 256 MiB: the cheap counter sees it, and
+    agrees with the page-table walk (USS) it stands in for."""
+    import subprocess
+    import sys
+
+    from gthreadd.runtime.devices import private_memory, unique_memory
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(256 << 20); print(flush=True); "
+                              "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()  # allocated (bytearray zero-fills, so every page is touched)
+        private, unique = private_memory([child.pid]), unique_memory([child.pid])
+        assert private >= 256 << 20
+        assert abs(private - unique) <= 0.05 * unique, (private, unique)
+    finally:
+        child.kill()
+        child.wait()
+    assert private_memory([child.pid]) == 0, "a process that is gone holds nothing"
