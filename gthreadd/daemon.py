@@ -17,7 +17,7 @@ import psutil
 from aiohttp import web
 
 from engine.process_tree import kill_tree, shared_memory_of, unlink_shared_memory
-from gthreadd.runtime import devices as device_probe
+from gthreadd.runtime import devices as device_probe, heap
 from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.api.control import Control, add_control_routes
@@ -144,6 +144,7 @@ class Daemon:
     async def startup(self) -> None:
         """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""
         s = self.settings
+        heap.freeze()  # what the imports made (vLLM, torch, transformers): most of the heap
         self.host_tier.start()
         self._build()
         s.models_dir.mkdir(parents=True, exist_ok=True)

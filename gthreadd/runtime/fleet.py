@@ -19,6 +19,7 @@ from engine.interface import Engine
 
 from gthreadd.spec.desired import DesiredState
 from gthreadd.spec.engine_config import served_names
+from gthreadd.runtime import heap
 from gthreadd.runtime.devices import memory_held, peak_resident, private_memory
 from gthreadd.observe.metrics import Metrics
 from gthreadd.observe.model_logs import ModelLogs
@@ -116,6 +117,7 @@ class Fleet:
         scale = min((d.engine_scale for d in self.devices if d.index in devices), default=1.0)
         async with self._operation(model, unit, "boot", done):
             await model.boot(unit.replica, devices, on_gpu=bool(gpus), memory_scale=scale)
+        heap.freeze()  # the new front end's objects, alive as long as the engine
         if (engine := model.engines.get(unit.replica)) is not None:
             self.model_logs.own(engine.processes(), model.name)
         self._count_read(model)
@@ -185,8 +187,10 @@ class Fleet:
         if reason:  # a budget stops a sleeping engine: an operation of the model's, with its reason
             async with self._operation(model, unit, "stop", f"replica {unit.replica}: engine {reason}"):
                 await model.stop(unit.replica)
+            heap.thaw()
             return
         await model.stop(unit.replica)
+        heap.thaw()
         if unit.model in self._retired and not model.engines:
             del self._retired[unit.model]
             model.forget_staged()
