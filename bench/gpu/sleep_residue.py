@@ -7,8 +7,11 @@ host tier). Each is asked once, then left to idle into sleep. Asleep, the GPU me
 processes hold (NVML per process) is set against the ledger's held bytes (`/status` replicas'
 deviceBytes), and their unique host memory (psutil USS) against the ledger's hostBytes; then one
 is woken and the ledger's claimed bytes are set against NVML again. Ratios near 1.00 mean the
-ledger counts what the driver and the OS see (the goal: within 5%). Without a GPU it runs on the
-CPU device, whose memory is the engines' USS.
+ledger counts what the driver and the OS see (the goal: within 5%). The ledger counts host memory
+as the processes' RssAnon (gthreadd/runtime/devices.private_memory), USS is the independent page
+walk: on a GPU the ratio also shows whether vLLM's level-1 copy in pinned (cudaHostAlloc) memory
+is anonymous memory, as it is counted. Without a GPU it runs on the CPU device, whose memory is
+the engines' private memory.
 
     python3 bench/gpu/sleep_residue.py --checkpoint .state/checkpoints/smollm2-135m-instruct
 """
