@@ -12,8 +12,8 @@ Rules (seeds 000, Sleep and Fairness):
   maxWaitTime, and only after they have been awake minRuntime; victims are taken least recently
   used first, never from a model that has requests waiting itself (no ping-pong);
 - waiting models are served oldest first, wakes (seconds) before cold starts (tens of seconds)
-  for as long as a cold start takes, and capacity that is being freed for one is not given to
-  another (no starvation); every queued request is admitted or times out;
+  until those have waited half the queue timeout, and capacity that is being freed for one is
+  not given to another (no starvation); every queued request is admitted or times out;
 - a unit idle for idleTimeout sleeps; sleeping drains in-flight requests for up to drainTimeout,
   then aborts the rest.
 """
@@ -33,11 +33,6 @@ from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
 from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
-
-
-DEFAULT_COLD_START_S = 30.0
-"""A cold start's time until one is measured (a small model's engine start on this project's CPU
-hosts is 15-25 s; a GPU engine's with CUDA graphs about as long)."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +76,6 @@ class Scheduler:
         self.host_short = False
         """The last pass found host memory short (a start waited on it, or sleepers were stopped for
         it): units then sleep at level 2, which keeps no weights in host memory."""
-        self.cold_start_s = DEFAULT_COLD_START_S
-        """How long the last boot took: how long a cold start lets wakes go before it."""
 
     # -- queries ---------------------------------------------------------------------------------
     def units_of(self, model: str) -> list[Unit]:
@@ -213,8 +206,6 @@ class Scheduler:
             return []
         if unit.state == UnitState.waking:
             unit.wake_s = now - unit.started
-        else:
-            self.cold_start_s = now - unit.started
         unit.host_bytes = unit.awake_host = e.host  # the measurement replaces the reservation
         if e.peak:
             self.host_peak[unit.id.model] = e.peak
@@ -651,14 +642,15 @@ class Scheduler:
 
     def _yields_to_wakes(self, model: str, oldest: float, now: float) -> bool:
         """A model whose start is a cold start (no replica asleep: a boot, tens of seconds) lets
-        the models whose start is a wake (seconds) go first, for as long as a cold start itself
-        takes (measured: the last boot's time), so a request waits for a boot at most twice that
-        and one for a model used lately is not queued behind boots. Not once room is being made
-        for it: that room stays its own."""
+        the models whose start is a wake (seconds) go first, so a request for a model used lately
+        is not queued behind boots of models nobody asked for in a while: shortest start first.
+        Until its oldest request has waited half the queue timeout: then oldest first again, and
+        it still starts in time (no starvation). Not once room is being made for it: that room
+        stays its own."""
         units = self._by_model.get(model, {}).values()
         if any(u.state == UnitState.asleep or u.making_room for u in units):
             return False
-        return now - oldest < self.cold_start_s
+        return now - oldest < self.config.queue_timeout / 2
 
     def _prewake(self, scan: "_Pass", now: float) -> list[Action]:
         """A guess costs no request anything: only free memory is used (never a victim, never a

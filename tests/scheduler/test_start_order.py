@@ -1,21 +1,22 @@
-"""Which waiting model starts first: wakes (seconds) before cold starts (tens of seconds), for as
-long as a cold start takes; room being made for a model stays its own. Driven with a fake clock
-through SimulatedHost (tests/scheduler_sim.py), whose boots take 20 s and wakes 2 s."""
+"""Which waiting model starts first: wakes (seconds) before cold starts (tens of seconds), until
+those have waited half the queue timeout; room being made for a model stays its own. Driven with
+a fake clock through SimulatedHost (tests/scheduler_sim.py), whose boots take 20 s and wakes 2 s."""
 
 from scheduler.messages import Boot, RequestArrived, Wake
 from scheduler.units import UnitId
 from tests.scheduler.test_fairness import add, host
 
 
-def one_slot(min_runtime: float = 10):
+def one_slot(b_min_runtime: float = 10):
     """One GPU that holds one of a, b, c awake. a boots first and is put to sleep for b, which
-    serves a request and is then awake and busy-recent (not idle): the only room, behind its
-    minRuntime. c has never started (its start is a boot), a is asleep (its start is a wake)."""
-    h = host()
+    serves a request and is then awake and used lately (not idle): the only room, behind its
+    minRuntime (`b_min_runtime`). c has never started (its start is a boot), a is asleep (its
+    start is a wake)."""
+    h = host()  # queueTimeout 300 s: a cold start yields to wakes for 150 s
     h.boot_s, h.wake_s = 20.0, 2.0
     for name in ("a", "b", "c"):
-        add(h, name, min_runtime=min_runtime, max_wait=1, idle_timeout=300)
-    h.run_until(30)  # a booted in 20 s: the cold start the scheduler has measured
+        add(h, name, min_runtime=b_min_runtime if name == "b" else 10, max_wait=1, idle_timeout=300)
+    h.run_until(30)  # a booted in 20 s
     h.feed(RequestArrived("b", "b1"))
     h.run_until(52)
     assert "b1" in h.admitted and h.scheduler.units[UnitId("a", 0)].state.value == "asleep"
@@ -38,13 +39,13 @@ def test_a_wake_goes_before_a_cold_start_asked_for_earlier():
     assert h.admitted["a1"] - 57 < 10
 
 
-def test_a_cold_start_that_has_waited_as_long_as_a_cold_start_takes_goes_first():
-    h = one_slot(min_runtime=30)  # b's room opens at 80.5: c has waited 25.5 s, more than a boot's 20
+def test_a_cold_start_that_has_waited_half_the_queue_timeout_goes_first():
+    h = one_slot(b_min_runtime=160)  # b's room opens at 210.5: c has waited 155.5 s, more than 150
     h.run_until(55)
     h.feed(RequestArrived("c", "c1"))
     h.run_until(57)
     h.feed(RequestArrived("a", "a1"))
-    h.run_until(300)
+    h.run_until(400)
     assert starts(h, 55) == [("Boot", "c"), ("Wake", "a")], "oldest first again: no request starves"
     assert {"a1", "c1"} <= set(h.admitted)
 
