@@ -76,14 +76,7 @@ def private_memory(pids) -> int:
     a counter the kernel keeps: reading it costs microseconds, where USS walks every page table
     (17-50 ms per engine process idle, several times that while it serves) and was a tenth of
     the daemon's CPU under streamed load, polled every 5 s."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:")), 0)
-        except (OSError, ValueError):
-            continue
-    return total
+    return _status_bytes(pids, "RssAnon:")
 
 
 def unique_memory(pids) -> int:
@@ -105,11 +98,16 @@ def unique_memory(pids) -> int:
 def peak_resident(pids) -> int:
     """The sum of the processes' peak resident sets (VmHWM): what their start took at its most,
     the same pages of a shared library counted per process (the safe side)."""
+    return _status_bytes(pids, "VmHWM:")
+
+
+def _status_bytes(pids, field: str) -> int:
+    """A /proc/PID/status field (kB) summed over the processes, in bytes; a process gone counts 0."""
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as status:
-                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")), 0)
+                total += next((int(line.split()[1]) * 1024 for line in status if line.startswith(field)), 0)
         except (OSError, ValueError):
             continue
     return total
