@@ -19,7 +19,7 @@ from vllm.reasoning import ReasoningParserManager
 from vllm.tool_parsers import ToolParserManager
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.engine.async_llm import AsyncLLM
-from vllm.v1.metrics.loggers import StatLoggerBase
+from vllm.v1.metrics.loggers import PrometheusStatLogger
 
 # symbol -> the modules that define it, newest vLLM first (0.33, 0.32, 0.24)
 MOVED: dict[str, tuple[str, ...]] = {
@@ -105,7 +105,7 @@ __all__ = [
     "UnloadLoRAAdapterRequest",
     "ReasoningParserManager",
     "ToolParserManager",
-    "StatLoggerBase",
+    "PrometheusStatLogger",
     "build_app",
     "cpu_memory_basis",
     "current_platform",

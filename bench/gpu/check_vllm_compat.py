@@ -91,11 +91,12 @@ CHECKS = [
     ("CPUModelRunner.initialize_kv_cache", CPU_RUNNER, {"kind": "def", "calls": [(1,)]}),
     ("CompilationConfig.static_forward_context", ("vllm.config",), {}),
     # engine/metrics.py
-    ("StatLoggerBase", None, {"kind": "class", "abstract": {
-        "__init__": ("vllm_config", "engine_index"),
-        "record": ("scheduler_stats", "iteration_stats", "mm_cache_stats", "engine_idx"),
-        "log_engine_initialized": (),
-    }}),
+    # the engine's stat logger stands in for vLLM's Prometheus one: built as StatLoggerManager builds
+    # an aggregate logger (vLLM adds its own PrometheusStatLogger unless a given logger is one)
+    ("PrometheusStatLogger.__init__", None, {"kind": "def", "params": ("vllm_config", "engine_indexes")}),
+    ("PrometheusStatLogger.record", None,
+     {"kind": "def", "params": ("scheduler_stats", "iteration_stats", "mm_cache_stats", "engine_idx")}),
+    ("StatLoggerManager.__init__", ("vllm.v1.metrics.loggers",), {"kind": "def", "calls": [(1, "custom_stat_loggers")]}),
     *[(f"SchedulerStats.{name}", STATS, {}) for name in ("num_running_reqs", "num_waiting_reqs", "kv_cache_usage")],
     *[(f"IterationStats.{name}", STATS, {}) for name in (
         "num_prompt_tokens", "num_generation_tokens", "num_preempted_reqs", "time_to_first_tokens_iter",

@@ -2,6 +2,8 @@
 daemon's registry under vLLM's names and the model's labels. The stats are test doubles shaped like
 vLLM's SchedulerStats, IterationStats and FinishedRequestStats (the fields metrics.py reads)."""
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
@@ -25,7 +27,7 @@ def value(registry, name, **labels):
 
 def test_an_engines_steps_are_counted_under_its_model():
     registry = CollectorRegistry()
-    logger = EngineMetrics(registry).logger_factory("m")(vllm_config=None, engine_index=0)
+    logger = EngineMetrics(registry).logger_factory("m")(vllm_config=None, engine_indexes=[0])
     logger.record(scheduler_stats(), iteration_stats(prompt=7, generation=1, ttfts=(0.2,), itls=()))
     logger.record(scheduler_stats(running=1, waiting=0), iteration_stats(generation=2, finished=("length", "stop")))
     logger.record(None, iteration_stats(generation=1, itls=(0.04,), finished=("stop",)))
@@ -43,8 +45,8 @@ def test_an_engines_steps_are_counted_under_its_model():
 def test_a_stopped_models_series_are_forgotten_and_anothers_are_kept():
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
-    gone, kept = (metrics.logger_factory(name)(None, 0) for name in ("m", "other"))
-    again = metrics.logger_factory("m")(None, 0)  # a restart under the same labels, before the stop is seen
+    gone, kept = (metrics.logger_factory(name)(None, [0]) for name in ("m", "other"))
+    again = metrics.logger_factory("m")(None, [0])  # a restart under the same labels, before the stop is seen
     for logger in (gone, kept, again):
         logger.record(scheduler_stats(), iteration_stats(finished=("stop",)))
 
@@ -53,3 +55,25 @@ def test_a_stopped_models_series_are_forgotten_and_anothers_are_kept():
     assert value(registry, "vllm:generation_tokens_total") is None
     assert value(registry, "vllm:request_success_total", finished_reason="stop") is None
     assert registry.get_sample_value("vllm:generation_tokens_total", {"model_name": "other", "engine": "0"}) == 2
+
+
+def test_vllm_adds_no_prometheus_logger_of_its_own_beside_the_engines(tmp_path):
+    """Through the installed vLLM's StatLoggerManager, as AsyncLLM builds it: only the daemon's
+    logger records (vLLM's own would record every step again into its global registry)."""
+    from vllm.v1.metrics.loggers import PrometheusStatLogger, StatLoggerManager
+
+    from conversion.demo import build_demo
+    from engine.compat import AsyncEngineArgs
+
+    state = os.environ.get("GTHREAD_TEST_STATE")
+    checkpoint = build_demo(Path(state) if state else tmp_path)
+    config = AsyncEngineArgs(model=str(checkpoint), max_model_len=512).create_engine_config()
+    registry = CollectorRegistry()
+    ours = EngineMetrics(registry).logger_factory("m")
+    manager = StatLoggerManager(config, custom_stat_loggers=[ours], enable_default_loggers=False)
+    prometheus = [logger for logger in manager.stat_loggers if isinstance(logger, PrometheusStatLogger)]
+    assert [type(logger) for logger in prometheus] == [ours], "ours stands in for vLLM's"
+    manager.record(scheduler_stats(), iteration_stats(generation=3), engine_idx=0)
+    manager.record_sleep_state(1, 1)
+    manager.log()
+    assert value(registry, "vllm:generation_tokens_total") == 3
