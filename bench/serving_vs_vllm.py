@@ -45,6 +45,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: gthreadd and the python wit
 START_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 60
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KEEPALIVE_S = 2.0
 MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 # Both servers get this environment: the checkpoint is local, and nothing should phone home.
 SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -247,7 +248,9 @@ async def run_load(server: str, base_url: str, args: argparse.Namespace, pid: in
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     one = streamed_request if args.stream else timed_request
     timeout = aiohttp.ClientTimeout(total=START_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    # Idle connections are dropped before a server would close them (vllm serve's uvicorn after
+    # 5 s): a request sent on one the server is closing fails with "Server disconnected".
+    connector = aiohttp.TCPConnector(limit=args.concurrency, keepalive_timeout=KEEPALIVE_S)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 
         async def one_pass() -> tuple[float, list[Sample]]:

@@ -67,6 +67,15 @@ def platform_defaults(extra_args: tuple[str, ...]) -> list[str]:
     return flags
 
 
+def records_stats(config: EngineConfig) -> bool:
+    """Whether the engine records vLLM's serving statistics (its `vllm:*` series on /metrics).
+    The daemon always hands vLLM `--disable-log-stats` (no periodic log lines) and records them
+    itself; a Model whose extraArgs say `--disable-log-stats` records none, as `vllm serve` does,
+    and saves the few percent of the front end's CPU per streamed token that vLLM's per-step
+    statistics cost (bench/README.md)."""
+    return "--disable-log-stats" not in config.extra_args
+
+
 class EngineArgsError(ValueError):
     """extraArgs that vLLM's parser rejects, or that fight a spec field."""
 

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import psutil
 
 
-from engine.args import build_args
+from engine.args import build_args, records_stats
 from engine.api_app import ApiApp, build_api
 from engine.compat import (
     AsyncEngineArgs,
@@ -75,7 +75,8 @@ class VllmEngine:
         engine_args = AsyncEngineArgs.from_cli_args(args)
         async with _spawn_lock:
             before = set(multiprocessing.active_children())
-            loggers = [self._metrics.logger_factory(self.config.name)] if self._metrics is not None else []
+            recording = self._metrics is not None and records_stats(self.config)
+            loggers = [self._metrics.logger_factory(self.config.name)] if recording else []
             with root_cause.capturing() as cause:
                 try:
                     llm = await asyncio.to_thread(_build, engine_args, self.config.devices, loggers)

@@ -22,6 +22,8 @@ from tests.e2e.daemon_process import HUB_ID
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+SECOND_ARGS = ("--max-model-len", "2048", "--disable-log-stats")
+"""The second Model turns vLLM's statistics off, as `vllm serve --disable-log-stats` would."""
 
 
 def ask(client: OpenAI, model: str, stream: bool = False) -> str:
@@ -60,7 +62,7 @@ def demo_pids(daemon) -> set[int]:
 def second(daemon) -> str:
     """A second Model, named by a Hugging Face repo id resolved from the offline cache, serving."""
     if not (daemon.models_dir / "second.yaml").exists():
-        daemon.write_model("second.yaml", "second", "--max-model-len", "2048", model_name=HUB_ID)
+        daemon.write_model("second.yaml", "second", *SECOND_ARGS, model_name=HUB_ID)
     daemon.wait_state("second", "serving")
     return "second"
 
@@ -135,7 +137,7 @@ def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemo
     """The second Model names a Hugging Face repo id, resolved from the (offline) HF cache."""
     (daemon.models_dir / "second.yaml").unlink(missing_ok=True)
     daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "no second Model yet")
-    daemon.write_model("second.yaml", "second", "--max-model-len", "2048", model_name=HUB_ID)
+    daemon.write_model("second.yaml", "second", *SECOND_ARGS, model_name=HUB_ID)
     daemon.wait_state("second", "starting", timeout=60)
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
     assert "Paris" in ask(client, "smollm2")
@@ -152,6 +154,17 @@ def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemo
     assert set(answers) == {"smollm2", "second", HUB_ID} and all("Paris" in a for a in answers.values())
     listed = [m["id"] for m in daemon.get("/v1/models")[1]["data"]]
     assert sorted(listed) == sorted([HUB_ID, "smollm2"])
+
+
+def test_disable_log_stats_in_extra_args_leaves_a_model_out_of_vllms_metrics(daemon, second):
+    for model in ("smollm2", "second"):
+        assert "Paris" in ask(OpenAI(base_url=f"{daemon.url}/{model}/v1", api_key="unused"), model, stream=True)
+    samples = daemon.metrics()
+    recorded = {dict(labels)["model_name"] for (name, labels), v in samples.items()
+                if name == "vllm:generation_tokens_total" and v > 0}
+    assert "smollm2" in recorded and "second" not in recorded, recorded
+    answered = samples[("gthread_requests_total", (("code", "200"), ("endpoint", "chat/completions"), ("model", "second")))]
+    assert answered >= 1, "the daemon's own metrics still count its requests"
 
 
 def test_invalid_extra_args_fail_that_model_only(daemon, second):
@@ -188,7 +201,7 @@ def test_broken_file_keeps_the_last_good_version_serving(daemon, second):
 
 def test_edit_restarts_the_engine_with_the_change(daemon, demo_pids, second):
     pids_before = engine_pids(daemon)
-    daemon.write_model("second.yaml", "second", "--max-model-len", "1024", model_name=HUB_ID)
+    daemon.write_model("second.yaml", "second", "--max-model-len", "1024", "--disable-log-stats", model_name=HUB_ID)
     daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
                     300, "second to serve with max_model_len 1024")
     assert engine_pids(daemon) - pids_before, "a new engine process serves the edited model"

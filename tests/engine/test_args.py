@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.args import EngineArgsError, build_args
+from engine.args import EngineArgsError, build_args, records_stats
 from engine.config import EngineConfig
 
 
@@ -22,6 +22,12 @@ def test_spec_fields_become_engine_arguments():
 def test_eager_by_default_on_the_cpu_and_extra_args_can_say_otherwise():
     assert build_args(config()).enforce_eager is True
     assert build_args(config("--no-enforce-eager")).enforce_eager is False
+
+
+def test_stats_are_recorded_unless_extra_args_disable_them_as_for_vllm_serve():
+    assert records_stats(config("--max-model-len", "2048"))
+    assert not records_stats(config("--disable-log-stats"))
+    assert build_args(config("--disable-log-stats")).disable_log_stats is True, "a flag the daemon passes too is accepted"
 
 
 def test_unknown_flag_gets_vllms_message():
