@@ -22,9 +22,9 @@ def install() -> None:
         return
     from vllm.v1.attention.backends import cpu_attn
 
-    choose = cpu_attn._get_attn_isa
-    if getattr(choose, _PATCHED, False):
-        return
+    choose = getattr(cpu_attn, "_get_attn_isa", None)
+    if choose is None or getattr(choose, _PATCHED, False):
+        return  # a release that chooses elsewhere: nothing here to steer
 
     @functools.wraps(choose)
     def without_amx(*args, **kwargs) -> str:
