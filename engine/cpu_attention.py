@@ -16,10 +16,11 @@ _PATCHED = "_gthread_without_amx"
 
 def install() -> None:
     """Entry point (vllm.general_plugins): once per process; a second call changes nothing."""
+    import torch
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu():
-        return
+    if not current_platform.is_cpu() or not torch.cpu._is_amx_tile_supported():
+        return  # vLLM picks AMX only where there are tiles; elsewhere spare every process the import (~0.2 s)
     from vllm.v1.attention.backends import cpu_attn
 
     choose = getattr(cpu_attn, "_get_attn_isa", None)

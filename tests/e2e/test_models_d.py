@@ -22,8 +22,11 @@ from tests.e2e.daemon_process import HUB_ID
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-SECOND_ARGS = ("--max-model-len", "2048", "--disable-log-stats")
-"""The second Model turns vLLM's statistics off, as `vllm serve --disable-log-stats` would."""
+
+
+def second_args(max_model_len: int = 2048) -> tuple[str, ...]:
+    """The second Model's extraArgs: vLLM's statistics off, as `vllm serve --disable-log-stats` would."""
+    return "--max-model-len", str(max_model_len), "--disable-log-stats"
 
 
 def ask(client: OpenAI, model: str, stream: bool = False) -> str:
@@ -62,7 +65,7 @@ def demo_pids(daemon) -> set[int]:
 def second(daemon) -> str:
     """A second Model, named by a Hugging Face repo id resolved from the offline cache, serving."""
     if not (daemon.models_dir / "second.yaml").exists():
-        daemon.write_model("second.yaml", "second", *SECOND_ARGS, model_name=HUB_ID)
+        daemon.write_model("second.yaml", "second", *second_args(), model_name=HUB_ID)
     daemon.wait_state("second", "serving")
     return "second"
 
@@ -137,7 +140,7 @@ def test_added_model_loads_while_the_first_keeps_answering_then_both_serve(daemo
     """The second Model names a Hugging Face repo id, resolved from the (offline) HF cache."""
     (daemon.models_dir / "second.yaml").unlink(missing_ok=True)
     daemon.wait_for(lambda: daemon.get("/second/status")[0] == 404, 60, "no second Model yet")
-    daemon.write_model("second.yaml", "second", *SECOND_ARGS, model_name=HUB_ID)
+    daemon.write_model("second.yaml", "second", *second_args(), model_name=HUB_ID)
     daemon.wait_state("second", "starting", timeout=60)
     client = OpenAI(base_url=f"{daemon.url}/v1", api_key="unused")
     assert "Paris" in ask(client, "smollm2")
@@ -201,7 +204,7 @@ def test_broken_file_keeps_the_last_good_version_serving(daemon, second):
 
 def test_edit_restarts_the_engine_with_the_change(daemon, demo_pids, second):
     pids_before = engine_pids(daemon)
-    daemon.write_model("second.yaml", "second", "--max-model-len", "1024", "--disable-log-stats", model_name=HUB_ID)
+    daemon.write_model("second.yaml", "second", *second_args(1024), model_name=HUB_ID)
     daemon.wait_for(lambda: daemon.get("/second/v1/models")[1].get("data", [{}])[0].get("max_model_len") == 1024,
                     300, "second to serve with max_model_len 1024")
     assert engine_pids(daemon) - pids_before, "a new engine process serves the edited model"
