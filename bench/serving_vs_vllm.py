@@ -33,7 +33,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import aiohttp
 
@@ -160,13 +160,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running(name: str, argv: list[str], log_path: Path, ready: Callable[[], bool]) -> Iterator[subprocess.Popen]:
-    """Start a server in its own session, wait until `ready()`, and stop it on the way out, whatever
+def running(name: str, argv: list[str], log_path: Path, ready: Callable[[], bool],
+            cpus: Optional[set[int]] = None) -> Iterator[subprocess.Popen]:
+    """Start a server in its own session (on `cpus` only, where given: its threads and the engine
+    processes it starts inherit them), wait until `ready()`, and stop it on the way out, whatever
     happens in between. Yields the server's process."""
-    print(f"starting {name}: {shlex.join(argv)}", file=sys.stderr, flush=True)
+    print(f"starting {name}: {shlex.join(argv)}" + (f" on CPUs {sorted(cpus)}" if cpus else ""),
+          file=sys.stderr, flush=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=SERVER_ENV,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     try:
         started = time.monotonic()
         while not ready():
@@ -290,7 +294,7 @@ def bench_gthreadd(args: argparse.Namespace, workdir: Path, first: bool) -> Resu
     (models_dir / f"{MODEL}.yaml").write_text(model_file(MODEL, args.checkpoint))
     argv = [str(BIN / "gthreadd"), "--models-dir", str(models_dir), "--state-dir", str(state_dir),
             "--listen", f"{HOST}:{port}"]
-    with running("gthreadd", argv, log_path, gthreadd_ready(base_url, log_path)) as proc:
+    with running("gthreadd", argv, log_path, gthreadd_ready(base_url, log_path), args.cpus) as proc:
         return asyncio.run(run_load("gthreadd", base_url, args, proc.pid, first))
 
 
@@ -305,7 +309,7 @@ def bench_vllm(args: argparse.Namespace, workdir: Path, first: bool) -> Result:
             "--disable-uvicorn-access-log", "--host", HOST, "--port", str(port)]
     if not args.vllm_stats:
         argv.append("--disable-log-stats")
-    with running("vllm", argv, workdir / "vllm.log", vllm_ready(base_url)) as proc:
+    with running("vllm", argv, workdir / "vllm.log", vllm_ready(base_url), args.cpus) as proc:
         return asyncio.run(run_load("vllm", base_url, args, proc.pid, first))
 
 
@@ -341,6 +345,20 @@ def print_table(header: list[str], pairs: list[tuple[Result, Result]], metrics: 
     return mean
 
 
+def cpu_list(text: str) -> set[int]:
+    """`1`, `0,2` or `2-7` (taskset's syntax), checked against the CPUs this process may use."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list (like 1, 0,2 or 2-7)") from None
+    if not cpus or not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: this process may use CPUs {sorted(os.sched_getaffinity(0))}")
+    return cpus
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="HF-format model directory")
@@ -353,6 +371,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vllm-stats", action="store_true", help="run vllm serve with its stat logging and "
                         "Prometheus metrics on (its default; gthreadd always records them for its /metrics)")
     parser.add_argument("--port-base", type=int, default=8600, help="gthreadd gets this port, vllm the next")
+    parser.add_argument("--cpus", type=cpu_list, help="run both servers on these CPUs only (e.g. 1 or 2-7): the "
+                        "same placement for both. vLLM's CPU workers still bind to their own cores. Unset, "
+                        "where the kernel puts the front end run by run moves CPU per token by 10-20%%")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     defaults = (96, 16, 64) if args.stream else (64, 8, 32)
@@ -399,7 +420,8 @@ def main() -> None:
         f"model: {args.checkpoint}  ({version}, {os.cpu_count()} CPUs)",
         f"load: {args.requests} {'streamed ' if args.stream else ''}chat completions, concurrency "
         f"{args.concurrency}, max_tokens {args.max_tokens} (ignore_eos), after an uncounted pass of the same; "
-        f"{args.repeats} repeats, the first server alternating; vllm serve stats {'on' if args.vllm_stats else 'off'}",
+        f"{args.repeats} repeats, the first server alternating; vllm serve stats {'on' if args.vllm_stats else 'off'}; "
+        f"servers on {'CPUs ' + ','.join(map(str, sorted(args.cpus))) if args.cpus else 'any CPU'}",
     ]
     metrics = STREAM_METRICS if args.stream else METRICS
     mean = print_table(header, pairs, metrics)
@@ -407,7 +429,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "date": date, "command": command, "checkpoint": str(args.checkpoint), "vllm": version,
             "cpus": os.cpu_count(), "stream": args.stream, "max_tokens": args.max_tokens,
-            "vllm_stats": args.vllm_stats, "results": [[asdict(ours), asdict(theirs)] for ours, theirs in pairs],
+            "vllm_stats": args.vllm_stats, "server_cpus": sorted(args.cpus) if args.cpus else None,
+            "results": [[asdict(ours), asdict(theirs)] for ours, theirs in pairs],
             "mean_ratio_gthreadd_over_vllm": mean,
         }, indent=2) + "\n")
 

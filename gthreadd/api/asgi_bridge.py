@@ -63,7 +63,9 @@ class AsgiCall:
         """What was sent to the client, once the app began answering (None if it was refused)."""
         self._over = asyncio.Event()
         """The call is over for the app: the response is complete, or the client is gone."""
-        self._complete = asyncio.Event()
+        self._complete: Optional[asyncio.Future[None]] = None
+        """Resolved when the app has sent the whole response (a future, not an event: waiting on
+        it needs no task of its own)."""
         self._body_sent = False
         self._written = False
         self._last_word: Optional[asyncio.Future[bool]] = None
@@ -74,10 +76,10 @@ class AsgiCall:
         soon as the response is complete: the app winds down by itself (its handlers see the
         disconnect that follows), and a client that closes its connection at once is not counted
         as one that left early."""
+        self._complete = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(self.app(self._scope(), self._receive, self._send))
-        complete = asyncio.ensure_future(self._complete.wait())
         try:
-            await asyncio.wait({task, complete}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, self._complete}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             if not await self._had_it_all(task):
                 self._over.set()  # the app sees the client gone, and aborts its work itself
@@ -87,7 +89,6 @@ class AsgiCall:
                 raise
             asyncio.current_task().uncancel()
         finally:
-            complete.cancel()
             self._over.set()
         if not task.done():
             _winding_down.add(task)
@@ -100,8 +101,8 @@ class AsgiCall:
 
     async def _had_it_all(self, task: asyncio.Task) -> bool:
         """The client is gone: had it been sent the whole answer? The app's next message says."""
-        if self.response is None or self._complete.is_set():
-            return self._complete.is_set()
+        if self.response is None or self._complete.done():
+            return self._complete.done()
         self._last_word = asyncio.get_running_loop().create_future()
         await asyncio.wait({task, self._last_word}, timeout=LAST_WORD_S)
         return self._last_word.done() and self._last_word.result()
@@ -141,10 +142,26 @@ class AsgiCall:
         return {"type": "http.disconnect"}
 
     async def _send(self, message: dict) -> None:
-        if self._over.is_set() and self.response is None and message["type"] == "http.response.start":
-            return  # the client is gone before anything was sent
+        """A stream's body chunks are most of the calls: they are tested for first."""
+        kind = message["type"]
         try:
-            if message["type"] == "http.response.start":
+            if kind == "http.response.body":
+                if self._last_word is not None:
+                    if not self._last_word.done():
+                        self._last_word.set_result(not message.get("more_body", False))
+                elif self.response is not None and not self._over.is_set():
+                    if chunk := message.get("body", b""):
+                        await self.response.write(chunk)
+                        if not self._written:
+                            self._written = True
+                            self.on_first_body(self.response)
+                    if not message.get("more_body", False):
+                        await self.response.write_eof()
+                        self._complete.set_result(None)
+                        self._over.set()
+            elif kind == "http.response.start":
+                if self._over.is_set() and self.response is None:
+                    return  # the client is gone before anything was sent
                 self.status = message["status"]
                 if not self.accept(self.status):
                     return
@@ -157,18 +174,5 @@ class AsgiCall:
                         response.headers.add(key, value.decode("latin-1"))
                 await response.prepare(self.request)
                 self.response = response
-            elif message["type"] == "http.response.body" and self._last_word is not None:
-                if not self._last_word.done():
-                    self._last_word.set_result(not message.get("more_body", False))
-            elif message["type"] == "http.response.body" and self.response is not None and not self._over.is_set():
-                if chunk := message.get("body", b""):
-                    await self.response.write(chunk)
-                    if not self._written:
-                        self._written = True
-                        self.on_first_body(self.response)
-                if not message.get("more_body", False):
-                    await self.response.write_eof()
-                    self._complete.set()
-                    self._over.set()
         except (ConnectionResetError, ConnectionError):
             self._over.set()  # the client is gone: the app hears it from receive
