@@ -8,10 +8,13 @@ each other down), with the same checkpoint, engine flags and environment, and ge
 from a small aiohttp client: N chat completions at a fixed concurrency, greedy, `ignore_eos` so
 that every request generates exactly --max-tokens, after an uncounted warm-up pass of the same
 size. --repeats alternates which server goes first. The ratio rows are gthreadd / vllm: above 1
-is better for gthreadd in req/s and tok/s, worse in latency and CPU.
+is better for gthreadd in req/s and tok/s, worse in latency and CPU. --cpus puts both servers on the
+same CPUs: on a small host, where the kernel happens to run each front end (beside the engine core,
+the load generator) moves its CPU per token by 10-20% from run to run.
 
     .venv/bin/python bench/serving_vs_vllm.py --checkpoint .state/checkpoints/smollm2-135m-instruct
     .venv/bin/python bench/serving_vs_vllm.py --checkpoint .state/checkpoints/smollm2-135m-instruct --stream
+    .venv/bin/python bench/serving_vs_vllm.py --checkpoint .state/checkpoints/smollm2-135m-instruct --stream --cpus 1
 """
 
 import argparse
