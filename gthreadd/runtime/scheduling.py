@@ -7,6 +7,7 @@ chained per unit so that they never overlap, and report EngineAwake/EngineAsleep
 """
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections.abc import Callable
@@ -65,6 +66,10 @@ class SchedulerLoop:
     _timers: dict[tuple, asyncio.TimerHandle] = field(default_factory=dict)
     _unit_ops: dict[UnitId, asyncio.Task] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
+    _context: Optional[contextvars.Context] = None
+    """The loop's own context, which decisions taken on a request's task run in: what they start
+    (a boot, a wake) is not tagged with that request."""
+    _deciding: bool = False
 
     @property
     def now(self) -> float:
@@ -79,15 +84,33 @@ class SchedulerLoop:
             helpers.append(asyncio.create_task(self._poll_memory(), name="poll-device-memory"))
         if self.scheduler.config.host_limit:
             helpers.append(asyncio.create_task(self._poll_host(), name="poll-host-memory"))
+        self._context = contextvars.copy_context()
         try:
             while True:
-                event = await self.events.get()
-                for action in self.scheduler.decide(event, self.now):
-                    self._perform(action)
-                self.changes.bump()
+                self._decide(await self.events.get())
         finally:
+            self._context = None
             for helper in helpers:
                 helper.cancel()
+
+    def _decide(self, event: Event) -> None:
+        self._deciding = True
+        try:
+            for action in self.scheduler.decide(event, self.now):
+                self._perform(action)
+        finally:
+            self._deciding = False
+        self.changes.bump()
+
+    def _request_event(self, event: Event) -> None:
+        """A request's own arrival and finish are decided at once when nothing is queued before
+        them and no decision is under way: the order the loop would give them, without two trips
+        through the event loop per request (a request to an awake model is admitted without
+        waiting at all)."""
+        if self._context is not None and not self._deciding and self.events.empty():
+            self._context.run(self._decide, event)
+        else:
+            self.submit(event)
 
     async def settle(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the engine operations under way (boots, conversions,
@@ -107,7 +130,7 @@ class SchedulerLoop:
         request_id = f"q{next(self._ids)}"
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
-        self.submit(RequestArrived(model, request_id))
+        self._request_event(RequestArrived(model, request_id))
         try:
             unit = await waiter
         except asyncio.CancelledError:
@@ -124,7 +147,7 @@ class SchedulerLoop:
 
     def finished(self, ticket: Ticket) -> None:
         self._tickets.get(ticket.unit, set()).discard(ticket)
-        self.submit(RequestFinished(ticket.unit))
+        self._request_event(RequestFinished(ticket.unit))
 
     # -- actions ---------------------------------------------------------------------------------
     def _perform(self, action: Action) -> None:

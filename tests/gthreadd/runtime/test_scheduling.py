@@ -76,6 +76,46 @@ async def test_requests_wait_for_the_boot_and_are_admitted():
     runner.cancel()
 
 
+async def awake_model(loop: SchedulerLoop) -> UnitId:
+    loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
+    loop.finished(await asyncio.wait_for(loop.admit("a"), 5))
+    await until(lambda: loop.events.empty())
+    return UnitId("a", 0)
+
+
+def completed_without_waiting(coroutine):
+    """The coroutine's result if it finished without suspending once; None if it suspended
+    (it is closed then)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    return None
+
+
+async def test_a_request_to_an_awake_model_is_admitted_without_waiting_for_the_loop():
+    loop, _ = loop_with(None)
+    runner = asyncio.create_task(loop.run())
+    unit = await awake_model(loop)
+    ticket = completed_without_waiting(loop.admit("a"))
+    assert ticket is not None and ticket.unit == unit and loop.scheduler.units[unit].in_flight == 1
+    loop.finished(ticket)
+    assert loop.scheduler.units[unit].in_flight == 0
+    runner.cancel()
+
+
+async def test_a_request_behind_queued_events_is_decided_after_them():
+    loop, _ = loop_with(None)
+    runner = asyncio.create_task(loop.run())
+    unit = await awake_model(loop)
+    loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))  # queued, not decided yet
+    assert completed_without_waiting(loop.admit("a")) is None
+    await until(lambda: loop.events.empty() and loop.scheduler.units[unit].in_flight == 0)
+    assert completed_without_waiting(loop.admit("a")) is not None
+    runner.cancel()
+
+
 async def test_unknown_model_is_rejected():
     loop, _ = loop_with(None)
     runner = asyncio.create_task(loop.run())
