@@ -68,8 +68,10 @@ class SchedulerLoop:
     _ids: itertools.count = field(default_factory=itertools.count)
     _context: Optional[contextvars.Context] = None
     """The loop's own context, which decisions taken on a request's task run in: what they start
-    (a boot, a wake) is not tagged with that request."""
+    (a boot, a wake) is not tagged with that request. None while the loop is not running: every
+    event waits in the queue then."""
     _deciding: bool = False
+    """A decision's actions are being carried out: an event they cause is queued behind it."""
 
     @property
     def now(self) -> float:
