@@ -26,10 +26,9 @@ async def test_file_events_add_and_remove_models(daemon):
 
 
 async def test_sighup_rescans(daemon):
-    """With the file watcher ended (stop() ends it) and the timer at an hour, only the reload can
-    find the file."""
-    daemon.stop()
+    """With the file watcher ended and the timer at an hour, only the reload can find the file."""
     watcher = next(t for t in daemon._tasks if t.get_name() == "watch")
+    watcher.cancel()
     await until(watcher.done, "the file watcher to end")
     write(daemon, "b.yaml", "b")
     daemon.reload()
