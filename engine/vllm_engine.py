@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import psutil
 
 
 from engine.args import build_args, records_stats
@@ -30,7 +29,7 @@ from engine.compat import (
     engine_environment,
 )
 from engine import root_cause
-from engine.process_tree import kill_tree, process_tree, shared_memory_of, unlink_shared_memory
+from engine.process_tree import descendants, kill_tree, process_tree, shared_memory_of, unlink_shared_memory
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
 from engine.metrics import EngineMetrics
@@ -175,14 +174,8 @@ class VllmEngine:
         return bool(self.config.kv_offload_bytes) and not current_platform.is_cpu()
 
     def processes(self) -> list[int]:
-        pids = []
-        for process in self._processes:
-            try:
-                core = psutil.Process(process.pid)
-                pids += [core.pid] + [child.pid for child in core.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-        return pids
+        return [pid for process in self._processes if process.is_alive()
+                for pid in (process.pid, *descendants(process.pid))]
 
     def _running(self) -> AsyncLLM:
         if self._llm is None:

@@ -16,7 +16,7 @@ from typing import Optional
 import psutil
 from aiohttp import web
 
-from engine.process_tree import kill_tree, shared_memory_of, unlink_shared_memory
+from engine.process_tree import descendants, kill_tree, shared_memory_of, unlink_shared_memory
 from gthreadd.runtime import devices as device_probe, heap
 from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def kill_engine_processes() -> None:
     """SIGKILL every process this one started (its engines and their workers): the last resort
     of the daemon's process, after the engines were asked to stop."""
-    segments = shared_memory_of(child.pid for child in psutil.Process().children(recursive=True))
+    segments = shared_memory_of(descendants(os.getpid()))
     killed = [process for child in psutil.Process().children() for process in kill_tree(child.pid)]
     if killed:
         log.warning("killed %d engine process(es) still alive: %s", len(killed), [p.pid for p in killed])
@@ -96,9 +96,8 @@ class Daemon:
     def _host_memory(self) -> tuple[int, int]:
         """(this process and the host tier's segments, those and every engine process): private
         memory, as the budget counts it."""
-        engines = [child.pid for child in psutil.Process().children(recursive=True)]
         own = device_probe.private_memory([os.getpid()]) + self.host_tier.usage().weights
-        return own, own + device_probe.private_memory(engines)
+        return own, own + device_probe.private_memory(descendants(os.getpid()))
 
     @property
     def base_url(self) -> str:
@@ -178,7 +177,7 @@ class Daemon:
         self._notify.ready(self.summary())
         self._tasks += [
             asyncio.create_task(self._systemd_loop(), name="systemd-notify"),
-            asyncio.create_task(watch_files(s.models_dir, self.rescans, self._stop), name="watch"),
+            asyncio.create_task(watch_files(s.models_dir, self.rescans), name="watch"),
             asyncio.create_task(tick(s.rescan_interval.total_seconds(), self.rescans), name="rescan-timer"),
         ]
 

@@ -1,14 +1,18 @@
 """engine/process_tree.py on real processes: a child that creates shared memory the way vLLM's
-message queues do (multiprocessing.shared_memory), killed without a chance to unlink it."""
+message queues do (multiprocessing.shared_memory), killed without a chance to unlink it; and the
+processes below one, as the kernel lists them."""
 
 import subprocess
 import sys
+import time
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 
+import psutil
 import pytest
 
-from engine.process_tree import kill_tree, shared_memory_of, unlink_shared_memory
+from engine import process_tree
+from engine.process_tree import descendants, kill_tree, shared_memory_of, unlink_shared_memory
 
 CHILD = """
 import sys, time
@@ -60,3 +64,19 @@ def test_a_process_that_is_gone_has_no_tree_and_no_segments():
     process.wait()
     assert kill_tree(process.pid) == []
     assert shared_memory_of([process.pid]) == set()
+
+
+@pytest.mark.parametrize("kernel_lists_children", [True, False], ids=["kernel lists", "psutil scan"])
+def test_descendants_are_children_and_grandchildren_and_none_once_gone(monkeypatch, kernel_lists_children):
+    monkeypatch.setattr(process_tree, "_kernel_lists_children", lambda: kernel_lists_children)
+    shell = subprocess.Popen(["sh", "-c", "sleep 60 & (sleep 60; true) & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(tree := psutil.Process(shell.pid).children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the subshell has started its sleep
+        assert len(tree) == 3, "two children, one of them a subshell with its own sleep"
+        assert sorted(descendants(shell.pid)) == sorted(p.pid for p in tree)
+    finally:
+        kill_tree(shell.pid)
+        shell.wait()
+    assert descendants(shell.pid) == []
