@@ -47,7 +47,6 @@ HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent  # the venv's bin: gthreadd and the python with vLLM
 START_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 60
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KEEPALIVE_S = 2.0
 MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 # Both servers get this environment: the checkpoint is local, and nothing should phone home.
@@ -156,10 +155,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """A process's own user + system CPU time (/proc/PID/stat utime and stime), its children not
-    included: the serving process, not the engine core it started."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """A process's own CPU time, all its threads (those that ended too), its children not included:
+    the serving process, not the engine core it started. Read from the process's CPU clock (what
+    glibc's clock_getcpuclockid names: ((~pid) << 3) | CPUCLOCK_SCHED), in nanoseconds, where
+    /proc/PID/stat counts 10-ms ticks, 2% of a counted pass's front-end CPU."""
+    return time.clock_gettime(((~pid) << 3) | 2)
 
 
 @contextlib.contextmanager
