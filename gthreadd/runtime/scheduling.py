@@ -55,7 +55,9 @@ class SchedulerLoop:
     """The driver's free memory of a device (NVML), None where there is none to ask."""
     host_memory: Callable[[], tuple[int, int]] = lambda: (0, 0)
     """Host memory held by what is not an engine (the daemon, the host tier), and by those and
-    every engine process in all: polled while the scheduler keeps a host budget."""
+    every engine process in all: polled on the event loop while the scheduler keeps a host budget,
+    so it reads counters the kernel keeps (tens of microseconds), where a worker thread for it
+    cost more in hand-offs than the reading."""
     memory_poll_s: float = 5.0
     supervise_s: float = 1.0
     """How often engines are checked for a death (an EngineCore process that exited)."""
@@ -271,7 +273,7 @@ class SchedulerLoop:
 
     async def _poll_host(self) -> None:
         while True:
-            self.submit(HostMemoryRead(*await asyncio.to_thread(self.host_memory)))
+            self.submit(HostMemoryRead(*self.host_memory()))
             await asyncio.sleep(self.memory_poll_s)
 
     async def _poll_memory(self) -> None:
