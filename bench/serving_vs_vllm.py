@@ -305,11 +305,12 @@ def bench_vllm(args: argparse.Namespace, workdir: Path, first: bool) -> Result:
     port = args.port_base + 1
     base_url = f"http://{HOST}:{port}"
     # The engine flags gthreadd derives from the Model file (--enforce-eager: gthreadd's CPU
-    # default), and no per-request access log, as gthreadd writes none.
+    # default); each server logs a line per request, as both do by default (uvicorn's access log,
+    # the daemon's "POST /v1/chat/completions -> 200 in 0.421s").
     argv = [str(BIN / "python"), "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(args.checkpoint), "--served-model-name", MODEL, "--dtype", "bfloat16",
             "--gpu-memory-utilization", "0.20", "--max-model-len", "4096", "--enforce-eager",
-            "--disable-uvicorn-access-log", "--host", HOST, "--port", str(port)]
+            "--host", HOST, "--port", str(port)]
     if not args.vllm_stats:
         argv.append("--disable-log-stats")
     with running("vllm", argv, workdir / "vllm.log", vllm_ready(base_url), args.cpus) as proc:
