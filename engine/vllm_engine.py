@@ -15,8 +15,6 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
-
-
 from engine.args import build_args, records_stats
 from engine.api_app import ApiApp, build_api
 from engine.compat import (

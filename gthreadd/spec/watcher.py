@@ -79,7 +79,7 @@ async def watch_files(directory: Path, requests: RescanRequests) -> None:
             finally:
                 next_event.cancel()
                 await asyncio.wait({next_event})
-    except OSError:
+    except Exception:
         log.exception("watching %s failed; changes are picked up by the periodic rescan only", directory)
 
 
