@@ -77,7 +77,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="frontend_ceiling-") as tmp:
         load = argparse.Namespace(checkpoint=tiny_checkpoint(args.checkpoint.resolve(), Path(tmp) / "tiny"),
                                   stream=True, requests=args.requests, concurrency=args.concurrency,
-                                  max_tokens=args.max_tokens, port_base=args.port_base, vllm_stats=True)
+                                  max_tokens=args.max_tokens, port_base=args.port_base, vllm_stats=True, cpus=None)
         try:
             for repeat in range(args.repeats):
                 order = (bench_gthreadd, bench_vllm) if repeat % 2 == 0 else (bench_vllm, bench_gthreadd)
