@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_vs_vllm import ServerError, bench_gthreadd, bench_vllm, print_stamp  # noqa: E402
+from serving_vs_vllm import ServerError, bench_gthreadd, bench_vllm, parse_args as parse_load, print_stamp  # noqa: E402
 
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
         "num_key_value_heads": 1, "head_dim": 32}
@@ -75,9 +75,10 @@ def main() -> int:
     print_stamp("frontend_ceiling")
     rows = []
     with tempfile.TemporaryDirectory(prefix="frontend_ceiling-") as tmp:
-        load = argparse.Namespace(checkpoint=tiny_checkpoint(args.checkpoint.resolve(), Path(tmp) / "tiny"),
-                                  stream=True, requests=args.requests, concurrency=args.concurrency,
-                                  max_tokens=args.max_tokens, port_base=args.port_base, vllm_stats=True, cpus=None)
+        tiny = tiny_checkpoint(args.checkpoint.resolve(), Path(tmp) / "tiny")
+        load = parse_load(["--checkpoint", str(tiny), "--stream", "--vllm-stats", "--requests", str(args.requests),
+                           "--concurrency", str(args.concurrency), "--max-tokens", str(args.max_tokens),
+                           "--port-base", str(args.port_base)])
         try:
             for repeat in range(args.repeats):
                 order = (bench_gthreadd, bench_vllm) if repeat % 2 == 0 else (bench_vllm, bench_gthreadd)

@@ -363,7 +363,8 @@ def cpu_list(text: str) -> set[int]:
     return cpus
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The command line (sys.argv's, or `argv`: how frontend_ceiling.py describes its load)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="HF-format model directory")
     parser.add_argument("--stream", action="store_true", help="streamed chat completions: TTFT and inter-token "
@@ -379,7 +380,7 @@ def parse_args() -> argparse.Namespace:
                         "same placement for both. vLLM's CPU workers still bind to their own cores. Unset, "
                         "where the kernel puts the front end run by run moves CPU per token by 10-20%%")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     defaults = (96, 16, 64) if args.stream else (64, 8, 32)
     for name, default in zip(("requests", "concurrency", "max_tokens"), defaults):
         if getattr(args, name) is None:

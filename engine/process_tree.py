@@ -29,12 +29,13 @@ def kill_tree(pid: int) -> list[psutil.Process]:
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
-    """The process and all its descendants, descendants first; empty if it is gone."""
-    try:
-        root = psutil.Process(pid)
-        return [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return []
+    """The process and all its descendants, descendants first; empty if it is gone (a descendant
+    gone meanwhile is left out)."""
+    tree = []
+    for member in (*descendants(pid), pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree.append(psutil.Process(member))
+    return tree if tree and tree[-1].pid == pid else []
 
 
 def descendants(pid: int) -> list[int]:

@@ -51,36 +51,42 @@ async def watch_files(directory: Path, requests: RescanRequests) -> None:
     polls (a polling watcher woke the daemon 20 times a second and took its share of every
     streamed token's CPU). If watching fails (no such directory, inotify limits) or the directory
     goes, the timer still rescans, so that is logged, not fatal."""
-    loop = asyncio.get_running_loop()
     try:
         with Inotify() as inotify:
             inotify.add_watch(directory, _WATCHED)
-            next_event = loop.create_task(inotify.get())
-            changed: set[str] = set()
-            deadline: Optional[float] = None
-            try:
-                while True:
-                    timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                    if not (await asyncio.wait({next_event}, timeout=timeout))[0]:
-                        requests.request("files changed: " + ", ".join(sorted(changed)))
-                        changed, deadline = set(), None
-                        continue
-                    event, next_event = next_event.result(), loop.create_task(inotify.get())
-                    if event.mask & _GONE:
-                        requests.request(f"{directory} removed")
-                        log.warning("%s was removed or moved; changes are picked up by the periodic rescan only",
-                                    directory)
-                        return
-                    if event.mask & Mask.Q_OVERFLOW:
-                        requests.request("file events overflowed")
-                    elif event.name is not None and is_manifest(event.name):
-                        changed.add(event.name.name)
-                        deadline = deadline or loop.time() + DEBOUNCE_S
-            finally:
-                next_event.cancel()
-                await asyncio.wait({next_event})
+            await _forward(inotify, directory, requests)
     except Exception:
         log.exception("watching %s failed; changes are picked up by the periodic rescan only", directory)
+
+
+async def _forward(inotify: Inotify, directory: Path, requests: RescanRequests) -> None:
+    """Requests from the watch's events, a burst gathered for DEBOUNCE_S; returns when the
+    directory goes. The next event is awaited as a task that outlives each timeout, since
+    cancelling a read the kernel has answered would lose its events."""
+    loop = asyncio.get_running_loop()
+    next_event = loop.create_task(inotify.get())
+    changed: set[str] = set()
+    deadline: Optional[float] = None
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            if not (await asyncio.wait({next_event}, timeout=timeout))[0]:
+                requests.request("files changed: " + ", ".join(sorted(changed)))
+                changed, deadline = set(), None
+                continue
+            event, next_event = next_event.result(), loop.create_task(inotify.get())
+            if event.mask & _GONE:
+                requests.request(f"{directory} removed")
+                log.warning("%s was removed or moved; changes are picked up by the periodic rescan only", directory)
+                return
+            if event.mask & Mask.Q_OVERFLOW:
+                requests.request("file events overflowed")
+            elif event.name is not None and is_manifest(event.name):
+                changed.add(event.name.name)
+                deadline = deadline or loop.time() + DEBOUNCE_S
+    finally:
+        next_event.cancel()
+        await asyncio.wait({next_event})
 
 
 async def tick(interval: float, requests: RescanRequests) -> None:
