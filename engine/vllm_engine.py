@@ -26,7 +26,7 @@ from engine.compat import (
     current_platform,
     engine_environment,
 )
-from engine import root_cause
+from engine import root_cause, vllm_settings
 from engine.process_tree import descendants, kill_tree, process_tree, shared_memory_of, unlink_shared_memory
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
@@ -219,7 +219,7 @@ def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...], stat_loggers:
     environment = engine_environment()
     if devices:
         environment["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
-    with _environment(environment):
+    with vllm_settings.read_afresh(), _environment(environment):
         return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
 
 
