@@ -143,6 +143,7 @@ class Daemon:
     async def startup(self) -> None:
         """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""
         s = self.settings
+        heap.tune()
         heap.freeze()  # what the imports made (vLLM, torch, transformers): most of the heap
         self.host_tier.start()
         self._build()
