@@ -8,7 +8,7 @@ from engine import vllm_settings
 
 @pytest.fixture
 def cache_restored():
-    was_cached = hasattr(envs.__getattr__, "cache_clear")
+    was_cached = envs._is_envs_cache_enabled()
     yield
     if not was_cached:
         envs.disable_envs_cache()

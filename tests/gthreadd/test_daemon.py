@@ -4,6 +4,7 @@ HTTP routes are tests/gthreadd/api/test_http.py."""
 
 import asyncio
 import functools
+import gc
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 
 from gthreadd.daemon import Daemon
+from gthreadd.runtime import heap
 from gthreadd.runtime.devices import memory_held
 from scheduler.inventory import Device
 from tests.fake_engine import FakeEngine
@@ -33,6 +35,17 @@ async def test_sighup_rescans(daemon):
     write(daemon, "b.yaml", "b")
     daemon.reload()
     await until(lambda: "b" in daemon.fleet.models, "b after SIGHUP")
+
+
+async def test_startup_raises_the_young_generations_threshold(tmp_path):
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, *thresholds[1:])
+    try:
+        d = await start_daemon(tmp_path)
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, *thresholds[1:])
+        await d.shutdown()
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def in_flight(d: Daemon, model: str) -> int:
