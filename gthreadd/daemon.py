@@ -130,7 +130,7 @@ class Daemon:
         self.rescans.request("SIGHUP")
 
     def _snapshot(self) -> StateSnapshot:
-        scheduler = self.scheduling.scheduler.snapshot()
+        scheduler = self.scheduling.snapshot()
         devices = [(f"{'cpu' if d.is_cpu else 'gpu'}{d.index}", d.total_bytes, scheduler.claimed.get(d.index, 0),
                     scheduler.foreign.get(d.index, 0)) for d in self.devices]
         return StateSnapshot(
@@ -138,7 +138,7 @@ class Daemon:
             dict(scheduler.queued), devices, self.host_tier.usage(), scheduler.host, scheduler.units)
 
     def summary(self) -> str:
-        return summary_line(list(self.fleet.models.values()), self.scheduling.scheduler.snapshot())
+        return summary_line(list(self.fleet.models.values()), self.scheduling.snapshot())
 
     async def startup(self) -> None:
         """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""

@@ -15,7 +15,10 @@ Rules (seeds 000, Sleep and Fairness):
   until those have waited half the queue timeout, and capacity that is being freed for one is
   not given to another (no starvation); every queued request is admitted or times out;
 - a unit idle for idleTimeout sleeps; sleeping drains in-flight requests for up to drainTimeout,
-  then aborts the rest.
+  then aborts the rest;
+- an engine that died is restarted after a backoff (restarting), and one that died while serving
+  is restored before anything starts on speculation (scheduler/restore.py has the order of claims
+  on capacity); a crash loop, or a failure retrying cannot fix, is given up (failed).
 """
 
 from collections import deque
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from scheduler import restore
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
@@ -32,7 +36,7 @@ from scheduler.messages import (
 from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
 from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
-from scheduler.units import CLAIMING, ModelQueue, Policy, Unit, UnitId, UnitState
+from scheduler.units import CLAIMING, TRANSITIONS, ModelQueue, Policy, Unit, UnitId, UnitState
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ class Scheduler:
     def snapshot(self) -> SchedulerSnapshot:
         units = tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
                                {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
-                               if u.state in CLAIMING else dict(u.held), u.host_bytes, u.level)
+                               if u.state in CLAIMING else dict(u.held), u.host_bytes, u.level,
+                               u.retry_at if u.state == UnitState.restarting else 0.0)
                       for u in self.units.values())
         host = HostView(self.config.host_limit, self.host_other + sum(u.host_bytes for u in units),
                         self.host_other, self.config.max_sleeping,
@@ -246,10 +251,13 @@ class Scheduler:
         return []
 
     def _on_EngineFailed(self, e: EngineFailed, now: float) -> list[Action]:
+        """The engine is gone: the unit is restarting (tried again after a backoff) or, when
+        retrying cannot help or its engine keeps dying, failed until an edit. One that died while
+        serving is restored before anything speculative takes its room (scheduler/restore.py)."""
         unit = self.units.get(e.unit)
-        if unit is None or unit.state == UnitState.failed:
-            return []
-        unit.state = UnitState.failed  # from any engine state: the engine is gone
+        if unit is None or UnitState.restarting not in TRANSITIONS[unit.state]:
+            return []  # no engine to lose: already gone, or a late report about a replaced one
+        serving = unit.state in (UnitState.awake, UnitState.draining)
         unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
         unit.held, unit.deepening, unit.level, unit.host_bytes = {}, False, 0, 0
         unit.failures += 1
@@ -261,12 +269,15 @@ class Scheduler:
             e = EngineFailed(e.unit, unit.reason, retry=False)
             actions.append(GiveUp(unit.id, unit.reason))
         if not e.retry:
-            unit.retry_at = float("inf")
-            if all(u.state == UnitState.failed and u.retry_at == float("inf") for u in self.units_of(unit.id.model)):
+            unit.to(UnitState.failed)
+            unit.retry_at, unit.restore = float("inf"), False
+            if all(u.state == UnitState.failed for u in self.units_of(unit.id.model)):
                 queue = self.queues[unit.id.model]
                 actions += [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.waiting]
                 queue.waiting.clear()
             return actions
+        unit.to(UnitState.restarting)
+        unit.restore = unit.restore or (e.crashed and serving)  # a failed restart is still a restore
         unit.retry_at = now + min(self.config.retry_max, self.config.retry_base * 2 ** (unit.failures - 1))
         return [SetTimer(unit.retry_at, ("retry", unit.id))]
 
@@ -463,7 +474,7 @@ class Scheduler:
 
     def _startable(self, unit: Unit, now: float) -> bool:
         return unit.state in (UnitState.asleep, UnitState.cold) or (
-            unit.state == UnitState.failed and now >= unit.retry_at)
+            unit.state == UnitState.restarting and now >= unit.retry_at)
 
     def _victim_ok(self, victim: Unit, may_preempt: bool, now: float) -> bool:
         """May `victim` be put to sleep to make room? Idle units always; busy ones only when the
@@ -603,7 +614,7 @@ class Scheduler:
             startable = sorted((u for u in units if self._startable(u, now)),
                                key=lambda u: (u.state != UnitState.asleep, u.id))
             if not startable:
-                scan.recheck_at(*(u.retry_at for u in units if u.state == UnitState.failed))
+                scan.recheck_at(*(u.retry_at for u in units if u.state == UnitState.restarting))
                 continue
             unit = startable[0]
             placed, ok = self._place(unit, f"a request has waited {now - oldest:g}s", scan, may_preempt, now)
@@ -611,13 +622,29 @@ class Scheduler:
             if not ok:
                 scan.blocked(oldest + unit.policy.max_wait)
 
-        # 3. Units never booted, and failed ones once their backoff is over (a boot that failed, an
-        #    engine that died): boot into free capacity, so requests find them ready, unprompted.
-        #    Not a first boot while host memory is short: a budget would only stop it again.
+        # 3. Restores (scheduler/restore.py): a unit whose engine died while serving comes back
+        #    before anything starts on speculation, into free memory or an idle unit's room; in
+        #    its backoff it holds free memory against 4 and 5. A model with requests waiting had
+        #    its turn at 2.
+        due, holding = restore.claims(self.units.values(), now)
+        for unit in due:
+            if self.queues[unit.id.model].waiting:
+                continue
+            placed, ok = self._place(unit, restore.REASON, scan, False, now)
+            actions += placed
+            if not ok:
+                unit.reason = "restart due, waiting for capacity: " + self._capacity_note(unit)
+                scan.blocked()
+        for unit in holding:
+            self._hold(unit, scan)
+
+        # 4. Units never booted, and ones whose boot failed, once their backoff is over: boot into
+        #    free capacity, so requests find them ready, unprompted. Not a first boot while host
+        #    memory is short: a budget would only stop it again.
         most_free = max(scan.free.values(), default=0)
         unprompted = [u for u in self.units.values() if ((u.state == UnitState.cold and not u.booted
                                                           and not self.host_short)
-                      or (u.state == UnitState.failed and self._startable(u, now)))
+                      or (u.state == UnitState.restarting and not u.restore and self._startable(u, now)))
                       and u.policy.memory_fraction * scan.smallest_device <= most_free]
         for unit in sorted(unprompted, key=lambda u: (u.id.model, u.id.replica)):
             if _shape(unit.policy, False) in scan.no_room:
@@ -626,13 +653,13 @@ class Scheduler:
                 continue
             for window in scan.windows(unit.policy):
                 if fits(window, unit.policy, self.devices, scan.free):
-                    why = "restart after a failure" if unit.state == UnitState.failed and unit.booted else "first boot"
+                    why = "restart after a failure" if unit.state == UnitState.restarting and unit.booted else "first boot"
                     actions.append(self._start(unit, window, why, scan))
                     break
             else:
                 scan.no_room.add(_shape(unit.policy, False))
 
-        # 4. Nothing waits: wake the model most likely to be asked next, into free memory only.
+        # 5. Nothing waits: wake the model most likely to be asked next, into free memory only.
         if self.config.prewake and not waiting:
             actions += self._prewake(scan, now)
 
@@ -699,6 +726,16 @@ class Scheduler:
             if fits(window, unit.policy, self.devices, {i: scan.free[i] + unit.held.get(i, 0) for i in window}):
                 return [self._start(unit, window, why, scan)]
         return []
+
+    def _hold(self, unit: Unit, scan: "_Pass") -> None:
+        """Keep room for a restore in its backoff: its claim on the first window it fits in free
+        memory (and its host memory) is taken out of what this pass has left to give."""
+        for window in scan.windows(unit.policy):
+            if fits(window, unit.policy, self.devices, scan.free):
+                for i in window:
+                    scan.free[i] -= claim_bytes(unit.policy, self.devices[i])
+                scan.host_free -= self._host_need(unit)
+                return
 
     def _capacity_note(self, unit: Unit) -> str:
         popular = [u for u in self.units.values() if u.policy.popular and u.state in CLAIMING]

@@ -23,6 +23,8 @@ class UnitView:
     """Host memory the ledger counts for it (measured, or reserved while it starts)."""
     level: int = 0
     """Its sleep level when asleep."""
+    retry_at: float = 0.0
+    """Restarting: when its backoff ends, on the scheduler's clock (the event loop's); 0 otherwise."""
 
     @property
     def claiming(self) -> bool:
@@ -64,6 +66,9 @@ class SchedulerSnapshot:
     foreign: Mapping[int, int]
     """Memory held by processes the scheduler does not own, per device."""
     host: HostView = HostView(0, 0, 0, 0, 0)
+    wall_offset: float = 0.0
+    """Added to a time on the scheduler's clock, the wall clock's: set by the effects loop, which
+    owns the clock (the core reads none)."""
 
     def units_of(self, model: str) -> list[UnitView]:
         return [u for u in self.units if u.id.model == model]

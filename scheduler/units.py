@@ -46,25 +46,31 @@ class UnitState(str, Enum):
     asleep = "asleep"        # engine alive; holds its measured residue (and, at level 1 on the CPU, its weights)
     waking = "waking"
     stopping = "stopping"    # an asleep engine being stopped for a budget; back to cold once it is gone
-    failed = "failed"        # engine gone; retried with backoff
+    restarting = "restarting"  # engine gone (died, or a boot or wake failed); tried again at retry_at
+    failed = "failed"        # given up on (a crash loop, or a failure retrying cannot fix) until an edit
     unschedulable = "unschedulable"
 
 
 CLAIMING = frozenset({UnitState.booting, UnitState.awake, UnitState.draining, UnitState.sleeping, UnitState.waking})
 """States in which a unit holds accelerator memory."""
 
+ENGINE_GONE = frozenset({UnitState.restarting, UnitState.failed})
+"""Where an engine failure leads, from any state with an engine (`Unit.lose_engine`)."""
+
 TRANSITIONS: dict[UnitState, frozenset[UnitState]] = {
     UnitState.cold: frozenset({UnitState.booting, UnitState.unschedulable}),
-    UnitState.booting: frozenset({UnitState.awake, UnitState.failed}),
-    UnitState.awake: frozenset({UnitState.draining}),
-    UnitState.draining: frozenset({UnitState.sleeping}),
-    UnitState.sleeping: frozenset({UnitState.asleep, UnitState.failed}),
-    UnitState.asleep: frozenset({UnitState.waking, UnitState.stopping}),
-    UnitState.stopping: frozenset({UnitState.cold}),
-    UnitState.waking: frozenset({UnitState.awake, UnitState.failed}),
-    UnitState.failed: frozenset({UnitState.booting}),
+    UnitState.booting: frozenset({UnitState.awake}) | ENGINE_GONE,
+    UnitState.awake: frozenset({UnitState.draining}) | ENGINE_GONE,
+    UnitState.draining: frozenset({UnitState.sleeping}) | ENGINE_GONE,
+    UnitState.sleeping: frozenset({UnitState.asleep}) | ENGINE_GONE,
+    UnitState.asleep: frozenset({UnitState.waking, UnitState.stopping}) | ENGINE_GONE,
+    UnitState.stopping: frozenset({UnitState.cold}) | ENGINE_GONE,
+    UnitState.waking: frozenset({UnitState.awake}) | ENGINE_GONE,
+    UnitState.restarting: frozenset({UnitState.booting}),
+    UnitState.failed: frozenset(),
     UnitState.unschedulable: frozenset({UnitState.cold}),
 }
+"""A failed unit leaves only by being replaced: an edit of its Model starts a new generation."""
 
 
 @dataclass
@@ -81,6 +87,10 @@ class Unit:
     crashes: list[float] = field(default_factory=list)
     """When its running engine died lately: what a crash loop is judged on."""
     retry_at: float = 0.0
+    """Restarting: when its backoff is over and it may be started again."""
+    restore: bool = False
+    """Its engine died while serving: until it is up again it has a claim on capacity before
+    first boots and pre-wakes (scheduler/restore.py)."""
     reason: str = ""
     held: dict[int, int] = field(default_factory=dict)
     """Asleep: bytes its engine still holds per device, as measured after the sleep (a CUDA

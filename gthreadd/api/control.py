@@ -82,7 +82,7 @@ async def apply(request: web.Request) -> web.Response:
         verb = "created" if held is None else "unchanged" if held.resource == model else "configured"
         results.append(f"model.greenthread.ai/{model.metadata.name} {verb}")
     if body.get("dryRun"):
-        devices = list(request.app[SCHEDULING].scheduler.snapshot().devices.values())
+        devices = list(request.app[SCHEDULING].snapshot().devices.values())
         unschedulable = {}
         for model in parsed.models:
             if reason := never_placeable(devices, policy_for(model, devices)):
@@ -109,7 +109,7 @@ async def delete(request: web.Request) -> web.Response:
 
 
 def _state_reply(request: web.Request, model: ServedModel) -> web.Response:
-    state = engine_state(model, request.app[SCHEDULING].scheduler.snapshot())
+    state = engine_state(model, request.app[SCHEDULING].snapshot())
     return web.json_response({"model": model.name, "state": state})
 
 
@@ -120,7 +120,7 @@ async def sleep(request: web.Request) -> web.Response:
         return error_response(409, f"model {model.name} is popular (spec.fairness.popular): it is never slept")
     scheduling.submit(SleepRequested(model.name))
     deadline = scheduling.now + model.resource.spec.sleep.drain_timeout.total_seconds() + 120
-    while engine_state(model, scheduling.scheduler.snapshot()) in (ModelState.serving, ModelState.draining) \
+    while engine_state(model, scheduling.snapshot()) in (ModelState.serving, ModelState.draining) \
             and scheduling.now < deadline:
         await asyncio.sleep(0.1)
     return _state_reply(request, model)

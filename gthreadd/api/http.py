@@ -195,12 +195,12 @@ async def get_model_events(request: web.Request) -> web.Response:
 
 
 async def get_gpus(request: web.Request) -> web.Response:
-    scheduler = request.app[SCHEDULING].scheduler.snapshot()
+    scheduler = request.app[SCHEDULING].snapshot()
     return web.json_response({"kind": "List", "items": gpu_objects(scheduler), "host": host_object(scheduler.host)})
 
 
 async def get_model_objects(request: web.Request) -> web.Response:
-    fleet, scheduler = request.app[FLEET], request.app[SCHEDULING].scheduler.snapshot()
+    fleet, scheduler = request.app[FLEET], request.app[SCHEDULING].snapshot()
     items = [model_object(m, scheduler, request.app[BASE_URL]) for m in fleet.models.values()]
     errors = [str(e) for e in fleet.desired.errors]
     return web.json_response({"apiVersion": "v1", "kind": "List", "items": items, "errors": errors})
@@ -208,12 +208,12 @@ async def get_model_objects(request: web.Request) -> web.Response:
 
 async def get_model_object(request: web.Request) -> web.Response:
     model = path_model(request)
-    return web.json_response(model_object(model, request.app[SCHEDULING].scheduler.snapshot(), request.app[BASE_URL]))
+    return web.json_response(model_object(model, request.app[SCHEDULING].snapshot(), request.app[BASE_URL]))
 
 
 async def model_status(request: web.Request) -> web.Response:
     model = path_model(request)
-    return web.json_response(sidecar_status(model, request.app[SCHEDULING].scheduler.snapshot()))
+    return web.json_response(sidecar_status(model, request.app[SCHEDULING].snapshot()))
 
 
 async def model_models(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 GPU objects of `gthread get gpus`."""
 
 import socket
+from datetime import datetime, timezone
 
 from gthreadd.spec.resource import (DistributionStatus, MemoryStatus, ModelResource, ModelState, ModelStatus, Phase,
                                    ReplicaStatus)
@@ -18,8 +19,13 @@ _STATES = [
     ({UnitState.draining, UnitState.sleeping}, ModelState.draining),
     ({UnitState.asleep}, ModelState.sleeping),
     ({UnitState.booting}, ModelState.starting),
+    ({UnitState.restarting}, ModelState.restarting),
     ({UnitState.failed}, ModelState.failed),
 ]
+
+
+_NOT_READY = (UnitState.cold, UnitState.restarting, UnitState.failed)
+"""A replica that has booted but has no engine now."""
 
 
 def engine_state(model: ServedModel, scheduler: SchedulerSnapshot) -> ModelState:
@@ -46,7 +52,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         serving_memory_per_gpu=per_gpu,
         memory=MemoryStatus(serving_human=human_bytes(per_gpu)) if per_gpu else None,
         replicas=model.resource.spec.replicas,
-        ready_replicas=sum(u.booted and u.state not in (UnitState.failed, UnitState.cold) for u in units),
+        ready_replicas=sum(u.booted and u.state not in _NOT_READY for u in units),
         serving_replicas=sum(u.state == UnitState.awake for u in units),
         sleeping_replicas=sum(u.state == UnitState.asleep for u in units),
         node=node,
@@ -56,7 +62,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         conditions=list(model.conditions.values()),
         lora_adapters=sorted(model.adapters),
         kv_cache_bytes=sum(model.kv_cache_grants.values()) if model.resource.spec.kv_cache.enabled else None,
-        replica_status=[replica_status(u) for u in sorted(units, key=lambda u: u.id)],
+        replica_status=[replica_status(u, scheduler) for u in sorted(units, key=lambda u: u.id)],
         source_file=model.source,
     )
     resource = ModelResource(
@@ -66,10 +72,14 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def replica_status(unit: UnitView) -> ReplicaStatus:
+def replica_status(unit: UnitView, scheduler: SchedulerSnapshot) -> ReplicaStatus:
+    retry_at = None
+    if unit.state == UnitState.restarting:
+        retry_at = datetime.fromtimestamp(unit.retry_at + scheduler.wall_offset, timezone.utc)
     return ReplicaStatus(replica=unit.id.replica, rung=unit.rung, state=unit.state.value,
                          sleep_level=unit.level or None, host_bytes=unit.host_bytes,
-                         device_bytes={str(i): b for i, b in unit.claims.items()}, reason=unit.reason)
+                         device_bytes={str(i): b for i, b in unit.claims.items()}, reason=unit.reason,
+                         retry_at=retry_at)
 
 
 def host_object(host: HostView) -> dict:
@@ -93,8 +103,8 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }
-    body["replicas"] = [replica_status(u).model_dump(mode="json", by_alias=True, exclude_none=True)
-                        for u in sorted(units, key=lambda u: u.id)]
+    replicas = [replica_status(u, scheduler) for u in sorted(units, key=lambda u: u.id)]
+    body["replicas"] = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in replicas]
     body["hostMemory"] = host_object(scheduler.host)
     if model.read_path is not None:
         body["weights"] = {"readPath": model.read_path.value, "bytesRead": dict(model.bytes_read)}
@@ -105,6 +115,10 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
     unschedulable = [u.reason for u in units if u.state == UnitState.unschedulable and u.reason]
     if unschedulable and model.phase != Phase.failed:
         body["reason"], body["message"] = "Unschedulable", unschedulable[0]
+    if body["state"] == ModelState.restarting:
+        restarting = next(r for r in replicas if r.state == UnitState.restarting)
+        body["reason"] = "Restarting"
+        body["message"] = f"replica {restarting.replica}: {restarting.reason}; next try at {restarting.retry_at:%H:%M:%S}"
     return body
 
 

@@ -49,7 +49,7 @@ async def _unless_closing(app: web.Application, awaitable, timeout: float):
 
 def snapshot(app: web.Application) -> dict:
     """Everything the dashboard shows, in one document."""
-    fleet, scheduler = app[FLEET], app[SCHEDULING].scheduler.snapshot()
+    fleet, scheduler = app[FLEET], app[SCHEDULING].snapshot()
     models = []
     for model in fleet.models.values():
         obj = model_object(model, scheduler, app[BASE_URL])

@@ -34,6 +34,7 @@ from gthreadd.kube.resources import (FIELD_MANAGER, FILE_PREFIX, MANAGED_BY, MOD
                                      event_name, lease_name, model_file, model_labels, slice_name)
 from gthreadd.spec.manifests import parse_text
 from scheduler.inventory import device_object_name
+from scheduler.units import UnitState
 from gthreadd.spec.resource import API_VERSION, ModelState
 
 log = logging.getLogger("gthreadd.kube")
@@ -87,11 +88,14 @@ def _ingress(cr: dict, ingress_class: str) -> dict:
 
 
 def _replica_states(local: dict, count: int) -> list[str]:
-    """One state per replica this node holds, from the daemon's counts."""
+    """One state per replica this node holds, from the daemon's counts: a replica waiting out a
+    restart's backoff is restarting, not failed (what alerts fire on)."""
     status = local.get("status") or {}
     serving, sleeping = status.get("servingReplicas", 0), status.get("sleepingReplicas", 0)
+    restarting = sum(r.get("state") == UnitState.restarting for r in status.get("replicaStatus", []))
     rest = ModelState.failed if status.get("phase") == "Failed" else ModelState.starting if status else ModelState.pending
-    return ([ModelState.serving] * serving + [ModelState.sleeping] * sleeping + [rest] * count)[:count]
+    return ([ModelState.serving] * serving + [ModelState.sleeping] * sleeping + [ModelState.restarting] * restarting
+            + [rest] * count)[:count]
 
 
 class NodeAgent:

@@ -10,8 +10,9 @@ import asyncio
 import contextvars
 import itertools
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from gthreadd.observe import logs
@@ -23,6 +24,7 @@ from scheduler.messages import (
     Stop, TimerFired, Wake,
 )
 from gthreadd.runtime.unit_ops import Footprint, PermanentFailure, UnitOps
+from scheduler.snapshot import SchedulerSnapshot
 from scheduler.units import UnitId, UnitState
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ class SchedulerLoop:
     @property
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def snapshot(self) -> SchedulerSnapshot:
+        """The core's snapshot, with what turns its times into the wall clock's: what views read."""
+        return replace(self.scheduler.snapshot(), wall_offset=time.time() - self.now)
 
     def submit(self, event: Event) -> None:
         self.events.put_nowait(event)

@@ -289,7 +289,11 @@ class ModelState(StrEnum):
     waking = "waking"
     draining = "draining"
     sleeping = "sleeping"
+    restarting = "restarting"
+    """Its engine is gone (it died, or a start failed) and is started again after a backoff: the
+    phase stays Ready. Not `failed`, which alerts fire on."""
     failed = "failed"
+    """Given up on: a crash loop, or a failure that retrying cannot fix (phase Failed)."""
 
 
 class ReplicaStatus(_Strict):
@@ -306,6 +310,9 @@ class ReplicaStatus(_Strict):
     device_bytes: dict[str, int] = {}
     """Device index -> bytes claimed there (awake), or still held there (asleep)."""
     reason: str = ""
+    retry_at: Optional[datetime] = None
+    """Restarting: when its engine is started again (its backoff ends); in the past while it waits
+    for capacity."""
 
 
 class ModelStatus(_Strict):

@@ -214,7 +214,7 @@ def test_failed_wake_is_retried_with_backoff():
     h = host()
     add(h, "a")
     h.feed(EngineFailed(UnitId("a", 0), "CUDA out of memory"))
-    assert state(h, "a") == UnitState.failed
+    assert state(h, "a") == UnitState.restarting
     h.feed(RequestArrived("a", "r"))
     h.run_until(0.5)
     assert not [a for t, a in h.actions if isinstance(a, Boot) and t > 0]
@@ -289,9 +289,9 @@ def test_an_engine_that_died_is_restarted_unprompted_after_its_backoff():
     h.run_until(5)
     assert state(h, "a") == UnitState.awake
     h.feed(EngineFailed(UnitId("a", 0), "the vLLM engine process EngineCore_DP0 was killed by SIGKILL"))
-    assert state(h, "a") == UnitState.failed
+    assert state(h, "a") == UnitState.restarting
     h.run_until(5.5)
-    assert state(h, "a") == UnitState.failed, "the backoff (retry_base, 1s) comes first"
+    assert state(h, "a") == UnitState.restarting, "the backoff (retry_base, 1s) comes first"
     h.run_until(10)
     assert state(h, "a") == UnitState.awake, "restarted without any request"
     assert [a.reason for t, a in h.actions if isinstance(a, Boot) and t > 5] == ["restart after a failure"]

@@ -1,6 +1,7 @@
 """Invariants of the decision core over random histories (hypothesis), on SimulatedHost:
 capacity is never exceeded, popular units are never preempted, nothing busy is preempted before
-its minRuntime, and no request starves: each is admitted or rejected once the host goes quiet."""
+its minRuntime, and no request starves: each is admitted or rejected once the host goes quiet
+(engines dying on the way, restores included)."""
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import Drain, EngineFailed, ModelUpserted, RequestArrived
+from scheduler.placement import fits, windows
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
 
@@ -61,7 +63,8 @@ def test_invariants_hold_and_nothing_starves(models, history, gpus):
             sent.append(f"r{n}")
             h.feed(RequestArrived(model, f"r{n}"), check_invariants)
         else:
-            h.feed(EngineFailed(UnitId(model, 0), "simulated crash"), check_invariants)
+            # Every other one a death of a running engine: a serving unit's is a restore.
+            h.feed(EngineFailed(UnitId(model, 0), "simulated crash", crashed=n % 2 == 0), check_invariants)
     h.run_until(h.now + 10_000, check_invariants)
     for rid in sent:
         assert rid in h.admitted or rid in h.rejected, f"{rid} starved"
@@ -69,6 +72,11 @@ def test_invariants_hold_and_nothing_starves(models, history, gpus):
     event("some unit preempted" if preempted else "no preemption")
     event("some request rejected" if h.rejected else "all admitted")
     assert not any(q.waiting for q in h.scheduler.queues.values())
+    free = h.scheduler.free()
+    for unit in h.scheduler.units.values():  # quiet: only popular units hold memory
+        if unit.state == UnitState.restarting:
+            assert not any(fits(w, unit.policy, h.scheduler.devices, free) for w in windows(devices, unit.policy)), \
+                f"{unit.id} was never restarted into the free memory"
 
 
 def check_budgets(h: SimulatedHost, before, actions) -> None:

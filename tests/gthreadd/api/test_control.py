@@ -223,7 +223,7 @@ async def test_a_booting_model_exports_starting(tmp_path):
         states = {labels[1][1]: v for (name, labels), v in samples.items()
                   if name == "gthread_model_state" and labels[0] == ("model", "m")}
         assert states == {"pending": 0, "starting": 1, "serving": 0, "waking": 0, "draining": 0, "sleeping": 0,
-                          "failed": 0}
+                          "restarting": 0, "failed": 0}
     finally:
         gate.set()
         await d.shutdown()

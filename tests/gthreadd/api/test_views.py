@@ -3,7 +3,7 @@
 
 import pytest
 
-from gthreadd.api.views import engine_state, gpu_objects, sidecar_status
+from gthreadd.api.views import engine_state, gpu_objects, model_object, sidecar_status
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.spec.resource import ModelState
 from scheduler.fairness import Scheduler, SchedulerConfig
@@ -33,9 +33,11 @@ def host(*states: UnitState, devices=None) -> SchedulerSnapshot:
     ((UnitState.sleeping,), ModelState.draining),
     ((UnitState.asleep,), ModelState.sleeping),
     ((UnitState.waking,), ModelState.waking),
+    ((UnitState.restarting,), ModelState.restarting),
     ((UnitState.failed,), ModelState.failed),
     ((UnitState.asleep, UnitState.awake), ModelState.serving),
     ((UnitState.failed, UnitState.booting), ModelState.starting),
+    ((UnitState.restarting, UnitState.failed), ModelState.restarting),
 ])
 def test_a_models_state_comes_from_its_units(tmp_path, states, expected):
     assert engine_state(ServedModel(desired(tmp_path), FakeEngine), host(*states)) == expected
@@ -43,7 +45,7 @@ def test_a_models_state_comes_from_its_units(tmp_path, states, expected):
 
 def test_every_state_a_model_can_be_in_is_in_the_vocabulary():
     assert {s.value for s in ModelState} == {"pending", "starting", "serving", "waking", "draining", "sleeping",
-                                             "failed"}
+                                             "restarting", "failed"}
 
 
 def test_the_status_json_is_seed_002s_sidecar_shape(tmp_path):
@@ -78,3 +80,23 @@ def test_a_model_whose_engine_a_budget_stopped_is_sleeping_and_its_replica_says_
     assert engine_state(ServedModel(desired(tmp_path), FakeEngine), snapshot) == ModelState.sleeping
     (replica,) = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), snapshot)["replicas"]
     assert (replica["rung"], replica["state"], replica["reason"]) == ("stopped", "cold", unit.reason)
+
+
+def test_a_restarting_model_says_why_and_when_it_is_tried_again(tmp_path):
+    """Waiting out a backoff is not `failed` (what alerts fire on): the cause and the next try."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    scheduler = Scheduler([Device(0, "GPU-0", "NVIDIA-TEST", 80 * GIB, 80 * GIB)], SchedulerConfig())
+    unit = scheduler.units[UnitId("m", 0)] = Unit(UnitId("m", 0), Policy(), booted=True)
+    unit.state, unit.retry_at = UnitState.restarting, 101.0
+    unit.reason = "the vLLM engine process EngineCore (pid 9810) was killed by SIGKILL"
+    wall = datetime(2026, 12, 6, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    snapshot = replace(scheduler.snapshot(), wall_offset=wall - 100.0)  # the loop's clock read 100.0 at `wall`
+    model = ServedModel(desired(tmp_path), FakeEngine)
+    body = sidecar_status(model, snapshot)
+    assert (body["state"], body["reason"]) == ("restarting", "Restarting")
+    assert body["message"] == f"replica 0: {unit.reason}; next try at 12:00:01"
+    (replica,) = body["replicas"]
+    assert (replica["state"], replica["retryAt"]) == ("restarting", "2026-12-06T12:00:01Z")
+    assert model_object(model, snapshot, "http://h")["status"]["readyReplicas"] == 0

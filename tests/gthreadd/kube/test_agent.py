@@ -229,3 +229,13 @@ async def test_a_model_the_daemon_refuses_is_reported_and_its_lease_freed(api, n
     assert "local.yaml" in condition["message"]
     await eventually(lambda: not holders(api), "the Lease to be given up")
     assert all(n.daemon.fleet.models["chat"].source.endswith("local.yaml") for n in nodes)
+
+
+def test_a_replica_waiting_out_a_restart_is_leased_as_restarting_not_failed():
+    from gthreadd.kube.agent import _replica_states
+
+    status = {"phase": "Ready", "servingReplicas": 1, "replicaStatus": [{"replica": 0, "state": "awake"},
+                                                                       {"replica": 1, "state": "restarting"}]}
+    assert _replica_states({"status": status}, 2) == ["serving", "restarting"]
+    assert _replica_states({"status": {**status, "phase": "Failed", "servingReplicas": 0,
+                                       "replicaStatus": [{"state": "failed"}]}}, 1) == ["failed"]

@@ -131,7 +131,7 @@ async def test_a_boot_waits_for_memory_that_others_hold():
     loop.submit(ModelUpserted("a", Policy(memory_fraction=0.5), 1))
     unit = UnitId("a", 0)
     await until(lambda: loop.scheduler.units.get(unit) is not None
-                and loop.scheduler.units[unit].state == UnitState.failed)
+                and loop.scheduler.units[unit].state == UnitState.restarting)
     assert "GPU 0 has 10240 MiB free, a/0 needs 40960 MiB" in loop.scheduler.units[unit].reason
     assert ("boot", unit) not in ops.calls
     assert loop.scheduler.foreign[0] == 70 * GIB
