@@ -62,7 +62,7 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
         conditions=list(model.conditions.values()),
         lora_adapters=sorted(model.adapters),
         kv_cache_bytes=sum(model.kv_cache_grants.values()) if model.resource.spec.kv_cache.enabled else None,
-        replica_status=[replica_status(u, scheduler) for u in sorted(units, key=lambda u: u.id)],
+        replica_status=[replica_status(model, u, scheduler) for u in sorted(units, key=lambda u: u.id)],
         source_file=model.source,
     )
     resource = ModelResource(
@@ -72,14 +72,16 @@ def model_object(model: ServedModel, scheduler: SchedulerSnapshot, base_url: str
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def replica_status(unit: UnitView, scheduler: SchedulerSnapshot) -> ReplicaStatus:
+def replica_status(model: ServedModel, unit: UnitView, scheduler: SchedulerSnapshot) -> ReplicaStatus:
     retry_at = None
     if unit.state == UnitState.restarting:
         retry_at = datetime.fromtimestamp(unit.retry_at + scheduler.wall_offset, timezone.utc)
+    engine = model.engines.get(unit.id.replica)
+    pids = engine.processes() if engine is not None else []
     return ReplicaStatus(replica=unit.id.replica, rung=unit.rung, state=unit.state.value,
                          sleep_level=unit.level or None, host_bytes=unit.host_bytes,
                          device_bytes={str(i): b for i, b in unit.claims.items()}, reason=unit.reason,
-                         retry_at=retry_at)
+                         retry_at=retry_at, pid=pids[0] if pids else None)
 
 
 def host_object(host: HostView) -> dict:
@@ -103,7 +105,7 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }
-    replicas = [replica_status(u, scheduler) for u in sorted(units, key=lambda u: u.id)]
+    replicas = [replica_status(model, u, scheduler) for u in sorted(units, key=lambda u: u.id)]
     body["replicas"] = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in replicas]
     body["hostMemory"] = host_object(scheduler.host)
     if model.read_path is not None:

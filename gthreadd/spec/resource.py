@@ -313,6 +313,9 @@ class ReplicaStatus(_Strict):
     retry_at: Optional[datetime] = None
     """Restarting: when its engine is started again (its backoff ends); in the past while it waits
     for capacity."""
+    pid: Optional[int] = None
+    """Its engine's first process (vLLM's EngineCore) while it runs, on the host that serves it:
+    what `kill`, `top` or `py-spy dump` need."""
 
 
 class ModelStatus(_Strict):

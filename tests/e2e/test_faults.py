@@ -3,6 +3,8 @@ once. Two daemons: `solo` (one model: kill -9, SIGSTOP, an edit storm) and `pair
 capacity for one, swapping under load with a short drainTimeout)."""
 
 import json
+import os
+import re
 import signal
 import threading
 import time
@@ -74,6 +76,43 @@ def test_a_killed_engine_is_seen_at_once_and_serving_again_unprompted(solo):
     assert died and "SIGKILL" in died[0]["message"], events
     metrics = solo.metrics()
     assert metrics[("gthread_engine_crashes_total", (("model", "solo"),))] >= 1
+
+
+def boot_seconds(daemon: DaemonProcess, model: str) -> float:
+    """How long the model's last boot took, from its Started event ("... in 23.45s")."""
+    return float(re.search(r" in ([0-9.]+)s$", daemon.event_messages(model, "Started")[-1]).group(1))
+
+
+def test_the_serving_model_killed_beside_a_sleeper_is_restored_first_and_never_failed(pair):
+    """Issue 30, as an operator ran it: the serving model's EngineCore is killed while the other
+    sleeps with fresh traffic (a pre-wake would have taken the freed capacity) and no request is
+    pending. The crashed model must come back unprompted within its boot time + 15 s, and its
+    /status never say `failed` (what alerts fire on) on the way."""
+    for model in ("beta", "beta", "beta", "alpha"):  # beta: asked, then put to sleep for alpha
+        status, _, body = chat(pair, model)
+        assert status == 200 and "Paris" in body["choices"][0]["message"]["content"], (model, status, body)
+    pair.wait_state("alpha", "serving")
+    pair.wait_state("beta", "sleeping")
+    booted = boot_seconds(pair, "alpha")
+    woken = len(pair.event_messages("beta", "Woke"))
+    (replica,) = pair.status("alpha")["replicas"]
+    os.kill(replica["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    seen: list[str] = []
+    deadline = killed + booted + 15 + 1  # + supervision's one-second look
+    while time.monotonic() < deadline:
+        seen.append(pair.status("alpha")["state"])
+        if seen[-1] == "serving" and set(seen) != {"serving"}:  # down, then back
+            break
+        time.sleep(0.1)
+    took = time.monotonic() - killed
+    assert seen[-1] == "serving" and "restarting" in seen, (took, seen[-5:])
+    assert "failed" not in seen, seen
+    assert took <= booted + 16, f"serving again {took:.1f}s after the kill; its boot takes {booted:.1f}s"
+    assert len(pair.event_messages("beta", "Woke")) == woken, "beta was woken into alpha's capacity"
+    assert "restore: its engine died while serving" in pair.event_messages("alpha", "Started")[-1]
+    status, _, body = chat(pair, "alpha")
+    assert status == 200 and "Paris" in body["choices"][0]["message"]["content"]
 
 
 def test_a_stopped_engine_that_resumes_finishes_its_request(solo):
