@@ -22,6 +22,7 @@ from gthreadd.spec.desired import build_desired, scan_directory
 from gthreadd.runtime.fleet import Fleet
 from gthreadd.api.control import Control, add_control_routes
 from gthreadd.api.http import API_PREFIX, create_app, mark_ready
+from gthreadd.api.inference_routes import endpoint_labels
 from gthreadd.api.lora import add_lora_routes
 from gthreadd.runtime.scheduling import SchedulerLoop
 from gthreadd.runtime.served_model import EngineFactory
@@ -231,6 +232,8 @@ class Daemon:
                 log.debug("rescanning %s (%s)", self.settings.models_dir, "; ".join(reasons))
                 files = await asyncio.to_thread(scan_directory, self.settings.models_dir)
                 self.fleet.apply(build_desired(files, self.fleet.desired))
+                self.metrics.track_models({name: endpoint_labels(m.resource.spec)
+                                           for name, m in self.fleet.models.items()})
                 self.scheduling.changes.bump()  # models.d errors change what the views show
             except Exception as exc:
                 log.exception("reconcile failed (%s); the current models stay as they are", "; ".join(reasons))

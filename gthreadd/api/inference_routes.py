@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Optional
 
 from engine.api_app import ApiApp
-from gthreadd.spec.resource import Endpoint
+from gthreadd.spec.resource import Endpoint, ModelSpec
 
 
 class Api(str, Enum):
@@ -81,3 +81,9 @@ ROUTES: tuple[InferenceRoute, ...] = (
 def api_of(path: str) -> Api:
     """The API a path (a refused or unknown one too) belongs to, for the shape of its error."""
     return Api.anthropic if "/v1/messages" in path else Api.openai
+
+
+def endpoint_labels(spec: ModelSpec) -> list[str]:
+    """The `endpoint` labels of the routes a Model's spec.endpoints enable, as metrics count them."""
+    enabled = set(spec.enabled_endpoints)
+    return sorted({route.label for route in ROUTES if route.endpoint in enabled})

@@ -6,7 +6,7 @@ boots, requests, queue waits), and gauges read from the daemon's state at scrape
 states, queue depths, device memory, the host tier), so a gauge can never drift from the truth.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from gthreadd.spec.resource import ModelState
 from memory.host_tier import TierUsage
+from memory.read_path import ReadPath
 from scheduler.snapshot import HostView, UnitView
 
 _OPERATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -48,6 +49,25 @@ class Metrics:
         self.ttft = Histogram("gthread_time_to_first_token_seconds", "A streamed request's time from arrival to "
                               "its first chunk, as its client sees it (queue wait and a wake included)",
                               ("model",), buckets=_WAIT, registry=r)
+
+    def track_models(self, endpoints: Mapping[str, Iterable[str]]) -> None:
+        """The Models now served, each with the `endpoint` labels of the routes it answers: their
+        series start at zero when a Model is added (Prometheus' advice for label sets known in
+        advance, so that rate() and alert rules see a zero rather than nothing) and go when it is
+        deleted, a late request's series included, at the next reconcile."""
+        per_model = (self.requests, self.engine_crashes, self.queue_wait, self.ttft, self.weight_bytes_read,
+                     self.operations, self.operation_seconds)
+        for metric in per_model:
+            present = {s.labels["model"] for family in metric.collect() for s in family.samples}
+            for gone in present - endpoints.keys():
+                metric.remove_by_labels({"model": gone})
+        for model, labels in endpoints.items():
+            for endpoint in labels:
+                self.requests.labels(model, endpoint, "200")
+            for histogram_or_counter in (self.engine_crashes, self.queue_wait, self.ttft):
+                histogram_or_counter.labels(model)
+            for path in ReadPath:
+                self.weight_bytes_read.labels(model, path.value)
 
     def traffic(self) -> dict[str, dict[str, float]]:
         """Per model, the totals the dashboard turns into a rate and means between two snapshots:
