@@ -34,7 +34,7 @@ from gthreadd.ui.routes import add_ui_routes
 from gthreadd.api.views import engine_state, summary_line
 from gthreadd.systemd_notify import Notifier
 from gthreadd.spec.watcher import RescanRequests, tick, watch_files
-from memory.host_tier import HostTier
+from memory.host_tier import HostTier, HostTierBusy
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 
@@ -52,9 +52,22 @@ def kill_engine_processes() -> None:
     unlink_shared_memory(segments)
 
 
+class StartupRefused(RuntimeError):
+    """The daemon cannot start here (its host tier directory or an address is taken): one line for
+    the operator, and nothing has been started."""
+
+
 ENGINE_STOP_MARGIN_S = 30.0
 """Shutdown takes at most shutdownTimeout (listeners closing, requests finishing, boots and
 conversions under way) plus this, for stopping the engines."""
+
+
+async def _listen(site: web.BaseSite, where: str) -> None:
+    try:
+        await site.start()
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # uvloop's strerror repeats the address
+        raise StartupRefused(f"cannot listen on {where}: {why}") from None
 
 
 class Daemon:
@@ -142,11 +155,15 @@ class Daemon:
         return summary_line(list(self.fleet.models.values()), self.scheduling.snapshot())
 
     async def startup(self) -> None:
-        """Raises HostTierBusy when another gthreadd holds hostTierDir, before anything is bound."""
+        """Raises StartupRefused when another gthreadd holds hostTierDir (before anything is bound)
+        or an address it listens on is taken (before any engine starts)."""
         s = self.settings
         heap.tune()
         heap.freeze()  # what the imports made (vLLM, torch, transformers): most of the heap
-        self.host_tier.start()
+        try:
+            self.host_tier.start()
+        except HostTierBusy as exc:
+            raise StartupRefused(str(exc)) from None
         self._build()
         s.models_dir.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +176,7 @@ class Daemon:
         grace = s.shutdown_timeout.total_seconds()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
-        await web.TCPSite(self._runner, s.host, s.port).start()
+        await _listen(web.TCPSite(self._runner, s.host, s.port), f"{s.host}:{s.port}")
         control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes)
         add_lora_routes(control_app)
         add_watch_routes(control_app)
@@ -187,7 +204,7 @@ class Daemon:
         """Mode 0660: the owner and its group (gthread, under systemd) may administer."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)  # a previous daemon's; the pid file of systemd is the guard
-        await web.UnixSite(self._control_runner, str(path)).start()
+        await _listen(web.UnixSite(self._control_runner, str(path)), str(path))
         os.chmod(path, 0o660)
 
     async def shutdown(self) -> None:

@@ -2,8 +2,11 @@
 
 import argparse
 import functools
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from gthreadd.observe import logs
 from gthreadd.settings import SettingsError, add_flags, load_settings
@@ -29,26 +32,36 @@ def main(argv: list[str] | None = None) -> None:
 
     from engine.metrics import EngineMetrics
     from engine.vllm_engine import VllmEngine
-    from gthreadd.daemon import Daemon
+    from gthreadd.daemon import Daemon, StartupRefused
     from gthreadd.observe.log_tap import LogTap
     from gthreadd.observe.metrics import Metrics
     from gthreadd.observe.model_logs import ModelLogs
-
-    from memory.host_tier import HostTierBusy
 
     metrics = Metrics()
     model_logs = ModelLogs()
     engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry))
     tap = LogTap(model_logs.add)
     tap.start()
+    status = 0
     try:
         uvloop.run(Daemon(settings, engines, metrics=metrics, model_logs=model_logs).run())
-    except HostTierBusy as exc:
+    except StartupRefused as exc:
         print(f"gthreadd: {exc}", file=sys.stderr)
-        sys.exit(1)
+        status = 1
     finally:
         tap.stop()
+    _exit(status)
 
+
+def _exit(status: int) -> NoReturn:
+    """Leave without the interpreter's teardown. Triton, which vLLM imports, is a nanobind module,
+    and nanobind prints every object of its still alive at teardown as a leak: hundreds of lines
+    after the daemon's last word, a refusal's one line included. Everything the daemon owns has
+    been stopped by now (Daemon.run), and the logs are flushed here."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 if __name__ == "__main__":
     main()
