@@ -147,7 +147,7 @@ class Scheduler:
             unit.policy = e.policy
             if unit.generation != e.generation:  # new engines: stop the old one, start over cold
                 if unit.state not in (UnitState.cold, UnitState.unschedulable):
-                    actions.append(Stop(unit.id))
+                    actions += self._retire(unit, f"model {e.model}'s spec changed and its engine restarts")
                 unit = self._put(Unit(unit.id, e.policy, generation=e.generation))
             if reason and unit.state == UnitState.cold:
                 unit.to(UnitState.unschedulable)
@@ -156,13 +156,14 @@ class Scheduler:
             unit.reason = reason if unit.state == UnitState.unschedulable else unit.reason
         for unit in self.units_of(e.model):
             if unit.id.replica >= e.replicas:
-                actions.append(Stop(unit.id))
+                actions += self._retire(unit, f"model {e.model} was scaled to {e.replicas} replicas")
                 self._remove(unit.id)
         return actions
 
     def _on_ModelRemoved(self, e: ModelRemoved, now: float) -> list[Action]:
-        actions: list[Action] = [Stop(u.id) for u in self.units_of(e.model)]
+        actions: list[Action] = []
         for unit in self.units_of(e.model):
+            actions += self._retire(unit, f"model {e.model} was deleted")
             self._remove(unit.id)
         queue = self.queues.pop(e.model, ModelQueue())
         self.arrivals.pop(e.model, None)
@@ -287,7 +288,7 @@ class Scheduler:
             _, model, rid = e.key
             if self.queues.get(model, ModelQueue()).waiting.pop(rid, None) is not None:
                 return [Reject(rid, 503, f"timed out after {self.config.queue_timeout:g}s waiting for "
-                                         f"model {model} to wake")]
+                                         f"model {model} to wake", retry_after=5.0)]
         elif kind == "idle":
             unit = self.units.get(e.key[1])
             if (unit is not None and unit.state == UnitState.awake and not unit.policy.popular
@@ -330,6 +331,12 @@ class Scheduler:
         del self._by_model[unit_id.model][unit_id]
         if not self._by_model[unit_id.model]:
             del self._by_model[unit_id.model]
+
+    def _retire(self, unit: Unit, why: str) -> list[Action]:
+        """Stop an engine that is no longer wanted (its Model deleted, edited into new engines, or
+        scaled down): its requests in flight are answered first, with the reason, rather than
+        meeting an engine that stops under them."""
+        return ([AbortInFlight(unit.id, why)] if unit.in_flight else []) + [Stop(unit.id)]
 
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:
         unit.in_flight += 1

@@ -326,7 +326,8 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
     try:
         engine = request.app[FLEET].engine(ticket.unit)
         if engine is None or engine.api is None:
-            return error_response(503, f"model {model.name} stopped while the request was admitted", api=api)
+            return error_response(503, f"model {model.name} stopped while the request was admitted",
+                                  headers={"Retry-After": "5"}, api=api)
         if not route.served_by(engine.api):
             return _unserved(model, route)
         ttft = request.app[METRICS].ttft.labels(model.name)

@@ -198,6 +198,8 @@ def test_queue_limit_gives_429_and_timeout_503():
     assert h.rejected == {"r2": 429}
     h.run_until(30)
     assert h.rejected["r1"] == 503
+    retry_after = {a.request_id: a.retry_after for _, a in h.actions if type(a).__name__ == "Reject"}
+    assert retry_after == {"r2": 5.0, "r1": 5.0}, "both are worth a retry: each says when"
 
 
 def test_a_request_that_leaves_the_queue_is_forgotten():
@@ -247,6 +249,25 @@ def test_fewer_replicas_stop_the_extra_units():
     add(h, "a", replicas=2)
     add(h, "a", replicas=1)
     assert ("Stop", "a/1") in kinds(h)
+
+
+def test_requests_in_flight_are_answered_before_an_unwanted_engine_stops():
+    """A deletion, an edit into new engines: the requests the old engine serves get the reason
+    (AbortInFlight, then Stop) instead of meeting an engine that stops under them."""
+    h = host(request_s=100)
+    add(h, "a")
+    h.run_until(5)
+    h.feed(RequestArrived("a", "r1"))
+    h.feed(ModelUpserted("a", policy(), 1, generation=1))
+
+    def retired():
+        return [(type(x).__name__, x.reason) for t, x in h.actions
+                if t == h.now and type(x).__name__ in ("AbortInFlight", "Stop")]
+    assert retired() == [("AbortInFlight", "model a's spec changed and its engine restarts"), ("Stop", "")]
+    h.run_until(10)
+    h.feed(RequestArrived("a", "r2"))
+    h.feed(ModelRemoved("a"))
+    assert retired() == [("AbortInFlight", "model a was deleted"), ("Stop", "")]
 
 
 def test_a_new_generation_restarts_the_units_and_keeps_the_queue():
