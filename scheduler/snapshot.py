@@ -66,9 +66,11 @@ class SchedulerSnapshot:
     foreign: Mapping[int, int]
     """Memory held by processes the scheduler does not own, per device."""
     host: HostView = HostView(0, 0, 0, 0, 0)
+    now: float = 0.0
+    """When it was taken, on the scheduler's clock; with `wall_offset`, set by the effects loop,
+    which owns the clock (the core reads none)."""
     wall_offset: float = 0.0
-    """Added to a time on the scheduler's clock, the wall clock's: set by the effects loop, which
-    owns the clock (the core reads none)."""
+    """Added to a time on the scheduler's clock, the wall clock's."""
 
     def units_of(self, model: str) -> list[UnitView]:
         return [u for u in self.units if u.id.model == model]

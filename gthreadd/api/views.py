@@ -118,9 +118,11 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
     if unschedulable and model.phase != Phase.failed:
         body["reason"], body["message"] = "Unschedulable", unschedulable[0]
     if body["state"] == ModelState.restarting:
-        restarting = next(r for r in replicas if r.state == UnitState.restarting)
-        body["reason"] = "Restarting"
-        body["message"] = f"replica {restarting.replica}: {restarting.reason}; next try at {restarting.retry_at:%H:%M:%S}"
+        unit = next(u for u in units if u.state == UnitState.restarting)
+        retry_at = next(r.retry_at for r in replicas if r.replica == unit.id.replica)
+        due = unit.retry_at <= scheduler.now  # its reason then says what it waits for
+        when = "" if due else f"; next try at {retry_at:%H:%M:%S}"
+        body["reason"], body["message"] = "Restarting", f"replica {unit.id.replica}: {unit.reason}{when}"
     return body
 
 

@@ -83,7 +83,8 @@ class SchedulerLoop:
 
     def snapshot(self) -> SchedulerSnapshot:
         """The core's snapshot, with what turns its times into the wall clock's: what views read."""
-        return replace(self.scheduler.snapshot(), wall_offset=time.time() - self.now)
+        now = self.now
+        return replace(self.scheduler.snapshot(), now=now, wall_offset=time.time() - now)
 
     def submit(self, event: Event) -> None:
         self.events.put_nowait(event)

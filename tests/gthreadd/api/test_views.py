@@ -92,7 +92,7 @@ def test_a_restarting_model_says_why_and_when_it_is_tried_again(tmp_path):
     unit.state, unit.retry_at = UnitState.restarting, 101.0
     unit.reason = "the vLLM engine process EngineCore (pid 9810) was killed by SIGKILL"
     wall = datetime(2026, 12, 6, 12, 0, 0, tzinfo=timezone.utc).timestamp()
-    snapshot = replace(scheduler.snapshot(), wall_offset=wall - 100.0)  # the loop's clock read 100.0 at `wall`
+    snapshot = replace(scheduler.snapshot(), now=100.0, wall_offset=wall - 100.0)  # the loop's clock: 100.0 at `wall`
     model = ServedModel(desired(tmp_path), FakeEngine)
     body = sidecar_status(model, snapshot)
     assert (body["state"], body["reason"]) == ("restarting", "Restarting")
@@ -100,3 +100,6 @@ def test_a_restarting_model_says_why_and_when_it_is_tried_again(tmp_path):
     (replica,) = body["replicas"]
     assert (replica["state"], replica["retryAt"]) == ("restarting", "2026-12-06T12:00:01Z")
     assert model_object(model, snapshot, "http://h")["status"]["readyReplicas"] == 0
+    unit.reason = "restart due, waiting for capacity: other models hold the memory"
+    due = sidecar_status(model, replace(scheduler.snapshot(), now=102.0, wall_offset=wall - 100.0))
+    assert due["message"] == f"replica 0: {unit.reason}", "a try in the past is not announced"
