@@ -62,3 +62,35 @@ def test_the_alert_rules_pass_promtool():
     assert promtool, "promtool is Debian's prometheus package (make test installs it)"
     result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and f"SUCCESS: {len(rules())} rules found" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_restart_is_not_alerted_as_failed_and_one_that_stays_down_is(tmp_path):
+    """promtool's rule unit tests: a model restarting (its engine died, back after a backoff) never
+    fires GthreadModelFailed; restarting for ten minutes fires GthreadModelRestarting; failed (given
+    up on) fires GthreadModelFailed after five."""
+    def state(model: str, name: str, values: str) -> dict:
+        return {"series": f'gthread_model_state{{instance="h", model="{model}", state="{name}"}}', "values": values}
+
+    def alert(model: str, severity: str) -> dict:
+        return {"exp_labels": {"instance": "h", "model": model, "severity": severity}}
+
+    cases = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [state("blip", "restarting", "1x2 0x20"), state("blip", "failed", "0x22"),
+                         state("down", "restarting", "1x22"), state("down", "failed", "0x22"),
+                         state("gone", "restarting", "0x22"), state("gone", "failed", "1x22")],
+        "alert_rule_test": [
+            {"eval_time": "12m", "alertname": "GthreadModelRestarting", "exp_alerts": [alert("down", "warning")]},
+            {"eval_time": "12m", "alertname": "GthreadModelFailed", "exp_alerts": [alert("gone", "critical")]},
+        ]}]}
+    for case in cases["tests"][0]["alert_rule_test"]:  # promtool compares the annotations too
+        for expected in case["exp_alerts"]:
+            rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
+                        if r["alert"] == case["alertname"])
+            model, instance = expected["exp_labels"]["model"], expected["exp_labels"]["instance"]
+            expected["exp_annotations"] = {k: v.replace("{{ $labels.model }}", model).replace(
+                "{{ $labels.instance }}", instance) for k, v in rule["annotations"].items()}
+    (tmp_path / "rules-test.yaml").write_text(yaml.safe_dump(cases))
+    result = subprocess.run([shutil.which("promtool"), "test", "rules", str(tmp_path / "rules-test.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
