@@ -210,7 +210,7 @@ class Soak:
         async def wait() -> None:
             since = time.monotonic()
             while time.monotonic() - since < RECOVERY_S:
-                if fault.model in self.present and (await self.engine_pid(session, fault.model)) not in (None, old_pid):
+                if (await self.engine_pid(session, fault.model)) not in (None, old_pid):
                     fault.recovered_s = round(time.monotonic() - since, 2)
                     return
                 await asyncio.sleep(0.25)
@@ -290,14 +290,22 @@ class Soak:
         return True
 
     async def readd(self, session: aiohttp.ClientSession, model: str, pause: float) -> None:
+        """Write the file again; the model is back once the daemon has read it (until then a 404
+        is its true answer), and recovered once an engine runs."""
         await asyncio.sleep(pause)
-        start, _ = self.deleted[model][-1]
-        self.deleted[model][-1] = (start, time.monotonic())
         fault = Fault("readd", model, round(time.monotonic() - self._started, 1), "file written again")
         self.report.faults.append(fault)
         self.write(model)
-        self.present.add(model)
         self.recover(session, fault, None)
+        written = time.monotonic()
+        while not await self.status(session, model):
+            if time.monotonic() - written > RECOVERY_S:
+                fault.failed = f"not known to the daemon {RECOVERY_S:.0f}s after its file was written"
+                return
+            await asyncio.sleep(0.1)
+        start, _ = self.deleted[model][-1]
+        self.deleted[model][-1] = (start, time.monotonic())
+        self.present.add(model)
 
     # -- the run ---------------------------------------------------------------------------------
     async def run(self) -> Report:

@@ -86,14 +86,21 @@ def needs_restart(old: ModelResource, new: ModelResource) -> bool:
     )
 
 
+def validation_config(resource: ModelResource) -> EngineConfig:
+    """The EngineConfig a Model's extraArgs are checked in: its own flags, before any device or
+    host tier is given to it."""
+    return engine_config_for(resource, Path("/unresolved"), kv_offload_bytes=kv_cache_bytes(resource))
+
+
 def extra_args_error(resource: ModelResource) -> str:
     """Why vLLM's own serve parser rejects the Model's extraArgs (or the flags they fight), "" when
     it accepts them: checked at validation and when the Model is applied, not when a device frees
-    up. Imports vLLM, which takes seconds the first time."""
+    up. Imports vLLM, which takes seconds the first time (`gthread validate` asks vLLM's cached
+    argument table first: gthreadd/spec/validate.py)."""
     from engine.args import EngineArgsError, build_args
 
     try:
-        build_args(engine_config_for(resource, Path("/unresolved"), kv_offload_bytes=kv_cache_bytes(resource)))
+        build_args(validation_config(resource))
     except EngineArgsError as exc:
         return str(exc)
     return ""

@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_validate_accepts_every_seed_example_but_speech_models():
+def test_validate_accepts_every_seed_example_but_speech_models(vllm_args_cache):
     """Seed 002's whisper example (modelType asr) is valid YAML for the CRD, but no engine gthreadd
     starts serves audio: validation says so rather than accepting a model that cannot work."""
     speech = [p for p in SEEDS if "modelType: asr" in p.read_text() or "modelType: tts" in p.read_text()]
@@ -26,7 +26,7 @@ def test_validate_accepts_every_seed_example_but_speech_models():
     assert all(": spec.modelType: modelType asr (speech recognition" in e for e in errors), errors
 
 
-def test_check_reports_every_error_and_fails(tmp_path):
+def test_check_reports_every_error_and_fails(tmp_path, vllm_args_cache):
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: greenthread.ai/v1alpha1\nkind: Model\nmetadata:\n  name: a\nspec:\n"
                    "  modelName: x/y\n  dtype: int3\n  extraArgs: [--no-such-flag]\n  sleep: {idelTimeout: 5m}\n")
@@ -37,7 +37,7 @@ def test_check_reports_every_error_and_fails(tmp_path):
     assert f"{SEEDS[0]}: 1 Model(s) valid" in result.stdout
 
 
-def test_check_runs_extra_args_through_vllms_parser(tmp_path):
+def test_check_runs_extra_args_through_vllms_parser(tmp_path, vllm_args_cache):
     bad = tmp_path / "args.yaml"
     bad.write_text("apiVersion: greenthread.ai/v1alpha1\nkind: Model\nmetadata:\n  name: a\nspec:\n"
                    "  modelName: x/y\n  extraArgs: [--max-model-len, lots]\n")

@@ -1,0 +1,23 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def vllm_args_cache_home(tmp_path_factory) -> Path:
+    """An XDG_CACHE_HOME holding the installed vLLM's argument table (engine/arg_table.py), read
+    once per session by `python -m engine.arg_table`, so that no vLLM is imported here."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    subprocess.run([sys.executable, "-m", "engine.arg_table"], env=os.environ | {"XDG_CACHE_HOME": str(home)},
+                   check=True, capture_output=True, timeout=300)
+    return home
+
+
+@pytest.fixture
+def vllm_args_cache(vllm_args_cache_home, monkeypatch) -> Path:
+    """The commands this test runs find vLLM's argument table there, not in the developer's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(vllm_args_cache_home))
+    return vllm_args_cache_home
