@@ -25,6 +25,7 @@ from engine.compat import (
     UnloadLoRAAdapterRequest,
     current_platform,
     engine_environment,
+    forget_stopped_engines,
 )
 from engine import root_cause, vllm_settings
 from engine.process_tree import descendants, kill_tree, process_tree, shared_memory_of, unlink_shared_memory
@@ -110,6 +111,7 @@ class VllmEngine:
             # starts and stops engines for weeks collects zombies.
             await asyncio.to_thread(lambda: [p.join(timeout=30) for p in processes])
             unlink_shared_memory(segments)
+            forget_stopped_engines()
             if self._metrics is not None:
                 self._metrics.forget(self.config.name)
 
