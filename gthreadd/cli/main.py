@@ -219,11 +219,12 @@ def describe_text(obj: dict, events: list[dict], now: datetime) -> str:
     if replicas := status.get("replicaStatus"):
         lines.append("Replicas:")
         lines += ["  " + line for line in render(
-            ["REPLICA", "RUNG", "STATE", "HOST MEMORY", "DEVICE MEMORY", "REASON"],
+            ["REPLICA", "RUNG", "STATE", "PID", "HOST MEMORY", "DEVICE MEMORY", "REASON"],
             [[r["replica"], r["rung"] + (f" (level {r['sleepLevel']})" if r.get("sleepLevel") else ""), r["state"],
-              human_bytes(r.get("hostBytes")),
+              r.get("pid") or "-", human_bytes(r.get("hostBytes")),
               ", ".join(f"{i}: {human_bytes(b)}" for i, b in r.get("deviceBytes", {}).items()) or "-",
-              r.get("reason", "")] for r in replicas]).splitlines()]
+              r.get("reason", "") + (f" (next try {r['retryAt']})" if r.get("retryAt") else "")]
+             for r in replicas]).splitlines()]
     conditions = status.get("conditions", [])
     lines.append("Conditions:")
     lines += ["  " + line for line in render(

@@ -73,13 +73,19 @@ def test_describe_lists_each_replicas_rung_and_memory_and_get_gpus_the_host_budg
                {"replica": 0, "rung": "asleep", "state": "asleep", "sleepLevel": 1, "hostBytes": 1400 * 2**20,
                 "deviceBytes": {"0": 1400 * 2**20}, "reason": ""},
                {"replica": 1, "rung": "stopped", "state": "cold", "hostBytes": 0, "deviceBytes": {},
-                "reason": "stopped: host memory for n, the least recently used"}]}}
+                "reason": "stopped: host memory for n, the least recently used"},
+               {"replica": 2, "rung": "none", "state": "restarting", "hostBytes": 0, "deviceBytes": {},
+                "reason": "the vLLM engine process EngineCore (pid 9810) was killed by SIGKILL",
+                "retryAt": "2026-12-06T12:00:01Z"}]}}
+    obj["status"]["replicaStatus"][0]["pid"] = 4242
     lines = describe_text(obj, [], None).splitlines()
     at = lines.index("Replicas:")
-    assert lines[at + 1].split() == ["REPLICA", "RUNG", "STATE", "HOST", "MEMORY", "DEVICE", "MEMORY", "REASON"]
-    assert lines[at + 2].split()[:7] == ["0", "asleep", "(level", "1)", "asleep", "1.4", "GiB"]
-    assert lines[at + 3].split()[:4] == ["1", "stopped", "cold", "-"]
+    assert lines[at + 1].split() == ["REPLICA", "RUNG", "STATE", "PID", "HOST", "MEMORY", "DEVICE", "MEMORY", "REASON"]
+    assert lines[at + 2].split()[:8] == ["0", "asleep", "(level", "1)", "asleep", "4242", "1.4", "GiB"]
+    assert lines[at + 3].split()[:5] == ["1", "stopped", "cold", "-", "-"]
     assert lines[at + 3].endswith("stopped: host memory for n, the least recently used")
+    assert lines[at + 4].split()[:3] == ["2", "none", "restarting"]
+    assert lines[at + 4].endswith("killed by SIGKILL (next try 2026-12-06T12:00:01Z)")
     line = host_line({"limitBytes": 8 * 2**30, "usedBytes": 5 * 2**30, "otherBytes": 2**30, "sleepingEngines": 3,
                       "maxSleepingEngines": 4})
     assert line.strip() == ("Host memory: 5.0 GiB of 8.0 GiB (engines 4.0 GiB, daemon and host tier 1.0 GiB); "
