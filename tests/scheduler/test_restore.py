@@ -10,9 +10,9 @@ from tests.scheduler.test_fairness import GIB, add, gpus, host, state
 A = UnitId("a", 0)
 
 
-def crash_while_b_sleeps(**config):
+def b_asleep_a_serving(**config):
     """Two models on a slot for one, both asked lately: `b` was put to sleep for `a` while it was
-    still being asked (a pre-wake would bring it back), `a` serves; then a's engine is killed."""
+    still being asked (a pre-wake would bring it back), `a` serves."""
     h = host(**config)
     add(h, "a", idle_timeout=300, min_runtime=0, max_wait=0)
     add(h, "b", idle_timeout=300, min_runtime=0, max_wait=0)
@@ -22,6 +22,12 @@ def crash_while_b_sleeps(**config):
     h.at(20.0, RequestArrived("a", "a0"))
     h.run_until(40)
     assert (state(h, "a"), state(h, "b")) == (UnitState.awake, UnitState.asleep)
+    return h
+
+
+def crash_while_b_sleeps(**config):
+    """b_asleep_a_serving, then a's engine is killed."""
+    h = b_asleep_a_serving(**config)
     h.feed(EngineFailed(A, "the vLLM engine process EngineCore (pid 9810) was killed by SIGKILL", crashed=True))
     return h
 
@@ -39,14 +45,7 @@ def test_a_unit_that_died_serving_is_restored_before_a_prewake_takes_its_room():
 
 def test_without_the_restore_claim_the_prewake_would_have_taken_the_room():
     """The same history, the death not of a serving engine (an operation that failed): b is pre-woken."""
-    h = host()
-    add(h, "a", idle_timeout=300, min_runtime=0, max_wait=0)
-    add(h, "b", idle_timeout=300, min_runtime=0, max_wait=0)
-    h.run_until(3)
-    for i in range(6):
-        h.at(4.0 + 2 * i, RequestArrived("b", f"b{i}"))
-    h.at(20.0, RequestArrived("a", "a0"))
-    h.run_until(40)
+    h = b_asleep_a_serving()
     h.feed(EngineFailed(A, "a wake that failed"))
     assert [a.unit for t, a in h.actions if isinstance(a, Wake) and t == h.now] == [UnitId("b", 0)]
 
