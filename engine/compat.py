@@ -103,14 +103,14 @@ def forget_stopped_engines() -> None:
     maybe_make_thread_pool): the cache pinned every stopped engine's tokenizers, about 40 MiB of
     the daemon per engine start (measured in-process: start and stop a VllmEngine five times, the
     daemon's RssAnon +40 MiB each; cleared after each stop, flat). Live engines' entries are
-    computed again on their next use (an inspect.signature each). A release without the cache
-    (or with it elsewhere) is left alone."""
-    try:
-        from vllm.utils.func_utils import _supports_kw
-    except ImportError:
-        return
-    if hasattr(_supports_kw, "cache_clear"):
-        _supports_kw.cache_clear()
+    computed again on their next use (an inspect.signature each). The cache is `_supports_kw` in
+    vllm.utils.func_utils (0.32), or `supports_kw` itself where a release caches that; a release
+    with neither is left alone."""
+    for module_name in ("vllm.utils.func_utils", "vllm.utils"):
+        module = importlib.import_module(module_name)
+        for name in ("_supports_kw", "supports_kw"):
+            if hasattr(cache := getattr(module, name, None), "cache_clear"):
+                cache.cache_clear()
 
 
 __all__ = [
