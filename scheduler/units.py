@@ -54,6 +54,11 @@ class UnitState(str, Enum):
 CLAIMING = frozenset({UnitState.booting, UnitState.awake, UnitState.draining, UnitState.sleeping, UnitState.waking})
 """States in which a unit holds accelerator memory."""
 
+ENGINE_RUNNING = frozenset({UnitState.awake, UnitState.draining, UnitState.sleeping, UnitState.asleep,
+                            UnitState.waking})
+"""States in which the unit's engine processes run: what supervision watches (a boot's own start
+reports its failure; a stop is taking the engine away)."""
+
 ENGINE_GONE = frozenset({UnitState.restarting, UnitState.failed})
 """Where an engine failure leads, from any state with an engine (`Unit.lose_engine`)."""
 

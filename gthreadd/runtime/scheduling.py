@@ -25,7 +25,7 @@ from scheduler.messages import (
 )
 from gthreadd.runtime.unit_ops import Footprint, PermanentFailure, UnitOps
 from scheduler.snapshot import SchedulerSnapshot
-from scheduler.units import UnitId, UnitState
+from scheduler.units import ENGINE_RUNNING, UnitId
 
 log = logging.getLogger(__name__)
 
@@ -263,18 +263,22 @@ class SchedulerLoop:
         self._unit_ops[unit] = asyncio.create_task(run(), name=f"unit:{unit}")
 
     async def _supervise(self) -> None:
-        """Engine health is watched here, not where requests happen to notice it: an awake or
-        asleep unit whose engine stopped running (its EngineCore died) is reported failed, and
-        the core retries it with backoff."""
+        """Engine health is watched here, not where requests happen to notice it: a unit whose
+        engine should be running (awake, asleep, or in a sleep, wake or drain) and has stopped (its
+        EngineCore died) is reported, and the core restarts it with backoff. An operation under
+        way on the dead engine is cancelled: vLLM's call into a dead EngineCore (a wake's reload)
+        never returns, and the unit stayed `waking`, its queue timing out, until this did."""
         while True:
             await asyncio.sleep(self.supervise_s)
             for unit in self.scheduler.snapshot().units:
-                if unit.state not in (UnitState.awake, UnitState.asleep):
+                if unit.state not in ENGINE_RUNNING:
                     continue
                 engine = self.ops.engine(unit.id)
                 if engine is not None and not engine.running:
                     cause = engine.exit_cause or "the vLLM engine stopped running"
                     log.error("scheduler: the engine of %s died: %s", unit.id, cause)
+                    if (operation := self._unit_ops.get(unit.id)) is not None and not operation.done():
+                        operation.cancel()
                     self.ops.died(unit.id, cause)
                     self.submit(EngineFailed(unit.id, cause, crashed=True))
 

@@ -8,7 +8,7 @@ import pytest
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
-from scheduler.messages import ModelUpserted
+from scheduler.messages import ModelUpserted, SleepRequested
 from scheduler.units import Policy, UnitId, UnitState
 
 GIB = 2**30
@@ -27,6 +27,8 @@ class RecordingOps:
     def __init__(self):
         self.calls: list[tuple[str, UnitId]] = []
         self.engines: dict[UnitId, StubEngine] = {}
+        self.wake_gate: asyncio.Event | None = None
+        """Set: a wake waits for it (a wake under way)."""
 
     def engine(self, unit):
         return self.engines.get(unit)
@@ -37,6 +39,8 @@ class RecordingOps:
 
     async def wake(self, unit, reason):
         self.calls.append(("wake", unit))
+        if self.wake_gate is not None:
+            await self.wake_gate.wait()
 
     async def sleep(self, unit, level):
         self.calls.append(("sleep", unit))
@@ -154,6 +158,29 @@ async def test_an_engine_that_dies_is_found_by_supervision_and_restarted_without
         await until(lambda: ops.calls.count(("boot", unit)) == 2)  # restarted with no request
         await until(lambda: loop.scheduler.units[unit].state == UnitState.awake)
         ticket = await asyncio.wait_for(loop.admit("a"), 5)
+        loop.finished(ticket)
+    finally:
+        runner.cancel()
+
+
+async def test_an_engine_that_dies_during_a_wake_is_found_and_restarted_and_its_queue_served():
+    """Found by the chaos soak: vLLM's wake call into a dead EngineCore never returned, supervision
+    watched awake and asleep units only, and the unit stayed waking while its requests timed out."""
+    loop, ops = loop_with(None, retry_base=0.01)
+    loop.supervise_s = 0.01
+    runner = asyncio.create_task(loop.run())
+    try:
+        unit = await awake_model(loop)
+        loop.submit(SleepRequested("a"))  # as `gthread sleep a` does
+        await until(lambda: loop.scheduler.units[unit].state == UnitState.asleep)
+        ops.wake_gate = asyncio.Event()  # the wake will hang, as a call into a dead EngineCore does
+        waiting = asyncio.create_task(loop.admit("a"))
+        await until(lambda: loop.scheduler.units[unit].state == UnitState.waking)
+        ops.engines[unit].running = False
+        await until(lambda: ("died", unit) in ops.calls)
+        await until(lambda: ops.calls.count(("boot", unit)) == 2)
+        ticket = await asyncio.wait_for(waiting, 5)
+        assert ticket.unit == unit, "the request that waited is served by the restarted engine"
         loop.finished(ticket)
     finally:
         runner.cancel()
