@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -45,4 +45,9 @@ def format_duration(value: timedelta) -> str:
     return out
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+"""What parse_duration accepts, for the CRD's schema: the API server refuses "-5s" or "ten minutes"
+at `kubectl apply`, as the daemon would."""
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str),
+                     WithJsonSchema({"type": "string", "pattern": PATTERN}, mode="validation")]

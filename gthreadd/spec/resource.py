@@ -28,6 +28,14 @@ def model_yaml(name: str, model_name: object, spec: str = "") -> str:
     return f"apiVersion: {API_VERSION}\nkind: {KIND}\nmetadata:\n  name: {name}\nspec:\n  modelName: {model_name}\n{spec}"
 
 
+TENSOR_PARALLEL = (1, 2, 4, 8)
+FRACTION_PATTERN = r"^(0*\.[0-9]*[1-9][0-9]*|0*1(\.0*)?)$"
+"""gpuMemoryUtilization in (0, 1] as the CRD's schema says it: "0.90", ".5", "1", "1.0" ("1e-1",
+which the daemon's float() also takes, is refused there)."""
+SIZE_PATTERN = r"^(([0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?)|(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%)?$"
+"""What byte_size.parse_size accepts (a size, or a share of at most 100%), or empty."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -118,7 +126,7 @@ class LoraSpec(_Strict):
 
 class KvCacheSpec(_Strict):
     enabled: bool = False
-    max_size: str = ""
+    max_size: str = Field(default="", json_schema_extra={"pattern": SIZE_PATTERN})
     """Host memory for offloaded prefix KV blocks (16Gi, 20%); empty: 4Gi."""
 
     @field_validator("max_size")
@@ -132,7 +140,7 @@ class KvCacheSpec(_Strict):
 
 
 class ParallelismSpec(_Strict):
-    tensor: Optional[int] = None
+    tensor: Optional[int] = Field(default=None, json_schema_extra={"enum": list(TENSOR_PARALLEL)})
     pipeline: int = Field(default=1, ge=1)
 
 
@@ -150,19 +158,26 @@ class ResourceRequirements(_Strict):
 
 
 def _check_tp(value: Optional[int], field: str) -> Optional[int]:
-    if value is not None and value not in (1, 2, 4, 8):
+    if value is not None and value not in TENSOR_PARALLEL:
         raise ValueError(f"{field} must be a power of 2 from 1 to 8, got {value}")
     return value
 
 
 class ModelSpec(_Strict):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!has(self.tensorParallelSize) || !has(self.parallelism) || !has(self.parallelism.tensor)"
+                " || self.tensorParallelSize == self.parallelism.tensor",
+        "message": "tensorParallelSize and parallelism.tensor disagree; set one of them"}]})
+    """The one cross-field rule, as a CEL rule for API servers that run them (1.25+); older ones
+    leave it to the daemon (ConfigValid=False)."""
+
     model_name: str = Field(min_length=1)
     revision: Optional[str] = None
     model_type: ModelType = ModelType.chat
     dtype: Dtype = Dtype.bfloat16
     load_format: LoadFormat = LoadFormat.auto
-    gpu_memory_utilization: str = "0.90"
-    tensor_parallel_size: Optional[int] = None
+    gpu_memory_utilization: str = Field(default="0.90", json_schema_extra={"pattern": FRACTION_PATTERN})
+    tensor_parallel_size: Optional[int] = Field(default=None, json_schema_extra={"enum": list(TENSOR_PARALLEL)})
     parallelism: Optional[ParallelismSpec] = None
     replicas: int = Field(default=1, ge=0)
     quantization: Quantization = Quantization.none

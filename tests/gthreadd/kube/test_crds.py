@@ -60,12 +60,60 @@ def test_every_seed_example_is_accepted():
     ({"loadFormat": "pickle"}, "loadFormat"),
     ({"endpoints": ["telepathy"]}, "endpoints"),
     ({"fairness": {"popular": "very"}}, "popular"),
+    ({"sleep": {"idleTimeout": "-5s"}}, "idleTimeout"),
+    ({"sleep": {"drainTimeout": "ten minutes"}}, "drainTimeout"),
+    ({"tensorParallelSize": 3}, "tensorParallelSize"),
+    ({"parallelism": {"tensor": 16}}, "parallelism"),
+    ({"gpuMemoryUtilization": "1.5"}, "gpuMemoryUtilization"),
+    ({"gpuMemoryUtilization": "high"}, "gpuMemoryUtilization"),
+    ({"gpuMemoryUtilization": "0"}, "gpuMemoryUtilization"),
+    ({"kvCache": {"maxSize": "150%"}}, "maxSize"),
 ])
 def test_what_the_daemon_rejects_the_api_server_rejects_too(spec, field):
     model = {"apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"},
              "spec": {"modelName": "org/model", **spec}}
     errors = list(model_validator().iter_errors(model))
     assert errors and any(field in ".".join(map(str, e.path)) for e in errors), [e.message for e in errors]
+
+
+@pytest.mark.parametrize("spec", [
+    {"gpuMemoryUtilization": "0.90"}, {"gpuMemoryUtilization": ".5"}, {"gpuMemoryUtilization": "1"},
+    {"gpuMemoryUtilization": "1.0"}, {"sleep": {"idleTimeout": "1h30m", "drainTimeout": "500ms"}},
+    {"sleep": {"idleTimeout": "1.5s"}}, {"kvCache": {"maxSize": "16Gi"}}, {"kvCache": {"maxSize": "20%"}},
+    {"kvCache": {"maxSize": ""}}, {"tensorParallelSize": 8, "parallelism": {"tensor": 8}},
+])
+def test_what_the_daemon_accepts_the_api_server_accepts_too(spec):
+    from gthreadd.spec.resource import ModelResource
+
+    model = {"apiVersion": "greenthread.ai/v1alpha1", "kind": "Model", "metadata": {"name": "m"},
+             "spec": {"modelName": "org/model", **spec}}
+    ModelResource.model_validate(model)
+    assert not [e.message for e in model_validator().iter_errors(model)]
+
+
+def test_the_cross_field_rule_is_a_cel_rule_that_agrees_with_the_daemon():
+    """1.20 cannot run CEL (1.25+ can): the rule is evaluated here with a CEL library instead."""
+    import celpy
+    from pydantic import ValidationError
+
+    from gthreadd.spec.resource import ModelSpec
+
+    spec_schema = crds()["models.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    (rule,) = spec_schema["x-kubernetes-validations"]
+    env = celpy.Environment()
+    program = env.program(env.compile(rule["rule"]))
+    for spec in ({"tensorParallelSize": 2, "parallelism": {"tensor": 4}}, {"tensorParallelSize": 2},
+                 {"parallelism": {"tensor": 2}}, {"tensorParallelSize": 4, "parallelism": {"tensor": 4, "pipeline": 2}},
+                 {"parallelism": {"pipeline": 2}, "tensorParallelSize": 8}, {}):
+        spec = {"modelName": "org/model", **spec}
+        try:
+            ModelSpec.model_validate(spec)
+            daemon = True
+        except ValidationError:
+            daemon = False
+        assert bool(program.evaluate({"self": celpy.json_to_cel(spec)})) == daemon, spec
+    for example in seed_models():
+        assert program.evaluate({"self": celpy.json_to_cel(example["spec"])}), example["metadata"]["name"]
 
 
 def test_printer_columns_are_the_seeds_tables():
