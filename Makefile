@@ -12,7 +12,7 @@ DEMO := $(STATE_DIR)/models.d/smollm2.yaml
 PREFIX ?= /opt/gthread
 DESTDIR ?=
 
-.PHONY: setup demo run test bench clean install install-files
+.PHONY: setup demo run test bench kube-env clean install install-files
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -42,6 +42,11 @@ $(TOOLS):
 
 test: $(STAMP) $(DEMO) $(TOOLS)
 	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra
+
+# A real kube-apiserver, kube-controller-manager, etcd and kubectl (tests/kube_env.py): built once per
+# machine from Debian's packages (about 15 minutes), then reused; prints the directory that holds them.
+kube-env: $(STAMP)
+	$(VENV)/bin/python -m tests.kube_env $(STATE_DIR)/kube-env
 
 bench: $(STAMP) $(DEMO)
 	$(VENV)/bin/python bench/serving_vs_vllm.py --checkpoint $(STATE_DIR)/checkpoints/smollm2-135m-instruct

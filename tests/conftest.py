@@ -21,3 +21,16 @@ def vllm_args_cache(vllm_args_cache_home, monkeypatch) -> Path:
     """The commands this test runs find vLLM's argument table there, not in the developer's ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(vllm_args_cache_home))
     return vllm_args_cache_home
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """A real etcd, kube-apiserver (RBAC on) and kube-controller-manager (tests/kube_env.py), built
+    from Debian's packages on first use on this machine (about 15 minutes), then reused."""
+    from tests.kube_env import ControlPlane, environment
+
+    root = tmp_path_factory.mktemp("kube")
+    plane = ControlPlane(environment(root), root / "run")
+    plane.start()
+    yield plane
+    plane.stop()
