@@ -111,6 +111,8 @@ class NodeAgent:
         self._tasks: list[asyncio.Task] = []
         self._applied: dict[str, str] = {}
         self._slices: dict[tuple[str, str], dict] = {}
+        self._slices_served = True
+        """False once the API server has said it serves no v1 EndpointSlices."""
         self._services: set[tuple[str, str]] = set()
         self._gpus: dict[str, dict] = {}
         self._events: dict[tuple[str, str], dict[str, int]] = {}
@@ -391,11 +393,13 @@ class NodeAgent:
                 "addressType": "IPv6" if ":" in address else "IPv4",
                 "ports": [{"name": "http", "protocol": "TCP", "port": self.config.port}],
                 "endpoints": [{"addresses": [address], "nodeName": self.config.node, "conditions": {"ready": ready}}]}
-        if self._slices.get((namespace, name)) == body:
+        if not self._slices_served or self._slices.get((namespace, name)) == body:
             return
         try:
             await self._kube.create(EndpointSlice.from_dict(body), field_manager=FIELD_MANAGER)
         except ApiError as exc:
+            if _not_served(exc):
+                return self._no_slices()
             if exc.status.code != 409:
                 raise
             await self._kube.patch(EndpointSlice, body["metadata"]["name"], body, namespace=namespace,
@@ -405,12 +409,28 @@ class NodeAgent:
     async def _prune_endpoints(self, cr: dict, serving: set[str]) -> None:
         """Delete the EndpointSlices of nodes that no longer hold a replica (a dead node cannot)."""
         namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
-        async for found in self._kube.list(EndpointSlice, namespace=namespace, labels=model_labels(namespace, name)):
-            nodes = {e.nodeName for e in found.endpoints or []}
+        if not self._slices_served:
+            return
+        try:
+            found = [s async for s in self._kube.list(EndpointSlice, namespace=namespace,
+                                                      labels=model_labels(namespace, name))]
+        except ApiError as exc:
+            if _not_served(exc):
+                return self._no_slices()
+            raise
+        for stale in found:
+            nodes = {e.nodeName for e in stale.endpoints or []}
             if not nodes & serving:
                 log.info("deleting EndpointSlice %s/%s of %s, which serves Model %s no longer", namespace,
-                         found.metadata.name, ",".join(sorted(n for n in nodes if n)), name)
-                await self._delete(EndpointSlice, found.metadata.name, namespace)
+                         stale.metadata.name, ",".join(sorted(n for n in nodes if n)), name)
+                await self._delete(EndpointSlice, stale.metadata.name, namespace)
+
+    def _no_slices(self) -> None:
+        """The API server serves no discovery.k8s.io/v1 EndpointSlices (Kubernetes before 1.21): say
+        so once, and keep doing everything else (Leases, models.d, status, GPUs, events)."""
+        self._slices_served = False
+        log.warning("the API server does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes 1.21+ does): "
+                    "Models' Services get no endpoints from this node")
 
     async def _write_status(self, cr: dict, status: dict, force: bool = False) -> None:
         """Patch the status subresource when it changed, at most once a second per Model."""
@@ -491,6 +511,13 @@ class NodeAgent:
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
+
+
+def _not_served(exc: ApiError) -> bool:
+    """A 404 for a kind of object the API server does not serve (its API group or version is absent),
+    not for a missing object or namespace: it names none."""
+    details = exc.status.details
+    return exc.status.code == 404 and (details is None or not details.name)
 
 
 def _file(local: dict) -> str:
