@@ -23,10 +23,11 @@ def vllm_args_cache(vllm_args_cache_home, monkeypatch) -> Path:
     return vllm_args_cache_home
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
     """A real etcd, kube-apiserver (RBAC on) and kube-controller-manager (tests/kube_env.py), built
-    from Debian's packages on first use on this machine (about 15 minutes), then reused."""
+    from Debian's packages on first use on this machine (about 15 minutes), then reused. One per
+    module (about 6 s to start), so no module's objects show in another's tables."""
     from tests.kube_env import ControlPlane, environment
 
     root = tmp_path_factory.mktemp("kube")

@@ -225,6 +225,28 @@ class ControlPlane:
         kubectl then refuses as an unknown field, and which the server itself drops."""
         return self.kubectl("apply", "--validate=false", "-f", str(path))
 
+    def install(self, deploy: Path) -> None:
+        """deploy/ applied as a user installs it (`kubectl apply -k`), its CRDs established. Without
+        kubectl's own validation, for the CEL rule (apply_crds says why)."""
+        applied = self.kubectl("apply", "--validate=false", "-k", str(deploy))
+        if applied.returncode:
+            raise RuntimeError(f"kubectl apply -k {deploy}: {applied.stderr}")
+        waited = self.kubectl("wait", "--for=condition=Established", "crd/models.greenthread.ai", "crd/gpus.greenthread.ai",
+                              "--timeout=60s")
+        if waited.returncode:
+            raise RuntimeError(f"the CRDs were not established: {waited.stderr}")
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history to its newest revision (through etcd's JSON gateway), so that a
+        watch resumed from any earlier resourceVersion is answered 410 Gone. Returns the revision."""
+        def post(path: str, body: dict) -> dict:
+            request = urllib.request.Request(f"{self.etcd_url}{path}", data=json.dumps(body).encode(), method="POST")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        revision = int(post("/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+        post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
     def token_for(self, namespace: str, service_account: str) -> str:
         """A token the API server issues to the ServiceAccount (TokenRequest), as a pod's would be."""
         result = self.kubectl("create", "token", service_account, "-n", namespace, "--duration=2h")
@@ -281,10 +303,7 @@ def serve(into: Path) -> None:
     plane = ControlPlane(environment(into), into / "run")
     plane.start()
     try:
-        deploy = Path(__file__).resolve().parents[1] / "deploy"
-        applied = plane.kubectl("apply", "--validate=false", "-k", str(deploy))  # the CRDs' CEL rule: apply_crds
-        if applied.returncode:
-            raise RuntimeError(f"kubectl apply -k deploy/: {applied.stderr}")
+        plane.install(Path(__file__).resolve().parents[1] / "deploy")
         shim = plane.kubeconfig(plane.token_for("greenthread-system", "gthreadd"), into / "shim.kubeconfig")
         print(f"API server {plane.url}\nKUBECONFIG={plane.admin_config} (admin)\nKUBECONFIG={shim} (gthread-kube)",
               flush=True)

@@ -8,7 +8,7 @@ the Model can be placed here, at most one replica per Model per pass (a node tha
 one waits a Lease duration before taking another, so replicas spread over nodes). The daemon gets
 a file with `replicas` set to the Leases held; the Lease of the lowest replica decides which node
 writes the Model's status. The API server going away stops none of this node's serving: passes
-fail, are retried with backoff, and the informer relists when it comes back.
+fail and are retried, and the informer resumes its watch when it comes back.
 """
 
 import asyncio
@@ -139,59 +139,71 @@ class NodeAgent:
     # --- the informer ---
 
     async def _watch_models(self) -> None:
+        """List, then watch from the listing's resourceVersion. A broken connection (an API server
+        restart) resumes the watch from the last version seen, as client-go's reflector does,
+        rather than every node listing every Model again; the server answers 410 Gone when that
+        version is gone from its history, and only then is the list read again."""
         backoff = 1.0
+        version = None
         while True:
             try:
-                listing = self._kube.list(Model, namespace=ALL_NS)
-                models = {}
-                async for obj in listing:
+                if version is None:
+                    version = await self._list_models()
+                    backoff = 1.0
+                async for kind, obj in self._kube.watch(Model, namespace=ALL_NS, resource_version=version):
                     cr = obj.to_dict()
-                    models[(cr["metadata"]["namespace"], cr["metadata"]["name"])] = cr
-                self._models = models
-                self._synced.set()
-                self._wake.set()
-                backoff = 1.0
-                async for kind, obj in self._kube.watch(Model, namespace=ALL_NS,
-                                                        resource_version=listing.resourceVersion):
-                    cr = obj.to_dict()
+                    version = cr["metadata"]["resourceVersion"]
                     key = (cr["metadata"]["namespace"], cr["metadata"]["name"])
                     if kind == "DELETED":
                         self._models.pop(key, None)
                     else:
                         self._models[key] = cr
                     self._wake.set()
+                    backoff = 1.0
             except ApiError as exc:
                 if exc.status.code == 410:
-                    log.info("Model watch expired (410 Gone): listing again")
+                    log.info("the Model watch from resourceVersion %s expired (410 Gone): listing again", version)
+                    version = None
                     continue
                 log.warning("watching Models failed: %s; retrying in %.0fs", exc, backoff)
             except (httpx.HTTPError, OSError) as exc:
-                log.warning("the API server is unreachable (%s); retrying in %.0fs", exc, backoff)
+                log.warning("the API server is unreachable (%s); retrying in %.0fs", exc or type(exc).__name__, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _list_models(self) -> str:
+        """Every Model, replacing what the informer held; the listing's resourceVersion."""
+        listing = self._kube.list(Model, namespace=ALL_NS)
+        models = {}
+        async for obj in listing:
+            cr = obj.to_dict()
+            models[(cr["metadata"]["namespace"], cr["metadata"]["name"])] = cr
+        self._models = models
+        self._synced.set()
+        self._wake.set()
+        return listing.resourceVersion
 
     # --- the sync loop ---
 
     async def _run(self) -> None:
+        """A pass every renew interval, failed or not: a pass is how a holder renews its Leases, and
+        one back from an API server outage must renew before the other nodes' patience runs out
+        (client-go's elector retries at its retry period, without backoff)."""
         await self._synced.wait()
-        failures = 0
         while True:
             self._wake.clear()
             try:
                 await self.sync()
                 if self._failing:
                     log.info("synced again after: %s", self._failing)
-                failures, self._failing = 0, ""
+                self._failing = ""
             except Exception as exc:  # a pass that fails is retried; the shim never dies of one
-                failures += 1
                 if str(exc) != self._failing:
-                    log.warning("sync failed (%s); retrying with backoff", exc,
+                    log.warning("sync failed (%s); retrying every %gs", exc or type(exc).__name__, self.config.timing.renew_s,
                                 exc_info=not isinstance(exc, FAILURES))
                 self._failing = str(exc)
-            wait = self.config.timing.renew_s if not failures else \
-                min(self.config.timing.renew_s * 2 ** (failures - 1), MAX_BACKOFF_S)
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), self.config.timing.renew_s)
             except TimeoutError:
                 pass
 
@@ -202,6 +214,7 @@ class NodeAgent:
         leases = {}
         async for lease in self._kube.list(Lease, namespace=self.config.lease_namespace, labels=MANAGED_BY):
             leases[lease.metadata.name] = lease.to_dict()
+        self._observer.looked(now, self.config.timing.duration_s)
         local = {m["metadata"]["name"]: m for m in await self._daemon.models()}
         for cr in list(self._models.values()):
             await self._sync_model(cr, leases, local, labels, now)

@@ -3,7 +3,9 @@
 A Lease is held while its record keeps changing: a holder renews it (a new resourceVersion) every
 renew interval, and the Lease expires when this observer has seen no change for
 leaseDurationSeconds on its own monotonic clock. Nodes' wall clocks need not agree, and a node
-that starts sees every Lease as fresh for one duration before it may take one over.
+that starts sees every Lease as fresh for one duration before it may take one over. So does a node
+that could not look for longer than a duration (an API server outage): it could not have seen the
+renewals it missed, and the holder was as cut off as it was.
 """
 
 from dataclasses import dataclass
@@ -20,6 +22,15 @@ class LeaseObserver:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, float]] = {}
         self._free: dict[str, float] = {}
+        self._looked: float | None = None
+
+    def looked(self, now: float, blind_after_s: float) -> None:
+        """The Leases were read at `now`. After a gap longer than `blind_after_s` since the last
+        read, everything observed is forgotten: each Lease counts from now, as at start."""
+        if self._looked is not None and now - self._looked > blind_after_s:
+            self._seen.clear()
+            self._free.clear()
+        self._looked = now
 
     def holder(self, name: str, lease: dict | None, now: float) -> str:
         """The identity holding Lease `name` now, or "" when it is missing, free or expired."""

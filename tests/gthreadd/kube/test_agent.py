@@ -4,6 +4,7 @@ status, GPUs, Services, Events and failures in seconds. tests/e2e/test_kubernete
 with real engines and real processes."""
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -203,7 +204,10 @@ async def test_replicas_spread_over_nodes(api, nodes):
     assert status["node"] == "n1,n2" and status["replicas"] == 2
 
 
-async def test_api_server_outage_keeps_serving_and_resyncs(api, nodes):
+async def test_api_server_outage_keeps_serving_and_resyncs(api, nodes, caplog):
+    """The watches resume from a compacted resourceVersion: 410 Gone, then a relist finds a Model
+    created during the outage."""
+    caplog.set_level(logging.INFO, "gthreadd.kube")
     api.put(GROUP, "models", model_cr(nodes))
     await eventually(lambda: serving_nodes(nodes), "a node to serve")
     await api.stop()
@@ -214,6 +218,27 @@ async def test_api_server_outage_keeps_serving_and_resyncs(api, nodes):
     await api.start()
     await eventually(lambda: serving_nodes(nodes, "later"), "a Model created during the outage, after a relist",
                      timeout=40)
+    await eventually(lambda: "expired (410 Gone): listing again" in caplog.text, "a watch resumed with 410")
+
+
+async def test_after_an_outage_longer_than_a_lease_the_holder_keeps_its_lease(api, nodes):
+    """The holder could not renew, and the other node could not see it try: coming back first, the
+    other node gives the Lease one more duration, and the holder renews within it."""
+    api.put(GROUP, "models", model_cr(nodes))
+    holder = (await eventually(lambda: holders(api), "a holder"))["model-default-chat-0"]
+    await eventually(lambda: serving_nodes(nodes) == [holder], "the holder to serve")
+    late = next(n for n in nodes if n.name == holder)
+    await late.agent.stop()  # the holder will be the last to see the server again
+    await asyncio.sleep(3 * TIMING.renew_s)  # the other node sees its last renewal
+    await api.stop()
+    await asyncio.sleep(3 * TIMING.duration_s)
+    await api.start()
+    await asyncio.sleep(TIMING.duration_s / 2)
+    await late.agent.start()
+    await asyncio.sleep(3 * TIMING.duration_s)  # what a takeover would need
+    assert holders(api)["model-default-chat-0"] == holder
+    assert api.get("leases", "model-default-chat-0", "greenthread-system")["spec"]["leaseTransitions"] == 0
+    assert serving_nodes(nodes) == [holder]
 
 
 async def test_a_model_the_daemon_refuses_is_reported_and_its_lease_freed(api, nodes):

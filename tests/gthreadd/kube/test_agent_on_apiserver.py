@@ -23,9 +23,7 @@ TIMING = LeaseTiming(duration_s=2.0, renew_s=0.2)
 
 @pytest.fixture(scope="module")
 def cluster(control_plane):
-    applied = control_plane.kubectl("apply", "--validate=false", "-k", str(DEPLOY))  # as a user installs it
-    assert applied.returncode == 0, applied.stderr
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/models.greenthread.ai", "--timeout=60s")
+    control_plane.install(DEPLOY)
     return control_plane
 
 

@@ -26,6 +26,19 @@ def test_a_new_observer_trusts_a_lease_for_one_duration_whatever_its_times_say()
     assert observer.holder("l", stale, now=11.0) == ""
 
 
+def test_an_observer_that_could_not_look_for_a_duration_trusts_every_lease_for_one_more():
+    """An API server outage: the holder could not renew, and this observer could not see it try."""
+    observer = LeaseObserver()
+    observer.looked(100.0, blind_after_s=10)
+    assert observer.holder("l", lease("1"), now=100.0) == "n1"
+    observer.looked(130.0, blind_after_s=10)
+    assert observer.holder("l", lease("1"), now=130.0) == "n1", "30 s unseen, but the observer was blind"
+    observer.looked(136.0, blind_after_s=10)
+    assert observer.holder("l", lease("1"), now=136.0) == "n1"
+    observer.looked(141.0, blind_after_s=10)
+    assert observer.holder("l", lease("1"), now=141.0) == "", "watched for 11 s without a renewal"
+
+
 def test_missing_and_released_leases_are_free():
     observer = LeaseObserver()
     assert observer.holder("l", None, now=0.0) == ""
