@@ -1,8 +1,9 @@
 """Node loss on Kubernetes: how long a Model is unanswered when the node serving it dies, against
 a cold start of the same Model on a fresh daemon (the baseline: the boot no failover can avoid).
 
-Two "nodes" (gthreadd + gthread-kube each, real vLLM engines) against the project's API server
-emulator (tests/kube_apiserver.py: no kube-apiserver is installable offline). One run:
+Two "nodes" (gthreadd + gthread-kube each, real vLLM engines) against a real kube-apiserver 1.20
+and kube-controller-manager (tests/kube_env.py: built from Debian's sources once per machine),
+deploy/ applied, each shim with a token of the gthreadd ServiceAccount. One run:
   1. apply the Model; time to the first answer from the node that takes its Lease (cold start);
   2. SIGKILL that node's daemon and shim; time until the other node holds the Lease (detection:
      the Lease duration on the survivor's clock, plus up to one renew interval), and until it answers.
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e.daemon_process import DaemonProcess  # noqa: E402
 from tests.e2e.shim_process import ShimProcess  # noqa: E402
-from tests.kube_apiserver import ApiServerThread  # noqa: E402
+from tests.kube_env import ControlPlane, environment  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -48,15 +49,18 @@ def main() -> None:
     parser.add_argument("--renew-interval", type=float, default=5.0, help="gthread-kube's default")
     args = parser.parse_args()
 
-    api = ApiServerThread()
-    api.start()
     root = Path(tempfile.mkdtemp(prefix="kube-failover-"))
+    plane = ControlPlane(environment(root), root / "control-plane")
+    plane.start()
     nodes = {}
     try:
+        plane.install(Path(__file__).resolve().parents[1] / "deploy")
+        shim_config = plane.kubeconfig(plane.token_for("greenthread-system", "gthreadd"), root / "shim.kubeconfig")
         for name in ("n1", "n2"):
-            api.call(api.api.put, "v1", "nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+            plane.kubectl("apply", "-f", "-", input=json.dumps(
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}))
             daemon = DaemonProcess(root / name, args.checkpoint.resolve(), {"HF_HUB_OFFLINE": "1"})
-            shim = ShimProcess(name, daemon, api.url, args.lease_duration, args.renew_interval)
+            shim = ShimProcess(name, daemon, shim_config, args.lease_duration, args.renew_interval)
             daemon.start()
             shim.start()
             nodes[name] = (daemon, shim)
@@ -65,11 +69,11 @@ def main() -> None:
                  "spec": {"modelName": str(args.checkpoint.resolve()), "gpuMemoryUtilization": "0.20"}}
 
         def holder() -> str:
-            lease = api.call(api.api.get, "leases", "model-default-chat-0", "greenthread-system")
-            return (lease or {}).get("spec", {}).get("holderIdentity", "")
+            lease = plane.kubectl("get", "lease", "model-default-chat-0", "-n", "greenthread-system", "-o", "json")
+            return json.loads(lease.stdout)["spec"].get("holderIdentity", "") if lease.returncode == 0 else ""
 
         applied = time.monotonic()
-        api.call(api.api.put, "greenthread.ai/v1alpha1", "models", model)
+        plane.kubectl("apply", "-f", "-", input=json.dumps(model))
         first = wait(holder, 60, "a node to take the Lease")
         owner = holder()
         cold = wait(lambda: answers(nodes[owner][0], "chat"), 600, "the first answer") - applied
@@ -90,7 +94,7 @@ def main() -> None:
         for daemon, shim in nodes.values():
             shim.kill()
             daemon.kill()
-        api.stop()
+        plane.stop()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """A Kubernetes API server emulator for tests: the REST semantics the shim relies on, in memory.
 
-No kube-apiserver is installable from the registries these machines reach, and the PyPI emulator
-that exists (kmock 0.8) stores objects as merged dicts: no resourceVersion, no 409 on a stale
-write, no PUT, no status subresource, no 410 for a too-old watch. Leases are optimistic
-concurrency on resourceVersion, so this emulator implements exactly that much of the real thing:
+For the shim's fast unit tests (tests/gthreadd/kube/test_agent.py: two agents in seconds, an
+outage and a compaction at will) and for what a 1.20 server cannot serve (discovery.k8s.io/v1
+EndpointSlices); a real kube-apiserver (tests/kube_env.py) runs the end-to-end tests, RBAC,
+admission and garbage collection. The PyPI emulator that exists (kmock 0.8) stores objects as
+merged dicts: no resourceVersion, no 409 on a stale write, no PUT, no status subresource, no 410
+for a too-old watch. Leases are optimistic concurrency on resourceVersion, so this emulator
+implements exactly that much of the real thing:
 
 - create (409 AlreadyExists), get, list (labelSelector), replace and merge patch, both refused with
   409 Conflict when the body's metadata.resourceVersion is stale; delete;
@@ -19,10 +22,8 @@ or implement strategic merge (treated as a JSON merge patch) and server-side app
 
 import asyncio
 import copy
-import inspect
 import itertools
 import json
-import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -330,33 +331,3 @@ class ApiServerEmulator:
             async with self._changed:
                 self._changed.notify_all()
         asyncio.get_running_loop().create_task(notify())
-
-
-class ApiServerThread:
-    """The emulator on an event loop of its own, for tests that block (real processes, waits)."""
-
-    def __init__(self) -> None:
-        self.api = ApiServerEmulator()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="kube-apiserver", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def start(self) -> None:
-        self._thread.start()
-        self.call(self.api.start)
-
-    def stop(self) -> None:
-        self.call(self.api.stop)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    def call(self, fn, *args):
-        """Run `fn(*args)` (awaited when it is a coroutine function) on the emulator's loop."""
-        async def run():
-            result = fn(*args)
-            return await result if inspect.isawaitable(result) else result
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
