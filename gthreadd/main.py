@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from gthreadd import __version__
 from gthreadd.observe import logs
 from gthreadd.settings import SettingsError, add_flags, load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="gthreadd", description="Serve the Models in models.d on one OpenAI-compatible port.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, help="settings file (default /etc/gthread/gthreadd.yaml if present)")
     add_flags(parser)
     parser.add_argument("--check", nargs="+", metavar="FILE", help="validate Model files and exit (0 when valid)")

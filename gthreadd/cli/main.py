@@ -17,6 +17,7 @@ from typing import Optional
 
 import yaml
 
+from gthreadd import __version__
 from gthreadd.cli.client import ApiClient, ApiError
 from gthreadd.cli.table import render
 from gthreadd.spec.byte_size import human_bytes
@@ -314,6 +315,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gthread", description="Inspect, check and administer a gthreadd host.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", default=os.environ.get("GTHREAD_SERVER", ""),
                         help=f"read over TCP from this address ($GTHREAD_SERVER; default: the socket, else "
                              f"{DEFAULT_SERVER})")

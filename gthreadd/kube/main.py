@@ -17,6 +17,7 @@ import sys
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.models import Cluster, User
 
+from gthreadd import __version__
 from gthreadd.kube.agent import AgentConfig, NodeAgent
 from gthreadd.kube.daemon_client import DaemonClient
 from gthreadd.kube.leases import LeaseTiming
@@ -28,6 +29,7 @@ log = logging.getLogger("gthreadd.kube")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="gthread-kube", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--node-name", default=env("NODE_NAME"), help="this node (env NODE_NAME, the downward API)")
     parser.add_argument("--node-address", default=env("POD_IP"),
                         help="address Services reach the daemon at (env POD_IP: status.podIP)")
