@@ -47,6 +47,7 @@ def build_hf_checkpoint(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16")
         for path in tmp.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
+            path.chmod(0o644)  # safetensors writes 0600: others read it (the daemon's user, a container's)
         tmp.chmod(0o755)
         os.rename(tmp, out_dir)
     except BaseException:

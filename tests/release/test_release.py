@@ -70,6 +70,7 @@ def test_the_sdist_holds_what_a_build_from_it_needs(dist):
 
 def test_every_place_that_names_the_version_agrees():
     daemonset = list(yaml.safe_load_all((ROOT / "deploy" / "daemonset.yaml").read_text()))
-    images = {c["image"] for d in daemonset if d for c in d["spec"]["template"]["spec"]["containers"]}
+    pod = daemonset[0]["spec"]["template"]["spec"]
+    images = {c["image"] for c in pod["containers"] + pod["initContainers"]}
     assert images == {f"ghcr.io/greenthread-ai/gthreadd:{__version__}"}
     assert (ROOT / "CHANGELOG.md").read_text().split("\n## ")[1].startswith(f"{__version__} ")
