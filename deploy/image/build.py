@@ -15,6 +15,7 @@ a second build of the same inputs only tags what is there.
 """
 
 import argparse
+import email.parser
 import hashlib
 import os
 import shutil
@@ -102,6 +103,24 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
+def requirements(wheel: Path, extras: list[str]) -> str:
+    """The wheel's dependencies with these extras, one per line: the image's dependency layer."""
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        message = email.parser.Parser().parsestr(archive.read(metadata).decode())
+    lines = []
+    for line in message.get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            if not any(requirement.marker.evaluate({"extra": extra}) for extra in extras):
+                continue
+            requirement.marker = None
+        lines.append(str(requirement))
+    return "\n".join(lines) + "\n"
+
+
 def pip_settings(context: Path) -> list[str]:
     """pip's settings here (its files and PIP_* variables, as `pip config list` merges them) written
     to the build context's pip.conf, which the build mounts as /etc/pip.conf; and read-only mounts
@@ -147,20 +166,32 @@ def build(flavour: str, tag: str | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="gthread-image-") as context:
         context = Path(context)
         wheel = build_wheel(context / "dist")
+        extras = ["cpu", "kube"] if flavour == "cpu" else ["gpu", "kube"]
+        (context / "requirements.txt").write_text(requirements(wheel, extras))
         cached = f"localhost/gthreadd-build:{inputs_key(wheel, base)}"
         if flavour == "cpu" and image_exists(env, cached):
             print(f"== {cached} holds these inputs already", flush=True)
         else:
             args = ["build", "--pull=never" if flavour == "cpu" else "--pull=missing", "--format=docker",
                     "--network=host", *pip_settings(context), "--file", str(CONTAINERFILE), "--tag", cached,
-                    "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={ver}",
-                    "--build-arg", f"EXTRAS={'cpu,kube' if flavour == 'cpu' else 'gpu,kube'}"]
+                    "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={ver}"]
             if flavour == "cpu" and not torch_reachable():
                 args += ["--build-arg", f"TORCH_INDEX={TORCH_CPU_INDEX}"]
             print(f"== podman {' '.join(args)} {context}", flush=True)
             podman(env, *args, str(context), check=True)
         podman(env, "tag", cached, tag, check=True)
+    forget_older_builds(env, cached)
     return tag
+
+
+def forget_older_builds(env: dict, kept: str) -> None:
+    """Each build of other inputs is a few GB: only the newest stays (and what it shares)."""
+    listed = podman(env, "images", "--filter", "reference=localhost/gthreadd-build", "--format",
+                    "{{.Repository}}:{{.Tag}}", capture_output=True, text=True).stdout.split()
+    older = [name for name in listed if name.startswith("localhost/gthreadd-build:") and name != kept]
+    if older:
+        podman(env, "rmi", *older, capture_output=True)
+    podman(env, "image", "prune", "-f", capture_output=True)
 
 
 def lint() -> subprocess.CompletedProcess:
