@@ -44,12 +44,13 @@ run: $(STAMP) $(DEMO)
 	$(VENV)/bin/gthreadd --models-dir $(STATE_DIR)/models.d --state-dir $(STATE_DIR) --listen $(LISTEN)
 
 # Test tools from Debian: chromium and its chromedriver for the dashboard's browser test (nothing is
-# downloaded at test time), promtool (the prometheus package) for the alert rules.
-TOOLS := /usr/bin/chromedriver /usr/bin/promtool
+# downloaded at test time), promtool (the prometheus package) for the alert rules, espeak-ng and sox
+# for the speech that the Whisper checkpoint transcribes.
+TOOLS := /usr/bin/chromedriver /usr/bin/promtool /usr/bin/espeak-ng /usr/bin/sox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get install -y -q --no-install-recommends
 $(TOOLS):
-	$(APT_INSTALL) chromium chromium-driver prometheus || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium chromium-driver prometheus; }
+	$(APT_INSTALL) chromium chromium-driver prometheus espeak-ng sox || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium chromium-driver prometheus espeak-ng sox; }
 
 test: $(STAMP) $(DEMO) $(TOOLS)
 	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra
