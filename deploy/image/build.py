@@ -16,6 +16,7 @@ a second build of the same inputs only tags what is there.
 
 import argparse
 import email.parser
+import functools
 import hashlib
 import os
 import shutil
@@ -56,8 +57,10 @@ def _sudo() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo"]
 
 
+@functools.cache
 def ensure_podman() -> dict[str, str]:
-    """podman and its runtime from Debian, and the environment that makes them work here."""
+    """podman and its runtime from Debian, and the environment that makes them work here (once
+    per process: every podman call needs it)."""
     missing = [p for p in HOST_PACKAGES if subprocess.run(["dpkg-query", "-W", p], capture_output=True).returncode]
     if missing:
         subprocess.run([*_sudo(), "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True)
@@ -68,7 +71,7 @@ def ensure_podman() -> dict[str, str]:
 
 def podman(env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """Rootful podman (rootless needs subordinate ids and user namespaces these VMs may lack)."""
-    sudo = ["sudo", "--preserve-env=CONTAINERS_CONF"] if os.geteuid() else []
+    sudo = [*_sudo(), "--preserve-env=CONTAINERS_CONF"] if _sudo() else []
     return subprocess.run([*sudo, "podman", *args], env=env, **kwargs)
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,6 @@ def test_the_wheel_and_the_sdist_install_in_a_fresh_venv_and_start(dist, tmp_pat
 
 
 def test_the_wheel_carries_the_dashboard_and_the_vllm_plugins(dist):
-    import zipfile
-
     (wheel,) = dist.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("gthreadd/ui/static/") for n in names)
