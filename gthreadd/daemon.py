@@ -24,6 +24,7 @@ from gthreadd.api.control import Control, add_control_routes
 from gthreadd.api.http import API_PREFIX, create_app, mark_ready
 from gthreadd.api.inference_routes import endpoint_labels
 from gthreadd.api.lora import add_lora_routes
+from gthreadd.api.upload import AUDIO_FILE_LIMIT
 from gthreadd.runtime.scheduling import SchedulerLoop
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
@@ -73,10 +74,11 @@ async def _listen(site: web.BaseSite, where: str) -> None:
 class Daemon:
     def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
                  devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None,
-                 model_logs: Optional[ModelLogs] = None):
+                 model_logs: Optional[ModelLogs] = None, max_audio_bytes: int = AUDIO_FILE_LIMIT):
         """No side effects: the devices are probed, the host tier taken and the ports bound by
-        `startup`."""
+        `startup`. `max_audio_bytes`: the engines' limit on an uploaded audio file."""
         self.settings = settings
+        self.max_audio_bytes = max_audio_bytes
         self.metrics = metrics or Metrics()
         self.model_logs = model_logs or ModelLogs()
         """Each model's log lines; fed by main's log tap (in-process daemons have none)."""
@@ -169,7 +171,8 @@ class Daemon:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         keys = tuple(k.get_secret_value() for k in s.api_keys)
         self.metrics.add_state(self._snapshot)
-        app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, keys)
+        audio = self.max_audio_bytes
+        app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio, keys)
         add_lora_routes(app)
         add_watch_routes(app)
         add_ui_routes(app)
@@ -177,7 +180,7 @@ class Daemon:
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
         await _listen(web.TCPSite(self._runner, s.host, s.port), f"{s.host}:{s.port}")
-        control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes)
+        control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio)
         add_lora_routes(control_app)
         add_watch_routes(control_app)
         add_control_routes(control_app, Control(s.models_dir, functools.partial(self.rescans.request_and_wait, "control socket")), API_PREFIX)

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(settings.log_level)
     import uvloop
 
+    from engine.compat import max_audio_file_bytes
     from engine.metrics import EngineMetrics
     from engine.vllm_engine import VllmEngine
     from gthreadd.daemon import Daemon, StartupRefused
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     tap.start()
     status = 0
     try:
-        uvloop.run(Daemon(settings, engines, metrics=metrics, model_logs=model_logs).run())
+        daemon = Daemon(settings, engines, metrics=metrics, model_logs=model_logs, max_audio_bytes=max_audio_file_bytes())
+        uvloop.run(daemon.run())
     except StartupRefused as exc:
         print(f"gthreadd: {exc}", file=sys.stderr)
         status = 1

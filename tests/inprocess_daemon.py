@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aiohttp
 
+from gthreadd.api.upload import AUDIO_FILE_LIMIT
 from gthreadd.daemon import Daemon
 from gthreadd.observe.metrics import Metrics
 from gthreadd.runtime.served_model import EngineFactory
@@ -18,7 +19,8 @@ from tests.fake_engine import FakeEngine
 
 
 async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngine,
-                       devices: list[Device] | None = None, metrics: Metrics | None = None, **settings) -> Daemon:
+                       devices: list[Device] | None = None, metrics: Metrics | None = None,
+                       max_audio_bytes: int = AUDIO_FILE_LIMIT, **settings) -> Daemon:
     """Started on a free port, with its own models.d, state, host tier and control socket under
     tmp_path, one 80 GiB test GPU unless `devices` says otherwise, and a checkpoint directory
     Models can name."""
@@ -28,7 +30,8 @@ async def start_daemon(tmp_path: Path, engine_factory: EngineFactory = FakeEngin
               "stateDir": str(tmp_path / "state"), "hostTierDir": str(tmp_path / "shm"),
               "controlSocket": str(tmp_path / "ctl.sock"), "rescanInterval": "1h", **settings}
     d = Daemon(DaemonSettings.model_validate(values), engine_factory,
-               devices=devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)], metrics=metrics)
+               devices=devices or [Device(0, "GPU-0", "NVIDIA-TEST", 80 * 2**30, 80 * 2**30)], metrics=metrics,
+               max_audio_bytes=max_audio_bytes)
     await d.startup()
     return d
 

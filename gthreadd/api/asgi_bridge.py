@@ -47,7 +47,7 @@ class AsgiCall:
     from the client (the daemon answers instead, e.g. a 503 for a dead engine); `on_first_body` is
     told when the first chunk of the body has been written (a stream's time to first token)."""
 
-    def __init__(self, app: ASGIApp, request: web.Request, path: str, body: bytes,
+    def __init__(self, app: ASGIApp, request: web.Request, path: str, body: bytes | bytearray,
                  headers: list[tuple[bytes, bytes]], accept: Callable[[int], bool] = lambda status: True,
                  on_first_body: Callable[[web.StreamResponse], None] = lambda response: None):
         self.app = app

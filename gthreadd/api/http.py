@@ -28,6 +28,7 @@ from gthreadd.runtime.fleet import Fleet
 from gthreadd.observe.metrics import Metrics
 from gthreadd.spec.resource import API_PREFIX, Phase
 from gthreadd.api.routing import RouteError, by_body, by_path
+from gthreadd.api.upload import form_field, read_upload
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import gpu_objects, host_object, model_object, sidecar_status
@@ -40,6 +41,7 @@ BASE_URL = web.AppKey("base_url", str)
 READY = web.AppKey("ready", dict)
 METRICS = web.AppKey("metrics", Metrics)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
+MAX_AUDIO_BYTES = web.AppKey("max_audio_bytes", int)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
@@ -127,10 +129,12 @@ def path_model(request: web.Request) -> ServedModel:
 
 
 def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics, max_request_bytes: int,
-               api_keys: tuple[str, ...] = ()) -> web.Application:
+               max_audio_bytes: int, api_keys: tuple[str, ...] = ()) -> web.Application:
+    """`max_audio_bytes`: the largest audio file an upload may carry (vLLM's own limit, which its
+    transcription handler checks again)."""
     middlewares = [request_context] + ([bearer_auth(api_keys)] if api_keys else []) + [routing_errors]
     app = web.Application(client_max_size=max_request_bytes, middlewares=middlewares)
-    app[MAX_REQUEST_BYTES] = max_request_bytes
+    app[MAX_REQUEST_BYTES], app[MAX_AUDIO_BYTES] = max_request_bytes, max_audio_bytes
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -231,6 +235,9 @@ async def model_models(request: web.Request) -> web.StreamResponse:
 def _by_path(route: InferenceRoute):
     async def handler(request: web.Request) -> web.StreamResponse:
         model = path_model(request)
+        if route.upload:
+            body = await read_upload(request, request.app[MAX_AUDIO_BYTES])
+            return await _infer(request, route, model, body, rewritten=False)
         if not route.by_body:
             return await _infer(request, route, model, await request.read(), rewritten=False)
         body = await read_body(request, route.api)
@@ -243,6 +250,11 @@ def _by_path(route: InferenceRoute):
 
 def _by_body(route: InferenceRoute):
     async def handler(request: web.Request) -> web.StreamResponse:
+        if route.upload:
+            upload = await read_upload(request, request.app[MAX_AUDIO_BYTES])
+            named = form_field(upload, request.headers.get("Content-Type", ""), "model")
+            model = by_body(request.app[FLEET].models, {"model": named})
+            return await _infer(request, route, model, upload, rewritten=False)
         body = await read_body(request, route.api)
         if isinstance(body, web.Response):
             return body
@@ -284,7 +296,7 @@ async def read_body(request: web.Request, api: Api = Api.openai) -> dict | web.R
     return body
 
 
-async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes,
+async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes | bytearray,
                  rewritten: bool) -> web.StreamResponse:
     """Serve, and count the outcome: 499 (nginx's "client closed request") for a client that left."""
     logs.MODEL.set(model.name)
@@ -298,7 +310,7 @@ async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel
         log.info("%s %s -> %s in %.3fs", request.method, request.path, code, time.monotonic() - started)
 
 
-async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes,
+async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes | bytearray,
                  rewritten: bool) -> web.StreamResponse:
     """Admit the request through the scheduler (it may wait for a wake), then hand it to the
     engine's vLLM application; if the scheduler aborts it (drainTimeout), answer 503 or end the
@@ -364,7 +376,7 @@ _NOT_FORWARDED = {"authorization", "x-api-key", "cookie", "content-length", "tra
 """The daemon's credentials stay with it; the body's length and the request id are the daemon's."""
 
 
-def _forwarded(request: web.Request, body: bytes, rewritten: bool) -> list[tuple[bytes, bytes]]:
+def _forwarded(request: web.Request, body: bytes | bytearray, rewritten: bool) -> list[tuple[bytes, bytes]]:
     """The client's headers for vLLM, with the daemon's request id (vLLM names its engine request
     after it) and the body's length; a body the daemon rewrote is JSON."""
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()

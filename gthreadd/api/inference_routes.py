@@ -2,7 +2,7 @@
 vLLM application (engine/api_app.py).
 
 Each is served on two forms: `/<name>/<path>` (the Model named in the URL) and, where a request
-names its model in a JSON body, `/<path>` (routed by the body's `model`). Nothing else of vLLM's
+names its model in its body (a JSON body's `model`, or an upload's form field `model`), `/<path>`. Nothing else of vLLM's
 application is reachable.
 """
 
@@ -32,8 +32,10 @@ class InferenceRoute:
     """The spec.endpoints entry that enables it."""
     api: Api = Api.openai
     by_body: bool = True
-    """Also on `/<path>`, routed by the JSON body's `model`. Not for a route without such a body
-    (a GET, a multipart upload)."""
+    """Also on `/<path>`, routed by the body's `model`. Not for a route without a body (a GET)."""
+    upload: bool = False
+    """The body is a multipart form with a file (an audio upload), not JSON: read up to vLLM's audio
+    file limit rather than maxRequestBytes, and routed by the form's `model` field."""
     by_owner: bool = False
     """Also on `/<path>`, routed to the model that has the object the path names (a stored response)."""
 
@@ -73,8 +75,8 @@ ROUTES: tuple[InferenceRoute, ...] = (
     _r("/v2/rerank", "/rerank", Endpoint.rerank),
     _r("/tokenize", None, Endpoint.tokenize),
     _r("/detokenize", None, Endpoint.tokenize),
-    _r("/v1/audio/transcriptions", None, Endpoint.audio_transcriptions, by_body=False),
-    _r("/v1/audio/translations", None, Endpoint.audio_translations, by_body=False),
+    _r("/v1/audio/transcriptions", None, Endpoint.audio_transcriptions, upload=True),
+    _r("/v1/audio/translations", None, Endpoint.audio_translations, upload=True),
 )
 
 

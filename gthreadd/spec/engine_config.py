@@ -8,10 +8,11 @@ from gthreadd.spec.byte_size import parse_size
 from memory.host_limit import memory_limit
 from gthreadd.spec.resource import ModelResource, ModelType
 
-TASKS = {ModelType.chat: "generate", ModelType.embedding: "embed", ModelType.reranker: "classify"}
+TASKS = {ModelType.chat: "generate", ModelType.asr: "generate", ModelType.embedding: "embed",
+         ModelType.reranker: "classify"}
+"""vLLM's runner for each modelType it serves: a Whisper (asr) model is a generating encoder-decoder."""
 UNSERVED = {
-    ModelType.asr: "speech recognition: vLLM's transcription endpoints are not routed by gthreadd",
-    ModelType.tts: "text to speech: vLLM does not serve it",
+    ModelType.tts: "text to speech: vLLM has no speech synthesis (vLLM-Omni's runs on GPUs, outside vLLM)",
 }
 
 
@@ -21,7 +22,9 @@ def unservable(resource: ModelResource) -> str:
     kind = resource.spec.model_type
     if kind in TASKS:
         return ""
-    return f"modelType {kind.value} ({UNSERVED[kind]}) cannot be served; gthreadd serves chat, embedding and reranker models"
+    served = ", ".join(t.value for t in TASKS)
+    return f"modelType {kind.value} ({UNSERVED[kind]}) cannot be served; gthreadd serves {served} models"
+
 
 # Spec fields whose change needs new engines; the rest (sleep, fairness, staging, endpoints,
 # replicas, placement hints) are applied live by the daemon and its scheduler.

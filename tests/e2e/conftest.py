@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conversion.demo import build_demo
+from conversion.demo import build_demo, build_whisper
 from tests.e2e.daemon_process import HUB_ID, DaemonProcess
 
 
@@ -13,6 +13,13 @@ def checkpoint(tmp_path_factory) -> Path:
     """The demo checkpoint `make` built (GTHREAD_TEST_STATE), or one built here, offline."""
     state = os.environ.get("GTHREAD_TEST_STATE")
     return build_demo(Path(state) if state else tmp_path_factory.mktemp("demo-state")).resolve()
+
+
+@pytest.fixture(scope="session")
+def whisper_checkpoint(tmp_path_factory) -> Path:
+    """The offline whisper-base `make` built beside the demo checkpoint, or one built here."""
+    state = os.environ.get("GTHREAD_TEST_STATE")
+    return build_whisper(Path(state) if state else tmp_path_factory.mktemp("demo-state")).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,11 @@ class DaemonProcess:
         except (urllib.error.URLError, ConnectionError):
             return 0, {}
 
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`gthread ARGS` against this daemon's control socket, as its operator runs it."""
+        return subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--socket", str(self.socket), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
     def staged(self) -> list[Path]:
         """The host tier's segments (its lock file aside)."""
         from memory.host_segment import SEGMENT_PREFIX

@@ -310,4 +310,4 @@ async def test_a_model_type_no_engine_can_serve_fails_with_the_reason(tmp_path):
     with pytest.raises(PermanentFailure):
         await model.boot(0, ())
     assert model.phase == Phase.failed and model.ready_condition.reason == "UnsupportedModelType"
-    assert "modelType tts (text to speech: vLLM does not serve it) cannot be served" in model.ready_condition.message
+    assert "modelType tts (text to speech: vLLM has no speech synthesis" in model.ready_condition.message
