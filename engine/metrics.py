@@ -20,7 +20,10 @@ _LATENCY = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.
 
 
 class EngineMetrics:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, on_finished: Callable[[str | None, int], None] = lambda rid, n: None):
+        """`on_finished(request_id, tokens)`: each finished request, with its prompt and generated
+        tokens (the daemon charges them to the request's API key)."""
+        self.on_finished = on_finished
         def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, LABELS + extra, registry=registry)
 
@@ -114,6 +117,7 @@ class EngineSeries:
                 success = self._success[reason] = self.metrics.request_success.labels(*self.labels, reason)
             success.inc()
             self._e2e.observe(finished.e2e_latency)
+            self.metrics.on_finished(finished.request_id, finished.num_prompt_tokens + finished.num_generation_tokens)
 
     def remove(self) -> None:
         """Another engine under the same labels (a replica, a restart) may have removed them first."""

@@ -25,6 +25,8 @@ from gthreadd.api.http import API_PREFIX, create_app, mark_ready
 from gthreadd.api.inference_routes import endpoint_labels
 from gthreadd.api.lora import add_lora_routes
 from gthreadd.api.upload import AUDIO_FILE_LIMIT
+from gthreadd.tenants.charges import Charges
+from gthreadd.tenants.keys_in_force import KeysFileError, KeysInForce
 from gthreadd.runtime.scheduling import SchedulerLoop
 from gthreadd.runtime.served_model import EngineFactory
 from gthreadd.settings import DaemonSettings
@@ -74,12 +76,16 @@ async def _listen(site: web.BaseSite, where: str) -> None:
 class Daemon:
     def __init__(self, settings: DaemonSettings, engine_factory: EngineFactory,
                  devices: Optional[list[Device]] = None, metrics: Optional[Metrics] = None,
-                 model_logs: Optional[ModelLogs] = None, max_audio_bytes: int = AUDIO_FILE_LIMIT):
+                 model_logs: Optional[ModelLogs] = None, max_audio_bytes: int = AUDIO_FILE_LIMIT,
+                 charges: Optional[Charges] = None):
         """No side effects: the devices are probed, the host tier taken and the ports bound by
-        `startup`. `max_audio_bytes`: the engines' limit on an uploaded audio file."""
+        `startup`. `max_audio_bytes`: the engines' limit on an uploaded audio file; `charges`: what
+        the engines' stats charge each request's tokens to (main wires the two)."""
         self.settings = settings
         self.max_audio_bytes = max_audio_bytes
+        self.keys = KeysInForce(tuple(k.get_secret_value() for k in settings.api_keys), settings.api_keys_file)
         self.metrics = metrics or Metrics()
+        self.charges = charges or Charges(self.metrics.count_key_tokens)
         self.model_logs = model_logs or ModelLogs()
         """Each model's log lines; fed by main's log tap (in-process daemons have none)."""
         self.devices: list[Device] = devices or []
@@ -144,6 +150,7 @@ class Daemon:
         self._notify.reloading()
         self._reload_pending = True
         self.rescans.request("SIGHUP")
+        self.keys.request_reload()
 
     def _snapshot(self) -> StateSnapshot:
         scheduler = self.scheduling.snapshot()
@@ -169,10 +176,14 @@ class Daemon:
         self._build()
         s.models_dir.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        keys = tuple(k.get_secret_value() for k in s.api_keys)
+        try:
+            self.keys.load(asyncio.get_running_loop().time())
+        except KeysFileError as exc:
+            raise StartupRefused(f"apiKeysFile: {exc}") from None
         self.metrics.add_state(self._snapshot)
         audio = self.max_audio_bytes
-        app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio, keys)
+        app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio, self.keys,
+                         self.charges)
         add_lora_routes(app)
         add_watch_routes(app)
         add_ui_routes(app)
@@ -188,8 +199,9 @@ class Daemon:
                                              shutdown_timeout=grace)
         await self._control_runner.setup()
         await self._bind_control_socket(s.socket_path)
+        keys = len(self.keys.keyring.tenants)
         log.info("serving on %s%s, models from %s, administration on %s", self.base_url,
-                 f" ({len(keys)} API key{'s' if len(keys) != 1 else ''})" if keys else "", s.models_dir,
+                 f" ({keys} API key{'s' if keys != 1 else ''})" if self.keys.required else "", s.models_dir,
                  s.socket_path)
         self._tasks = [asyncio.create_task(self.scheduling.run(), name="scheduler"),
                        asyncio.create_task(self._reconcile_loop(), name="reconcile")]
@@ -201,6 +213,7 @@ class Daemon:
             asyncio.create_task(self._systemd_loop(), name="systemd-notify"),
             asyncio.create_task(watch_files(s.models_dir, self.rescans), name="watch"),
             asyncio.create_task(tick(s.rescan_interval.total_seconds(), self.rescans), name="rescan-timer"),
+            asyncio.create_task(self.keys.watch(asyncio.get_running_loop().time), name="watch-keys"),
         ]
 
     async def _bind_control_socket(self, path: Path) -> None:

@@ -13,13 +13,19 @@ from gthreadd.observe import logs
 from gthreadd.settings import SettingsError, add_flags, load_settings
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gthreadd", description="Serve the Models in models.d on one OpenAI-compatible port.")
+def build_parser() -> argparse.ArgumentParser:
+    """No abbreviated flags: `--api-keys KEY` must not be taken for `--api-keys-file`."""
+    parser = argparse.ArgumentParser(prog="gthreadd", description="Serve the Models in models.d on one "
+                                     "OpenAI-compatible port.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, help="settings file (default /etc/gthread/gthreadd.yaml if present)")
     add_flags(parser)
     parser.add_argument("--check", nargs="+", metavar="FILE", help="validate Model files and exit (0 when valid)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.check:
         from gthreadd.spec.validate import validate_paths
 
@@ -39,15 +45,18 @@ def main(argv: list[str] | None = None) -> None:
     from gthreadd.observe.log_tap import LogTap
     from gthreadd.observe.metrics import Metrics
     from gthreadd.observe.model_logs import ModelLogs
+    from gthreadd.tenants.charges import Charges
 
     metrics = Metrics()
     model_logs = ModelLogs()
-    engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry))
+    charges = Charges(metrics.count_key_tokens)
+    engines = functools.partial(VllmEngine, metrics=EngineMetrics(metrics.registry, on_finished=charges.finished))
     tap = LogTap(model_logs.add)
     tap.start()
     status = 0
     try:
-        daemon = Daemon(settings, engines, metrics=metrics, model_logs=model_logs, max_audio_bytes=max_audio_file_bytes())
+        daemon = Daemon(settings, engines, metrics=metrics, model_logs=model_logs, max_audio_bytes=max_audio_file_bytes(),
+                        charges=charges)
         uvloop.run(daemon.run())
     except StartupRefused as exc:
         print(f"gthreadd: {exc}", file=sys.stderr)

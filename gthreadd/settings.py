@@ -45,6 +45,9 @@ class DaemonSettings(BaseModel):
                                            "$RUNTIME_DIRECTORY/gthreadd.sock under systemd, else STATE_DIR/gthreadd.sock")
     api_keys: list[SecretStr] = Field([], description="Bearer keys the TCP port accepts; empty: no keys needed. "
                                       "Config file only: a flag would show them in ps", json_schema_extra={"flag": False})
+    api_keys_file: Optional[Path] = Field(None, description="a YAML list of keys (their SHA-256 digests), each with "
+                                          "the models it may use, its rate limits and whether it may read the "
+                                          "daemon's views; read again on change and on SIGHUP. Beside apiKeys")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
     rescan_interval: Duration = Field("30s", validate_default=True,
                                       description="rescan models.d this often even without file events")

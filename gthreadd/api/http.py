@@ -32,6 +32,9 @@ from gthreadd.api.upload import form_field, read_upload
 from gthreadd.runtime.scheduling import Rejected, SchedulerLoop, Ticket
 from gthreadd.runtime.served_model import ServedModel
 from gthreadd.api.views import gpu_objects, host_object, model_object, sidecar_status
+from gthreadd.tenants.charges import Charges
+from gthreadd.tenants.keyring import Tenant
+from gthreadd.tenants.keys_in_force import KeysInForce
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ METRICS = web.AppKey("metrics", Metrics)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 MAX_AUDIO_BYTES = web.AppKey("max_audio_bytes", int)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+CHARGES = web.AppKey("charges", Charges)
+TENANT = web.RequestKey("tenant", Tenant)
+"""The caller's key (absent where the port needs none)."""
 
 
 def error_response(status: int, message: str, param: Optional[str] = None,
@@ -63,7 +69,8 @@ async def request_context(request: web.Request, handler):
     rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     request[REQUEST_ID_KEY] = rid
     logs.REQUEST_ID.set(rid)
-    logs.MODEL.set("")  # a keep-alive connection's earlier request may have set it
+    logs.MODEL.set("")  # a keep-alive connection's earlier request may have set them
+    logs.KEY.set("")
     return await handler(request)
 
 
@@ -79,23 +86,47 @@ PUBLIC_PREFIX = "/ui"
 for the key. Everything they show comes from routes behind the key."""
 
 
-def bearer_auth(api_keys: tuple[str, ...]):
-    """Every route but the health probes and the dashboard's static files needs `Authorization:
-    Bearer KEY` with one of the keys (or `x-api-key: KEY`, or for a GET the dashboard's cookie).
-    Compared in constant time; the key is never logged."""
-    keys = [k.encode() for k in api_keys]
+def presented_key(request: web.Request) -> str:
+    """`Authorization: Bearer KEY`, or `x-api-key: KEY` (how Anthropic's SDK sends it), or for a GET
+    the dashboard's cookie; "" when none."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return given.strip()
+    if "X-Api-Key" in request.headers:
+        return request.headers["X-Api-Key"].strip()
+    if request.method == "GET" and KEY_COOKIE in request.cookies:
+        return request.cookies[KEY_COOKIE].strip()
+    return ""
+
+
+CLIENT_ROUTES = frozenset({r.path for r in ROUTES if r.by_body or r.by_owner} | {"/{name}" + r.path for r in ROUTES}
+                          | {"/v1/models", "/{name}/v1/models"})
+"""What any key may call (each within its models); every other route (the status and metrics
+views, the Model objects, the dashboard's data, LoRA loading) is for admin keys."""
+
+
+def authenticate(keys: KeysInForce):
+    """Every route but the health probes and the dashboard's static files needs a key the keyring
+    knows (401); a key that is not `admin` reaches only the client routes (403). The key's tenant
+    goes with the request (its models and limits are checked before admission), and its name on
+    the request's log lines; the key itself is never logged."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if request.path not in ("/healthz", "/readyz") and not request.path.startswith(PUBLIC_PREFIX):
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" and "X-Api-Key" in request.headers:  # how Anthropic's SDK sends it
-                scheme, given = "bearer", request.headers["X-Api-Key"]
-            if scheme.lower() != "bearer" and request.method == "GET" and KEY_COOKIE in request.cookies:
-                scheme, given = "bearer", request.cookies[KEY_COOKIE]
-            if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
-                return error_response(401, "a valid API key is required: Authorization: Bearer KEY (or x-api-key)",
-                                      headers={"WWW-Authenticate": "Bearer"}, api=api_of(request.path))
+        if request.path in ("/healthz", "/readyz") or request.path.startswith(PUBLIC_PREFIX):
+            return await handler(request)
+        api = api_of(request.path)
+        given = presented_key(request)
+        tenant = keys.keyring.identify(given) if given else None
+        if tenant is None:
+            return error_response(401, "a valid API key is required: Authorization: Bearer KEY (or x-api-key)",
+                                  headers={"WWW-Authenticate": "Bearer"}, api=api)
+        request[TENANT] = tenant
+        logs.KEY.set(tenant.name)
+        resource = request.match_info.route.resource
+        if not tenant.admin and resource is not None and resource.canonical not in CLIENT_ROUTES:
+            return error_response(403, f"key {tenant.name} may not read {request.path}: it is for admin keys",
+                                  api=api)
         return await handler(request)
 
     return middleware
@@ -129,12 +160,16 @@ def path_model(request: web.Request) -> ServedModel:
 
 
 def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics, max_request_bytes: int,
-               max_audio_bytes: int, api_keys: tuple[str, ...] = ()) -> web.Application:
+               max_audio_bytes: int, keys: Optional[KeysInForce] = None,
+               charges: Optional[Charges] = None) -> web.Application:
     """`max_audio_bytes`: the largest audio file an upload may carry (vLLM's own limit, which its
-    transcription handler checks again)."""
-    middlewares = [request_context] + ([bearer_auth(api_keys)] if api_keys else []) + [routing_errors]
+    transcription handler checks again). `keys`: the keys the port requires, if any; `charges`:
+    where a key's requests are remembered until vLLM reports their tokens."""
+    middlewares = [request_context] + ([authenticate(keys)] if keys is not None and keys.required else []) + \
+        [routing_errors]
     app = web.Application(client_max_size=max_request_bytes, middlewares=middlewares)
     app[MAX_REQUEST_BYTES], app[MAX_AUDIO_BYTES] = max_request_bytes, max_audio_bytes
+    app[CHARGES] = charges or Charges()
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -174,8 +209,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """Every Model that can answer, asleep or awake, under the id responses will carry."""
-    models = request.app[FLEET].models.values()
+    """Every Model that can answer, asleep or awake, under the id responses will carry; only those
+    the caller's key may use."""
+    tenant = request.get(TENANT)
+    models = [m for m in request.app[FLEET].models.values() if tenant is None or tenant.may_use(model_names(m))]
     data = [
         {"id": served_names(m.resource)[0], "object": "model", "created": int(time.time()), "owned_by": "gthreadd",
          "name": m.name}
@@ -224,6 +261,8 @@ async def model_models(request: web.Request) -> web.StreamResponse:
     """vLLM's own listing of the model (and its LoRA adapters), from any of its engines, asleep
     or awake: a listing needs no admission."""
     model = path_model(request)
+    if (refused := _not_for(request, model)) is not None:
+        return refused
     engine = request.app[FLEET].any_engine(model.name)
     if engine is None or engine.api is None:
         return error_response(503, f"model {model.name} has not started yet ({model.ready_condition.message})",
@@ -312,14 +351,17 @@ async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel
 
 async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes | bytearray,
                  rewritten: bool) -> web.StreamResponse:
-    """Admit the request through the scheduler (it may wait for a wake), then hand it to the
-    engine's vLLM application; if the scheduler aborts it (drainTimeout), answer 503 or end the
-    stream with an error event."""
+    """Check the caller's key (may it use the model; is it within its limits: a refusal never
+    queues or wakes anything), admit the request through the scheduler (it may wait for a wake),
+    then hand it to the engine's vLLM application; if the scheduler aborts it (drainTimeout),
+    answer 503 or end the stream with an error event."""
     api = route.api
     if route.endpoint not in model.resource.spec.enabled_endpoints:
         enabled = ", ".join(e.value for e in model.resource.spec.enabled_endpoints)
         return error_response(404, f"{route.endpoint.value} is not enabled for model {model.name} "
                                    f"(spec.endpoints: {enabled})", "model", api=api)
+    if (refused := _not_for(request, model, api)) is not None:
+        return refused
     if model.phase == Phase.failed:
         ready = model.ready_condition
         return error_response(503, f"model {model.name} failed: {ready.reason}: {ready.message}", api=api)
@@ -328,6 +370,27 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
         return _unserved(model, route)  # known from an engine it has: refused without waking it
     scheduling = request.app[SCHEDULING]
     arrived = scheduling.now
+    tenant = request.get(TENANT)
+    if tenant is not None and (refusal := tenant.admit(model.name, arrived)) is not None:
+        request.app[METRICS].key_refusals.labels(tenant.name, refusal.kind).inc()
+        return error_response(refusal.status, refusal.reason, headers={"Retry-After": str(refusal.retry_after)},
+                              api=api)
+    if tenant is None:
+        return await _admitted(request, route, model, body, rewritten, arrived)
+    charges, request_id = request.app[CHARGES], request[REQUEST_ID_KEY]
+    charges.expect(request_id, tenant)
+    try:
+        return await _admitted(request, route, model, body, rewritten, arrived)
+    finally:
+        tenant.release()
+        charges.done(request_id)
+
+
+async def _admitted(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes | bytearray,
+                    rewritten: bool, arrived: float) -> web.StreamResponse:
+    """The request, within its key's limits, through the scheduler to the engine."""
+    api = route.api
+    scheduling = request.app[SCHEDULING]
     try:
         ticket = await scheduling.admit(model.name)
         request.app[METRICS].queue_wait.labels(model.name).observe(scheduling.now - arrived)
@@ -364,6 +427,19 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
         return await _aborted(request, ticket, call.response if call is not None else None, api)
     finally:
         scheduling.finished(ticket)
+
+
+def model_names(model: ServedModel) -> tuple[str, ...]:
+    return (model.name,) + served_names(model.resource)
+
+
+def _not_for(request: web.Request, model: ServedModel, api: Api = Api.openai) -> Optional[web.Response]:
+    """A 403 when the caller's key may not use this Model."""
+    tenant = request.get(TENANT)
+    if tenant is None or tenant.may_use(model_names(model)):
+        return None
+    request.app[METRICS].key_refusals.labels(tenant.name, "model").inc()
+    return error_response(403, f"key {tenant.name} may not use model {model.name}", "model", api=api)
 
 
 def _unserved(model: ServedModel, route: InferenceRoute) -> web.Response:

@@ -313,6 +313,18 @@ def validate(args: argparse.Namespace) -> int:
     return validate_paths(args.files)
 
 
+def keys_hash(args: argparse.Namespace) -> int:
+    """The digest a keys file holds for a key, read from stdin (not an argument: it would be in ps
+    and the shell's history)."""
+    from gthreadd.tenants.keyring import digest
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise CliError("no key on stdin: echo -n KEY | gthread keys hash (or type it and press enter)")
+    print(digest(key))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gthread", description="Inspect, check and administer a gthreadd host.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -374,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("adapter", nargs="?")
     lo.add_argument("path", nargs="?", help="an adapter directory or a Hugging Face repo id")
     lo.set_defaults(func=lora)
+
+    k = verbs.add_parser("keys", help="API keys: hash prints the SHA-256 digest of a key read from stdin, for "
+                                      "the keys file")
+    k.add_argument("action", choices=["hash"])
+    k.set_defaults(func=keys_hash)
 
     v = verbs.add_parser("validate", help="check Model files; exit 0 when valid")
     v.add_argument("files", nargs="+", metavar="FILE")

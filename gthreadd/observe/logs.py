@@ -12,13 +12,16 @@ from contextvars import ContextVar
 
 MODEL: ContextVar[str] = ContextVar("model", default="")
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
+KEY: ContextVar[str] = ContextVar("key", default="")
+"""The name of the request's API key (from the keys file), never the key."""
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
 class _Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        parts = [f"model={m}" for m in [MODEL.get()] if m] + [f"request_id={r}" for r in [REQUEST_ID.get()] if r]
+        parts = ([f"model={m}" for m in [MODEL.get()] if m] + [f"key={k}" for k in [KEY.get()] if k]
+                 + [f"request_id={r}" for r in [REQUEST_ID.get()] if r])
         record.context = " [" + " ".join(parts) + "]" if parts else ""
         record.priority = _PRIORITY.get(record.levelno, 6)
         return True

@@ -49,6 +49,14 @@ class Metrics:
         self.ttft = Histogram("gthread_time_to_first_token_seconds", "A streamed request's time from arrival to "
                               "its first chunk, as its client sees it (queue wait and a wake included)",
                               ("model",), buckets=_WAIT, registry=r)
+        self.key_refusals = Counter("gthread_key_refusals", "Requests a key's own limits refused before admission "
+                                    "(model: a Model the key may not use; requests_per_minute, tokens_per_minute, "
+                                    "max_concurrent: 429)", ("key", "reason"), registry=r)
+        self.key_tokens = Counter("gthread_key_tokens", "Prompt and generated tokens of a key's finished requests, "
+                                  "as vLLM counted them", ("key",), registry=r)
+
+    def count_key_tokens(self, tenant, tokens: int) -> None:
+        self.key_tokens.labels(tenant.name).inc(tokens)
 
     def track_models(self, endpoints: Mapping[str, Iterable[str]]) -> None:
         """The Models now served, each with the `endpoint` labels of the routes it answers: their

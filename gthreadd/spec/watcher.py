@@ -4,6 +4,7 @@ All of them are requests on one queue (`RescanRequests`), the only way into reco
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -46,20 +47,22 @@ _WATCHED = (Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.MOVED_FROM | Mask.CREATE | M
 _GONE = Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.UNMOUNT | Mask.IGNORED
 
 
-async def watch_files(directory: Path, requests: RescanRequests) -> None:
-    """File events until cancelled, read on the event loop as the kernel reports them: no thread
-    polls (a polling watcher woke the daemon 20 times a second and took its share of every
-    streamed token's CPU). If watching fails (no such directory, inotify limits) or the directory
+async def watch_files(directory: Path, requests: RescanRequests,
+                      relevant: Callable[[Path], bool] = is_manifest) -> None:
+    """Requests for the events on `relevant` files in `directory` until cancelled, read on the
+    event loop as the kernel reports them: no thread polls (a polling watcher woke the daemon 20
+    times a second and took its share of every streamed token's CPU). If watching fails (no such directory, inotify limits) or the directory
     goes, the timer still rescans, so that is logged, not fatal."""
     try:
         with Inotify() as inotify:
             inotify.add_watch(directory, _WATCHED)
-            await _forward(inotify, directory, requests)
+            await _forward(inotify, directory, requests, relevant)
     except Exception:
         log.exception("watching %s failed; changes are picked up by the periodic rescan only", directory)
 
 
-async def _forward(inotify: Inotify, directory: Path, requests: RescanRequests) -> None:
+async def _forward(inotify: Inotify, directory: Path, requests: RescanRequests,
+                   relevant: Callable[[Path], bool]) -> None:
     """Requests from the watch's events, a burst gathered for DEBOUNCE_S; returns when the
     directory goes. The next event is awaited as a task that outlives each timeout, since
     cancelling a read the kernel has answered would lose its events."""
@@ -81,7 +84,7 @@ async def _forward(inotify: Inotify, directory: Path, requests: RescanRequests) 
                 return
             if event.mask & Mask.Q_OVERFLOW:
                 requests.request("file events overflowed")
-            elif event.name is not None and is_manifest(event.name):
+            elif event.name is not None and relevant(event.name):
                 changed.add(event.name.name)
                 deadline = deadline or loop.time() + DEBOUNCE_S
     finally:

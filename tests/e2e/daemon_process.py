@@ -35,8 +35,11 @@ def free_port() -> int:
 
 class DaemonProcess:
     def __init__(self, root: Path, checkpoint: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = (),
-                 join: Callable[[], None] | None = None):
-        """`join`: run in the daemon's process before it starts (MemoryCgroup.join puts it in a group)."""
+                 join: Callable[[], None] | None = None, key: str = ""):
+        """`join`: run in the daemon's process before it starts (MemoryCgroup.join puts it in a group);
+        `key`: the API key this object's own requests send (the status and metrics views need one
+        when the daemon has keys)."""
+        self.key = key
         self.models_dir = root / "models.d"
         self.state_dir = root / "state"
         self.log_path = root / "gthreadd.log"
@@ -88,8 +91,8 @@ class DaemonProcess:
         tmp.rename(self.models_dir / file)
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.key}"} if self.key else {})
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=120) as response:
                 return response.status, json.load(response)
@@ -114,7 +117,8 @@ class DaemonProcess:
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
         """/metrics, parsed (metric_samples)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=30) as response:
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        with urllib.request.urlopen(urllib.request.Request(f"{self.url}/metrics", headers=headers), timeout=30) as response:
             return metric_samples(response.read().decode())
 
     def ask(self, model: str, max_tokens: int = 32) -> str:

@@ -8,8 +8,6 @@ The screenshot is written outside the repository: $GTHREAD_SCREENSHOT_DIR, else 
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,13 +47,6 @@ def browser():
     driver.quit()
 
 
-def gthread(daemon, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--socket", str(daemon.socket), *args],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def test_the_dashboard_follows_a_real_model_to_sleep_and_back(watched, browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -80,9 +71,9 @@ def test_the_dashboard_follows_a_real_model_to_sleep_and_back(watched, browser, 
     wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, 'tr[data-model="smollm2"] td:nth-child(9)').text
                not in ("", "–"), "the streamed request's TTFT, as it happens")
 
-    gthread(watched, "sleep", "smollm2")
+    assert watched.cli("sleep", "smollm2").returncode == 0
     wait.until(lambda _: state() == "sleeping")
-    gthread(watched, "wake", "smollm2")
+    assert watched.cli("wake", "smollm2").returncode == 0
     wait.until(lambda _: state() == "serving")
     kinds = browser.execute_script('return [...document.querySelectorAll("#timeline rect")].map(r => r.getAttribute("class"))')
     assert {"boot", "sleep", "wake"} <= set(kinds), kinds

@@ -3,8 +3,6 @@ checkpoint, so its greedy answer differs from the base model's), loaded at run t
 its name, kept across a sleep and wake, unloaded."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -45,29 +43,24 @@ def answer(daemon: DaemonProcess, model: str, path: str = "/v1") -> tuple[int, s
     return status, reply["choices"][0]["message"]["content"] if status == 200 else json.dumps(reply)
 
 
-def gthread(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "--socket", str(daemon.socket), *args],
-                          capture_output=True, text=True, timeout=900)
-
-
 def test_an_adapter_answers_under_its_name_survives_sleep_and_unloads(lora, noisy_adapter):
     status, base = answer(lora, "lora")
     assert status == 200 and "Paris" in base
-    loaded = gthread(lora, "lora", "load", "lora", "noisy", str(noisy_adapter))
+    loaded = lora.cli("lora", "load", "lora", "noisy", str(noisy_adapter))
     assert loaded.returncode == 0, loaded.stderr
     status, noisy = answer(lora, "noisy")
     assert status == 200 and noisy != base, "the adapter's random weights change the greedy answer"
     assert answer(lora, "noisy", "/lora/v1") == (200, noisy), "on the Model's own route too"
-    assert gthread(lora, "lora", "list", "lora").stdout.split() == ["noisy"]
-    described = gthread(lora, "describe", "model", "lora").stdout
+    assert lora.cli("lora", "list", "lora").stdout.split() == ["noisy"]
+    described = lora.cli("describe", "model", "lora").stdout
     assert "  Adapters:     noisy" in described and "AdapterLoaded" in described
 
-    assert gthread(lora, "sleep", "lora").returncode == 0
+    assert lora.cli("sleep", "lora").returncode == 0
     assert lora.status("lora")["state"] == "sleeping"
     assert answer(lora, "noisy") == (200, noisy), "after the wake the adapter answers as before"
     assert answer(lora, "lora") == (200, base), "and the base model as before"
 
-    assert gthread(lora, "lora", "unload", "lora", "noisy").returncode == 0
+    assert lora.cli("lora", "unload", "lora", "noisy").returncode == 0
     status, _ = answer(lora, "noisy")
     assert status == 404
 
@@ -79,6 +72,6 @@ def test_an_adapter_above_max_rank_is_refused_and_nothing_else_changes(lora, tmp
 
     base = AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=torch.float32)
     get_peft_model(base, LoraConfig(r=32, target_modules=["q_proj"])).save_pretrained(tmp_path / "wide")
-    refused = gthread(lora, "lora", "load", "lora", "wide", str(tmp_path / "wide"))
+    refused = lora.cli("lora", "load", "lora", "wide", str(tmp_path / "wide"))
     assert refused.returncode == 1 and "has rank 32, above spec.lora.maxRank (16)" in refused.stderr
     assert lora.status("lora")["phase"] == "Ready" and "Paris" in answer(lora, "lora")[1]

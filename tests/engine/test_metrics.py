@@ -18,7 +18,9 @@ def scheduler_stats(running=2, waiting=1, usage=0.25):
 def iteration_stats(prompt=0, generation=2, ttfts=(), itls=(0.02, 0.03), finished=()):
     return SimpleNamespace(num_prompt_tokens=prompt, num_generation_tokens=generation, num_preempted_reqs=0,
                            time_to_first_tokens_iter=list(ttfts), inter_token_latencies_iter=list(itls),
-                           finished_requests=[SimpleNamespace(finish_reason=r, e2e_latency=1.5) for r in finished])
+                           finished_requests=[SimpleNamespace(finish_reason=r, e2e_latency=1.5, request_id=f"chatcmpl-r{i}",
+                                                              num_prompt_tokens=10, num_generation_tokens=i)
+                                              for i, r in enumerate(finished)])
 
 
 def value(registry, name, **labels):
@@ -27,7 +29,9 @@ def value(registry, name, **labels):
 
 def test_an_engines_steps_are_counted_under_its_model():
     registry = CollectorRegistry()
-    logger = EngineMetrics(registry).logger_factory("m")(vllm_config=None, engine_indexes=[0])
+    finished = []
+    logger = EngineMetrics(registry, on_finished=lambda rid, n: finished.append((rid, n))).logger_factory("m")(
+        vllm_config=None, engine_indexes=[0])
     logger.record(scheduler_stats(), iteration_stats(prompt=7, generation=1, ttfts=(0.2,), itls=()))
     logger.record(scheduler_stats(running=1, waiting=0), iteration_stats(generation=2, finished=("length", "stop")))
     logger.record(None, iteration_stats(generation=1, itls=(0.04,), finished=("stop",)))
@@ -40,6 +44,7 @@ def test_an_engines_steps_are_counted_under_its_model():
     assert value(registry, "vllm:request_success_total", finished_reason="stop") == 2
     assert value(registry, "vllm:request_success_total", finished_reason="length") == 1
     assert value(registry, "vllm:e2e_request_latency_seconds_count") == 3
+    assert finished == [("chatcmpl-r0", 10), ("chatcmpl-r1", 11), ("chatcmpl-r0", 10)], "each one's tokens, for its key"
 
 
 def test_a_stopped_models_series_are_forgotten_and_anothers_are_kept():

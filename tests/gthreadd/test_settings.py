@@ -2,14 +2,13 @@ import argparse
 
 import pytest
 
-from gthreadd.settings import DaemonSettings, SettingsError, add_flags, load_settings
+from gthreadd.main import build_parser
+from gthreadd.settings import DaemonSettings, SettingsError, load_settings
 from memory.host_limit import filesystem_bytes, memory_limit
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_defaults():

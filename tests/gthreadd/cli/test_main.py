@@ -99,3 +99,12 @@ def test_describe_lists_each_replicas_rung_and_memory_and_get_gpus_the_host_budg
                       "maxSleepingEngines": 4})
     assert line.strip() == ("Host memory: 5.0 GiB of 8.0 GiB (engines 4.0 GiB, daemon and host tier 1.0 GiB); "
                             "engines asleep: 3 (at most 4)")
+
+
+def test_keys_hash_prints_the_digest_a_keys_file_holds():
+    result = subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "keys", "hash"], input="s3cret\n",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\n"
+    empty = subprocess.run([sys.executable, "-m", "gthreadd.cli.main", "keys", "hash"], input="",
+                           capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 1 and "no key on stdin" in empty.stderr

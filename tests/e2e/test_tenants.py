@@ -1,0 +1,106 @@
+"""API keys from a keys file, with real engines: the demo chat model and an embedding model, three
+keys (one limited to the chat model and 5 requests a minute, one with a token budget, an admin),
+through the official openai client. The keys file is edited while the daemon runs."""
+
+import time
+
+import pytest
+from openai import AuthenticationError, OpenAI, PermissionDeniedError, RateLimitError
+
+from gthreadd.spec.resource import model_yaml
+from gthreadd.tenants.keyring import digest
+from tests.e2e.daemon_process import DaemonProcess
+
+pytestmark = pytest.mark.timeout(900)
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def keys(chat_models: str = "[smollm2]") -> str:
+    return f"""\
+- name: chat-only
+  sha256: {digest("sk-chat")}
+  models: {chat_models}
+  requestsPerMinute: 5
+- name: budget
+  sha256: {digest("sk-budget")}
+  tokensPerMinute: 60
+- name: ops
+  sha256: {digest("sk-ops")}
+  admin: true
+"""
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, checkpoint, embedding_checkpoint):
+    root = tmp_path_factory.mktemp("gthreadd")
+    (root / "keys").mkdir()
+    (root / "keys" / "keys.yaml").write_text(keys())
+    d = DaemonProcess(root, checkpoint, {"HF_HUB_OFFLINE": "1"}, key="sk-ops",
+                      flags=("--api-keys-file", str(root / "keys" / "keys.yaml")))
+    d.write_model("smollm2.yaml", "smollm2")
+    d.write_file("minilm.yaml", model_yaml("minilm", f"file://{embedding_checkpoint}",
+                                           '  modelType: embedding\n  dtype: float32\n  gpuMemoryUtilization: "0.10"\n'))
+    d.start()
+    d.wait_state("smollm2", "serving")
+    d.wait_state("minilm", "serving")
+    yield d
+    d.kill()
+
+
+def client(d: DaemonProcess, key: str) -> OpenAI:
+    return OpenAI(base_url=f"{d.url}/v1", api_key=key, timeout=300, max_retries=0)
+
+
+def ask(d: DaemonProcess, key: str, max_tokens: int = 8) -> str:
+    response = client(d, key).chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=max_tokens,
+                                                      temperature=0)
+    return response.choices[0].message.content
+
+
+def test_a_key_limited_to_one_model_is_refused_another_and_lists_only_its_own(keyed):
+    assert "Paris" in ask(keyed, "sk-chat", 16)
+    with pytest.raises(PermissionDeniedError) as refused:
+        client(keyed, "sk-chat").embeddings.create(model="minilm", input=["Paris"])
+    assert refused.value.body["message"] == "key chat-only may not use model minilm"
+    assert [m.id for m in client(keyed, "sk-chat").models.list()] == ["smollm2"]
+    assert len(client(keyed, "sk-ops").embeddings.create(model="minilm", input=["Paris"]).data[0].embedding) == 384
+    with pytest.raises(AuthenticationError):
+        client(keyed, "sk-nobody").models.list()
+
+
+def test_the_sixth_request_in_a_minute_is_refused_with_retry_after(keyed):
+    """The key's minute is shared with the test before it: requests are sent until one is refused."""
+    with pytest.raises(RateLimitError) as refused:
+        for _ in range(6):
+            ask(keyed, "sk-chat", 1)
+    assert "5 requests per minute (requestsPerMinute)" in refused.value.message
+    assert 1 <= int(refused.value.response.headers["Retry-After"]) <= 12
+
+
+def test_a_token_budget_stops_a_key_once_vllm_has_counted_its_tokens(keyed):
+    ask(keyed, "sk-budget", 32)  # the prompt (about 40 tokens with the template) and 32 more: over 60
+    deadline = time.monotonic() + 30
+    while True:  # the engine reports a request's tokens in the step after its last one
+        try:
+            ask(keyed, "sk-budget", 1)
+        except RateLimitError as refused:
+            assert "its 60 tokens per minute (tokensPerMinute)" in refused.message
+            break
+        assert time.monotonic() < deadline, "the budget was never charged"
+    samples = keyed.metrics()
+    assert samples[("gthread_key_tokens_total", (("key", "budget"),))] > 60
+
+
+def test_an_edited_keys_file_takes_effect_and_a_broken_one_keeps_the_last(keyed):
+    path = keyed.models_dir.parent / "keys" / "keys.yaml"
+    try:
+        path.write_text(keys("[smollm2, minilm]"))
+        keyed.wait_for(lambda: "minilm" in [m.id for m in client(keyed, "sk-chat").models.list()], 30,
+                       "the edit to apply")
+        path.write_text("- name: broken\n  sha256: not-a-digest\n")
+        keyed.wait_for(lambda: "API keys file refused" in keyed.log_path.read_text(), 30, "the refusal")
+        assert "keys.yaml:2: [0].sha256: expected the key's SHA-256 digest" in keyed.log_tail(200)
+        assert "minilm" in [m.id for m in client(keyed, "sk-chat").models.list()], "the last good keys stay"
+    finally:
+        path.write_text(keys())
