@@ -21,6 +21,10 @@ class Engine(Protocol):
     def running(self) -> bool: ...
 
     @property
+    def max_concurrency(self) -> int:
+        """Requests the engine runs at once (vLLM's max_num_seqs); 0 when not known."""
+
+    @property
     def exit_cause(self) -> str:
         """Why an engine that was running stopped on its own (an exit code or a signal), or "" """
 

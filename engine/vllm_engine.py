@@ -59,6 +59,10 @@ class VllmEngine:
         return self._llm is not None and not self._llm.errored
 
     @property
+    def max_concurrency(self) -> int:
+        return self._llm.vllm_config.scheduler_config.max_num_seqs if self._llm is not None else 0
+
+    @property
     def exit_cause(self) -> str:
         for process in self._processes:
             code = process.exitcode

@@ -177,17 +177,17 @@ class Scheduler:
             return [Reject(e.request_id, 404, f"no Model named {e.model!r} on this host")]
         self.arrivals.setdefault(e.model, deque(maxlen=HISTORY)).append(now)
         self.slept_by_operator.discard(e.model)
-        awake = [u for u in units if u.state == UnitState.awake]
-        if awake:
-            return [self._admit(e.request_id, min(awake, key=lambda u: u.in_flight), now)]
-        if all(u.state == UnitState.unschedulable for u in units):
-            return [Reject(e.request_id, 503, f"model {e.model} cannot run on this host: {units[0].reason}")]
         queue = self.queues[e.model]
+        awake = [u for u in units if u.state == UnitState.awake]
+        if not queue.waiting and (room := [u for u in awake if _has_room(u)]):
+            return [self._admit(e.request_id, min(room, key=lambda u: u.in_flight), now)]
+        if not awake and all(u.state == UnitState.unschedulable for u in units):
+            return [Reject(e.request_id, 503, f"model {e.model} cannot run on this host: {units[0].reason}")]
         if len(queue.waiting) >= self.config.queue_limit:
             return [Reject(e.request_id, 429, f"model {e.model} has {len(queue.waiting)} requests waiting "
                                               f"(queue limit {self.config.queue_limit})", retry_after=5.0)]
-        queue.waiting[e.request_id] = now
-        return [SetTimer(now + self.config.queue_timeout, ("queue", e.model, e.request_id))]
+        queue.add(e.request_id, e.key, now)
+        return [SetTimer(now + self.config.queue_timeout, ("queue", e.model, e.request_id))] + self._fill(e.model, now)
 
     def _on_RequestLeft(self, e: RequestLeft, now: float) -> list[Action]:
         self.queues.get(e.model, ModelQueue()).waiting.pop(e.request_id, None)
@@ -202,8 +202,11 @@ class Scheduler:
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Sleep(unit.id, self._sleep_level(unit))]
-        if unit.state == UnitState.awake and unit.in_flight == 0:
-            return [SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id))]
+        if unit.state == UnitState.awake:
+            if admitted := self._fill(unit.id.model, now):
+                return admitted
+            if unit.in_flight == 0:
+                return [SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id))]
         return []
 
     def _on_EngineAwake(self, e: EngineAwake, now: float) -> list[Action]:
@@ -218,9 +221,8 @@ class Scheduler:
             self.host_overhead = max(self.host_overhead, e.peak - self._cpu_claim(unit.policy))
         unit.to(UnitState.awake)
         unit.awake_since, unit.booted, unit.failures, unit.reason, unit.stopped = now, True, 0, "", ""
-        queue = self.queues[unit.id.model]
-        actions: list[Action] = [self._admit(rid, unit, now) for rid in list(queue.waiting)]
-        queue.waiting.clear()
+        unit.capacity = e.capacity
+        actions = self._fill(unit.id.model, now)
         if not actions:
             actions.append(SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id)))
         return actions
@@ -274,8 +276,7 @@ class Scheduler:
             unit.retry_at, unit.restore = float("inf"), False
             if all(u.state == UnitState.failed for u in self.units_of(unit.id.model)):
                 queue = self.queues[unit.id.model]
-                actions += [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.waiting]
-                queue.waiting.clear()
+                actions += [Reject(rid, 503, f"model {unit.id.model} failed: {e.reason}") for rid in queue.clear()]
             return actions
         unit.to(UnitState.restarting)
         unit.restore = unit.restore or (e.crashed and serving)  # a failed restart is still a restore
@@ -287,8 +288,10 @@ class Scheduler:
         if kind == "queue":
             _, model, rid = e.key
             if self.queues.get(model, ModelQueue()).waiting.pop(rid, None) is not None:
-                return [Reject(rid, 503, f"timed out after {self.config.queue_timeout:g}s waiting for "
-                                         f"model {model} to wake", retry_after=5.0)]
+                busy = any(u.state == UnitState.awake for u in self.units_of(model))
+                return [Reject(rid, 503, f"timed out after {self.config.queue_timeout:g}s waiting for model {model} "
+                                         + ("to have room (its engines ran all they can at once)" if busy else "to wake"),
+                               retry_after=5.0)]
         elif kind == "idle":
             unit = self.units.get(e.key[1])
             if (unit is not None and unit.state == UnitState.awake and not unit.policy.popular
@@ -337,6 +340,16 @@ class Scheduler:
         scaled down): its requests in flight are answered first, with the reason, rather than
         meeting an engine that stops under them."""
         return ([AbortInFlight(unit.id, why)] if unit.in_flight else []) + [Stop(unit.id)]
+
+    def _fill(self, model: str, now: float) -> list[Action]:
+        """Admit the model's waiting requests, each in its key's turn, while an awake unit has room."""
+        queue, actions = self.queues.get(model), []
+        while queue is not None and queue.waiting:
+            room = [u for u in self.units_of(model) if u.state == UnitState.awake and _has_room(u)]
+            if not room:
+                break
+            actions.append(self._admit(queue.next(), min(room, key=lambda u: u.in_flight), now))
+        return actions
 
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:
         unit.in_flight += 1
@@ -877,3 +890,7 @@ _HANDLERS = {
     SleepRequested: Scheduler._on_SleepRequested,
 }
 """Event type -> its rule: every event of scheduler/messages.py, and nothing found by name."""
+
+
+def _has_room(unit: Unit) -> bool:
+    return unit.capacity == 0 or unit.in_flight < unit.capacity

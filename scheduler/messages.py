@@ -25,6 +25,8 @@ class ModelRemoved:
 class RequestArrived:
     model: str
     request_id: str
+    key: str = ""
+    """Whose request it is (its API key's name): waiting requests take turns by key."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class EngineAwake:
     peak: int = 0
     """The most host memory its engine held at once while it came up, measured: what the next boot
     of this model is expected to need (0: not measured)."""
+    capacity: int = 0
+    """Requests the engine runs at once (vLLM's max_num_seqs); 0: unknown, no limit."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """A unit is one engine: replica `replica` of a Model. Its state is a small machine of its own."""
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
@@ -85,6 +86,10 @@ class Unit:
     state: UnitState = UnitState.cold
     devices: tuple[int, ...] = ()
     in_flight: int = 0
+    capacity: int = 0
+    """Requests its engine runs at once (vLLM's max_num_seqs), as it reported when it came up; past
+    it a request waits in the model's queue, where keys take turns, rather than in vLLM's, which
+    is first come first served. 0: no limit."""
     awake_since: float = 0.0
     last_used: float = 0.0
     failures: int = 0
@@ -132,11 +137,52 @@ class Unit:
 
 @dataclass
 class ModelQueue:
-    """Requests waiting for one of a model's units to be awake, oldest first."""
+    """Requests waiting for one of a model's units: to be awake, or to have room (all of them
+    running their capacity). Keys take turns (round-robin, oldest first within a key), so one
+    key's burst cannot put another key's request behind hundreds of its own."""
 
     waiting: dict[str, float] = field(default_factory=dict)
     """request id -> when it was queued (dicts keep insertion order)."""
+    _by_key: dict[str, deque[str]] = field(default_factory=dict)
+    """Each key's waiting requests, oldest first. A request that left is dropped lazily: it is no
+    longer in `waiting` when its turn comes."""
+    _turns: deque[str] = field(default_factory=deque)
+    """The keys with requests waiting, in the order their turns come."""
 
     @property
     def oldest(self) -> Optional[float]:
         return next(iter(self.waiting.values()), None)
+
+    def add(self, request_id: str, key: str, now: float) -> None:
+        self.waiting[request_id] = now
+        if key not in self._by_key:
+            self._by_key[key] = deque()
+            self._turns.append(key)
+        self._by_key[key].append(request_id)
+
+    def next(self) -> Optional[str]:
+        """The request whose turn it is, taken off the queue; None when none waits."""
+        while self._turns:
+            key = self._turns.popleft()
+            requests = self._by_key[key]
+            while requests and requests[0] not in self.waiting:
+                requests.popleft()
+            if not requests:
+                del self._by_key[key]
+                continue
+            request_id = requests.popleft()
+            del self.waiting[request_id]
+            if requests:
+                self._turns.append(key)
+            else:
+                del self._by_key[key]
+            return request_id
+        return None
+
+    def clear(self) -> list[str]:
+        """Every request waiting, taken off the queue."""
+        taken = list(self.waiting)
+        self.waiting.clear()
+        self._by_key.clear()
+        self._turns.clear()
+        return taken

@@ -21,6 +21,8 @@ class FakeEngine:
         self._start_delay = start_delay
         self._start_gate = start_gate
         self._reply_delay = reply_delay
+        self.max_concurrency = 0
+        """What it reports it runs at once (vLLM's max_num_seqs); 0: no limit."""
         self.is_running = False
         self.stopped = False
         self.asleep = False

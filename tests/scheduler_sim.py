@@ -29,6 +29,8 @@ class SimulatedHost:
     """Bytes a level-2 sleep reports still held on each device (a CUDA context, allocator pools)."""
     host_awake: int = 0
     """Host memory an awake engine is measured to hold (and its boot's peak)."""
+    capacity: int = 0
+    """Requests an engine reports it runs at once (vLLM's max_num_seqs); 0: no limit."""
     host_asleep: dict = field(default_factory=dict)
     """Sleep level -> host memory an engine asleep at that level is measured to hold."""
     now: float = 0.0
@@ -55,7 +57,7 @@ class SimulatedHost:
     def _perform(self, action) -> None:
         if isinstance(action, (Boot, Wake)):
             took = self.boot_s if isinstance(action, Boot) else self.wake_s
-            self.at(self.now + took, EngineAwake(action.unit, self.host_awake, self.host_awake))
+            self.at(self.now + took, EngineAwake(action.unit, self.host_awake, self.host_awake, self.capacity))
         elif isinstance(action, Sleep):
             devices = self.scheduler.units[action.unit].devices
             held = self.level1_held if action.level == 1 else self.residue

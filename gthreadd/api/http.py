@@ -392,7 +392,8 @@ async def _admitted(request: web.Request, route: InferenceRoute, model: ServedMo
     api = route.api
     scheduling = request.app[SCHEDULING]
     try:
-        ticket = await scheduling.admit(model.name)
+        tenant = request.get(TENANT)
+        ticket = await scheduling.admit(model.name, tenant.name if tenant is not None else "")
         request.app[METRICS].queue_wait.labels(model.name).observe(scheduling.now - arrived)
     except Rejected as exc:
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None

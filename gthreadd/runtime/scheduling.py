@@ -136,12 +136,13 @@ class SchedulerLoop:
         return not pending
 
     # -- requests --------------------------------------------------------------------------------
-    async def admit(self, model: str) -> Ticket:
-        """Wait until one of the model's units may serve a request; raises Rejected."""
+    async def admit(self, model: str, key: str = "") -> Ticket:
+        """Wait until one of the model's units may serve a request; raises Rejected. `key`: whose
+        request it is (its API key's name), for its turn among the waiting."""
         request_id = f"q{next(self._ids)}"
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
-        self._request_event(RequestArrived(model, request_id))
+        self._request_event(RequestArrived(model, request_id, key))
         try:
             unit = await waiter
         except asyncio.CancelledError:
@@ -186,11 +187,11 @@ class SchedulerLoop:
         elif isinstance(action, Boot):
             log.info("scheduler: boot %s on devices %s (%s)", action.unit, action.devices, action.reason)
             booting = self.ops.boot(action.unit, action.devices, action.reason)
-            self._chain(action.unit, self._when_free(action, booting), _awake(action.unit))
+            self._chain(action.unit, self._when_free(action, booting), self._awake(action.unit))
         elif isinstance(action, Wake):
             log.info("scheduler: wake %s on devices %s (%s)", action.unit, action.devices, action.reason)
             waking = self.ops.wake(action.unit, action.reason)
-            self._chain(action.unit, self._when_free(action, waking), _awake(action.unit))
+            self._chain(action.unit, self._when_free(action, waking), self._awake(action.unit))
         elif isinstance(action, Drain):
             log.info("scheduler: sleep %s: %s", action.unit, action.reason)
         elif isinstance(action, Sleep):
@@ -209,6 +210,15 @@ class SchedulerLoop:
             self._chain(action.unit, self.ops.stop(action.unit, action.reason), lambda _: EngineStopped(action.unit))
         else:
             raise TypeError(f"the effects layer has no way to carry out {action!r}")
+
+    def _awake(self, unit: UnitId) -> Callable[[Optional[Footprint]], EngineAwake]:
+        """The event a successful boot or wake reports: what the engine was measured to hold, and
+        how many requests it runs at once."""
+        def event(footprint: Optional[Footprint]) -> EngineAwake:
+            footprint = footprint or Footprint()
+            engine = self.ops.engine(unit)
+            return EngineAwake(unit, footprint.host, footprint.peak, engine.max_concurrency if engine else 0)
+        return event
 
     async def _sleep(self, action: Sleep) -> None:
         footprint = await self.ops.sleep(action.unit, action.level) or Footprint()
@@ -294,11 +304,3 @@ class SchedulerLoop:
                 if free is not None:
                     self.submit(DeviceMemoryRead(index, free))
             await asyncio.sleep(self.memory_poll_s)
-
-
-def _awake(unit: UnitId) -> Callable[[Optional[Footprint]], EngineAwake]:
-    """The event a successful boot or wake reports, with what the engine was measured to hold."""
-    def event(footprint: Optional[Footprint]) -> EngineAwake:
-        footprint = footprint or Footprint()
-        return EngineAwake(unit, footprint.host, footprint.peak)
-    return event

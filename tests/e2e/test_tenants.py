@@ -1,8 +1,10 @@
-"""API keys from a keys file, with real engines: the demo chat model and an embedding model, three
-keys (one limited to the chat model and 5 requests a minute, one with a token budget, an admin),
-through the official openai client. The keys file is edited while the daemon runs."""
+"""API keys from a keys file, with real engines: the demo chat model (run one request at a time,
+`--max-num-seqs 1`, so that requests queue) and an embedding model; keys limited to the chat model
+and 5 requests a minute, with a token budget, two without limits, an admin; through the official
+openai client. The keys file is edited while the daemon runs."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from openai import AuthenticationError, OpenAI, PermissionDeniedError, RateLimitError
@@ -28,6 +30,10 @@ def keys(chat_models: str = "[smollm2]") -> str:
 - name: ops
   sha256: {digest("sk-ops")}
   admin: true
+- name: flood
+  sha256: {digest("sk-flood")}
+- name: quiet
+  sha256: {digest("sk-quiet")}
 """
 
 
@@ -38,7 +44,7 @@ def keyed(tmp_path_factory, checkpoint, embedding_checkpoint):
     (root / "keys" / "keys.yaml").write_text(keys())
     d = DaemonProcess(root, checkpoint, {"HF_HUB_OFFLINE": "1"}, key="sk-ops",
                       flags=("--api-keys-file", str(root / "keys" / "keys.yaml")))
-    d.write_model("smollm2.yaml", "smollm2")
+    d.write_model("smollm2.yaml", "smollm2", "--max-num-seqs", "1")
     d.write_file("minilm.yaml", model_yaml("minilm", f"file://{embedding_checkpoint}",
                                            '  modelType: embedding\n  dtype: float32\n  gpuMemoryUtilization: "0.10"\n'))
     d.start()
@@ -104,3 +110,24 @@ def test_an_edited_keys_file_takes_effect_and_a_broken_one_keeps_the_last(keyed)
         assert "minilm" in [m.id for m in client(keyed, "sk-chat").models.list()], "the last good keys stay"
     finally:
         path.write_text(keys())
+
+
+def test_a_quiet_keys_request_is_served_in_its_turn_not_behind_a_flood(keyed):
+    """vLLM runs one request at a time here and said so (max_num_seqs): the daemon holds the rest,
+    and lets keys in by turns. Flood sends 6 at once, quiet 1 just after: first come, first served
+    would answer quiet last."""
+    finished: dict[str, float] = {}
+
+    def send(key: str, name: str) -> None:
+        ask(keyed, key, 24)
+        finished[name] = time.monotonic()
+
+    with ThreadPoolExecutor(8) as pool:
+        floods = [pool.submit(send, "sk-flood", f"flood-{i}") for i in range(6)]
+        keyed.wait_for(lambda: keyed.status("smollm2")["queue"]["queued"] >= 4, 60, "the flood to queue")
+        quiet = pool.submit(send, "sk-quiet", "quiet")
+        for future in floods + [quiet]:
+            future.result()
+    after_quiet = sum(1 for name, t in finished.items() if name.startswith("flood") and t > finished["quiet"])
+    assert after_quiet >= 3, f"quiet waited behind the flood: {sorted(finished, key=finished.get)}"
+

@@ -1,7 +1,8 @@
 """Invariants of the decision core over random histories (hypothesis), on SimulatedHost:
-capacity is never exceeded, popular units are never preempted, nothing busy is preempted before
-its minRuntime, and no request starves: each is admitted or rejected once the host goes quiet
-(engines dying on the way, restores included)."""
+capacity is never exceeded (a device's memory, an engine's requests at once), popular units are
+never preempted, nothing busy is preempted before its minRuntime, and no request starves: each is
+admitted or rejected once the host goes quiet (engines dying on the way, restores included,
+requests of several keys taking turns behind engines that run a few at once)."""
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,8 @@ policies = st.builds(
     drain_timeout=st.floats(0, 10),
 )
 events = st.lists(
-    st.tuples(st.floats(0, 5), st.integers(0, 3), st.sampled_from(["request", "request", "request", "fail"])),
+    st.tuples(st.floats(0, 5), st.integers(0, 3), st.sampled_from(["request", "request", "request", "fail"]),
+              st.sampled_from(["", "key-a", "key-b"])),
     min_size=1, max_size=40,
 )
 
@@ -35,6 +37,8 @@ def check_invariants(h: SimulatedHost, before, actions) -> None:
     s = h.scheduler
     for index, used in s.claimed().items():
         assert used <= s.devices[index].capacity_bytes, f"device {index} over capacity"
+    for unit in s.units.values():
+        assert not unit.capacity or unit.in_flight <= unit.capacity, f"{unit.id} runs more than its engine can"
     for action in actions:
         if not isinstance(action, Drain):
             continue
@@ -49,19 +53,19 @@ def check_invariants(h: SimulatedHost, before, actions) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models=st.lists(st.tuples(policies, st.integers(1, 2)), min_size=1, max_size=4), history=events,
-       gpus=st.integers(1, 3))
-def test_invariants_hold_and_nothing_starves(models, history, gpus):
+       gpus=st.integers(1, 3), capacity=st.sampled_from([0, 0, 1, 2]))
+def test_invariants_hold_and_nothing_starves(models, history, gpus, capacity):
     devices = [Device(i, f"GPU-{i}", "NVIDIA-H100", 80 * GIB, 80 * GIB) for i in range(gpus)]
-    h = SimulatedHost(Scheduler(devices, SchedulerConfig(queue_limit=8, queue_timeout=120)))
+    h = SimulatedHost(Scheduler(devices, SchedulerConfig(queue_limit=8, queue_timeout=120)), capacity=capacity)
     for index, (policy, replicas) in enumerate(models):
         h.feed(ModelUpserted(f"m{index}", policy, replicas), check_invariants)
     sent = []
-    for n, (delay, which, kind) in enumerate(history):
+    for n, (delay, which, kind, key) in enumerate(history):
         h.run_until(h.now + delay, check_invariants)
         model = f"m{which % len(models)}"
         if kind == "request":
             sent.append(f"r{n}")
-            h.feed(RequestArrived(model, f"r{n}"), check_invariants)
+            h.feed(RequestArrived(model, f"r{n}", key), check_invariants)
         else:
             # Every other one a death of a running engine: a serving unit's is a restore.
             h.feed(EngineFailed(UnitId(model, 0), "simulated crash", crashed=n % 2 == 0), check_invariants)
@@ -99,7 +103,7 @@ def test_budgets_hold_and_nothing_starves(models, history, max_sleeping, residue
         solo = Policy(**{**policy.__dict__, "tensor_parallel": 1, "host_estimate": 3 * GIB})
         h.feed(ModelUpserted(f"m{index}", solo, 1), check_budgets)
     sent = []
-    for n, (delay, which, kind) in enumerate(history):
+    for n, (delay, which, kind, key) in enumerate(history):
         h.run_until(h.now + delay, check_budgets)
         if kind == "request":
             sent.append(f"r{n}")

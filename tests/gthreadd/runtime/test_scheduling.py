@@ -19,6 +19,7 @@ class StubEngine:
 
     running = True
     exit_cause = ""
+    max_concurrency = 0
 
 
 class RecordingOps:
