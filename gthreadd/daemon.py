@@ -183,7 +183,7 @@ class Daemon:
         self.metrics.add_state(self._snapshot)
         audio = self.max_audio_bytes
         app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio, self.keys,
-                         self.charges)
+                         check_keys=True, charges=self.charges)
         add_lora_routes(app)
         add_watch_routes(app)
         add_ui_routes(app)
@@ -191,7 +191,8 @@ class Daemon:
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace)
         await self._runner.setup()
         await _listen(web.TCPSite(self._runner, s.host, s.port), f"{s.host}:{s.port}")
-        control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio)
+        control_app = create_app(self.fleet, self.scheduling, self.base_url, self.metrics, s.request_bytes, audio,
+                                 self.keys, charges=self.charges)
         add_lora_routes(control_app)
         add_watch_routes(control_app)
         add_control_routes(control_app, Control(s.models_dir, functools.partial(self.rescans.request_and_wait, "control socket")), API_PREFIX)

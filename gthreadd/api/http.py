@@ -47,6 +47,7 @@ MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 MAX_AUDIO_BYTES = web.AppKey("max_audio_bytes", int)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 CHARGES = web.AppKey("charges", Charges)
+KEYS = web.AppKey("keys", KeysInForce)
 TENANT = web.RequestKey("tenant", Tenant)
 """The caller's key (absent where the port needs none)."""
 
@@ -160,16 +161,18 @@ def path_model(request: web.Request) -> ServedModel:
 
 
 def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: Metrics, max_request_bytes: int,
-               max_audio_bytes: int, keys: Optional[KeysInForce] = None,
+               max_audio_bytes: int, keys: Optional[KeysInForce] = None, check_keys: bool = False,
                charges: Optional[Charges] = None) -> web.Application:
     """`max_audio_bytes`: the largest audio file an upload may carry (vLLM's own limit, which its
-    transcription handler checks again). `keys`: the keys the port requires, if any; `charges`:
-    where a key's requests are remembered until vLLM reports their tokens."""
-    middlewares = [request_context] + ([authenticate(keys)] if keys is not None and keys.required else []) + \
+    transcription handler checks again). `keys`: the keys in force (listed at /apis/.../keys);
+    `check_keys`: this listener requires one (the TCP port; the control socket's file mode is its
+    access control). `charges`: where a key's requests are remembered until vLLM counts their tokens."""
+    keys = keys or KeysInForce()
+    middlewares = [request_context] + ([authenticate(keys)] if check_keys and keys.required else []) + \
         [routing_errors]
     app = web.Application(client_max_size=max_request_bytes, middlewares=middlewares)
     app[MAX_REQUEST_BYTES], app[MAX_AUDIO_BYTES] = max_request_bytes, max_audio_bytes
-    app[CHARGES] = charges or Charges()
+    app[CHARGES], app[KEYS] = charges or Charges(), keys
     app.on_response_prepare.append(request_id)
     app[FLEET], app[SCHEDULING], app[BASE_URL], app[READY] = fleet, scheduling, base_url, {"ready": False}
     app[METRICS] = metrics
@@ -181,6 +184,7 @@ def create_app(fleet: Fleet, scheduling: SchedulerLoop, base_url: str, metrics: 
     app.router.add_get(f"{API_PREFIX}/models", get_model_objects)
     app.router.add_get(API_PREFIX + "/models/{name}", get_model_object)
     app.router.add_get(f"{API_PREFIX}/gpus", get_gpus)
+    app.router.add_get(f"{API_PREFIX}/keys", get_keys)
     app.router.add_get("/{name}/status", model_status)
     app.router.add_get("/{name}/v1/models", model_models)
     for route in ROUTES:  # routed by the body first: /v1/score is not the path form of a Model "v1"
@@ -238,6 +242,14 @@ async def get_model_events(request: web.Request) -> web.Response:
 async def get_gpus(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULING].snapshot()
     return web.json_response({"kind": "List", "items": gpu_objects(scheduler), "host": host_object(scheduler.host)})
+
+
+async def get_keys(request: web.Request) -> web.Response:
+    """The keys in force by name, with their models, limits and last minute's use (never a key or
+    its digest)."""
+    now = request.app[SCHEDULING].now
+    items = [tenant.to_json(now) for tenant in request.app[KEYS].keyring.tenants]
+    return web.json_response({"kind": "List", "items": items})
 
 
 async def get_model_objects(request: web.Request) -> web.Response:
@@ -346,6 +358,8 @@ async def _infer(request: web.Request, route: InferenceRoute, model: ServedModel
         return response
     finally:
         request.app[METRICS].requests.labels(model.name, route.label, code).inc()
+        if (tenant := request.get(TENANT)) is not None:
+            request.app[METRICS].key_requests.labels(tenant.name, code).inc()
         log.info("%s %s -> %s in %.3fs", request.method, request.path, code, time.monotonic() - started)
 
 
@@ -394,7 +408,10 @@ async def _admitted(request: web.Request, route: InferenceRoute, model: ServedMo
     try:
         tenant = request.get(TENANT)
         ticket = await scheduling.admit(model.name, tenant.name if tenant is not None else "")
-        request.app[METRICS].queue_wait.labels(model.name).observe(scheduling.now - arrived)
+        waited = scheduling.now - arrived
+        request.app[METRICS].queue_wait.labels(model.name).observe(waited)
+        if tenant is not None:
+            request.app[METRICS].key_queue_wait.labels(tenant.name).observe(waited)
     except Rejected as exc:
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
         return error_response(exc.status, exc.reason, headers=headers, api=api)

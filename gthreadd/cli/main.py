@@ -151,6 +151,30 @@ def get_gpus(args: argparse.Namespace) -> int:
     return 0
 
 
+KEY_COLUMNS = ["NAME", "MODELS", "REQ/MIN", "TOKENS/MIN", "MAX-CONCURRENT", "IN-FLIGHT", "REQUESTS(1M)", "TOKENS(1M)",
+               "ADMIN"]
+
+
+def get_keys(args: argparse.Namespace) -> int:
+    """The daemon's API keys by name: what each may use, its limits, and its last minute."""
+    listing = _call(reader(args), "GET", f"{API}/keys")
+    if args.output in ("json", "yaml"):
+        _print_document(listing, args.output)
+        return 0
+    if not listing["items"]:
+        print("No API keys: the port takes requests without one.")
+        return 0
+
+    def limit(value) -> object:
+        return "<none>" if value is None else value
+
+    print(render(KEY_COLUMNS, [[k["name"], ",".join(k["models"]), limit(k["limits"]["requestsPerMinute"]),
+                                limit(k["limits"]["tokensPerMinute"]), limit(k["limits"]["maxConcurrent"]),
+                                k["inFlight"], k["lastMinute"]["requests"], k["lastMinute"]["tokens"],
+                                str(k["admin"]).lower()] for k in listing["items"]]))
+    return 0
+
+
 def host_line(host: dict) -> str:
     """The host memory budget under the devices: what engines, the host tier and the daemon hold."""
     limit = human_bytes(host["limitBytes"]) if host["limitBytes"] else "no limit"
@@ -350,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
         p.add_argument("-w", "--watch", action="store_true", help="after the table, print rows as they change")
         p.set_defaults(func=get_gpus)
+
+    for kind in ("keys", "key"):
+        p = kinds.add_parser(kind, help="API keys by name: models, limits, use in the last minute")
+        p.add_argument("-o", "--output", choices=["json", "yaml"])
+        p.set_defaults(func=get_keys)
 
     d = verbs.add_parser("describe", help="a Model in detail: spec, status, conditions, recent events")
     d.add_argument("kind", choices=["model", "models"])

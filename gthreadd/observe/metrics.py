@@ -54,6 +54,11 @@ class Metrics:
                                     "max_concurrent: 429)", ("key", "reason"), registry=r)
         self.key_tokens = Counter("gthread_key_tokens", "Prompt and generated tokens of a key's finished requests, "
                                   "as vLLM counted them", ("key",), registry=r)
+        self.key_requests = Counter("gthread_key_requests", "A key's inference requests by HTTP status (499: the "
+                                    "client left)", ("key", "code"), registry=r)
+        self.key_queue_wait = Histogram("gthread_key_queue_wait_seconds", "Time a key's request waited to be "
+                                        "admitted (a wake, or its turn at a busy model)", ("key",), buckets=_WAIT,
+                                        registry=r)
 
     def count_key_tokens(self, tenant, tokens: int) -> None:
         self.key_tokens.labels(tenant.name).inc(tokens)

@@ -8,11 +8,14 @@ queues and never wakes a model.
 
 import fnmatch
 import hashlib
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Optional
 
 from gthreadd.tenants.keys_file import KeyEntry
 from gthreadd.tenants.token_bucket import TokenBucket, retry_after
+
+WINDOW_S = 60
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class Tenant:
     requests: Optional[TokenBucket] = None
     tokens: Optional[TokenBucket] = None
     in_flight: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=WINDOW_S))
+    """[second, requests, tokens] for each of the last WINDOW_S seconds with any: the key's usage
+    in the last minute, limited or not (`gthread get keys`)."""
 
     @property
     def name(self) -> str:
@@ -59,6 +65,7 @@ class Tenant:
                                     f"(requestsPerMinute)", retry_after(wait), "requests_per_minute")
             self.requests.take(1, now)
         self.in_flight += 1
+        self._count(now, 1, 0)
         return None
 
     def release(self) -> None:
@@ -68,11 +75,29 @@ class Tenant:
         """A finished request's prompt and generated tokens, as vLLM counted them."""
         if self.tokens is not None:
             self.tokens.take(tokens, now)
+        self._count(now, 0, tokens)
 
-    def limits(self, now: float) -> dict[str, Optional[float]]:
-        """Each rate's use in the last minute (None: no such limit)."""
-        return {"requestsPerMinute": self.requests.used(now) if self.requests else None,
-                "tokensPerMinute": self.tokens.used(now) if self.tokens else None}
+    def _count(self, now: float, requests: int, tokens: int) -> None:
+        second = int(now)
+        if not self.recent or self.recent[-1][0] != second:
+            self.recent.append([second, 0, 0])
+        self.recent[-1][1] += requests
+        self.recent[-1][2] += tokens
+
+    def last_minute(self, now: float) -> tuple[int, int]:
+        """(requests admitted, tokens charged) in the last WINDOW_S seconds."""
+        since = now - WINDOW_S
+        kept = [(r, t) for second, r, t in self.recent if second > since]
+        return sum(r for r, _ in kept), sum(t for _, t in kept)
+
+    def to_json(self, now: float) -> dict:
+        """What `gthread get keys` shows: never the key, nor its digest."""
+        e = self.entry
+        requests, tokens = self.last_minute(now)
+        return {"name": e.name, "models": list(e.models), "admin": e.admin, "inFlight": self.in_flight,
+                "limits": {"requestsPerMinute": e.requests_per_minute, "tokensPerMinute": e.tokens_per_minute,
+                           "maxConcurrent": e.max_concurrent},
+                "lastMinute": {"requests": requests, "tokens": tokens}}
 
 
 def digest(key: str) -> str:
@@ -95,7 +120,7 @@ class Keyring:
         for entry in entries:
             tenant = Tenant(entry)
             if (was := old.get(entry.name)) is not None:
-                tenant.in_flight = was.in_flight
+                tenant.in_flight, tenant.recent = was.in_flight, was.recent
             tenant.requests = _bucket(entry.requests_per_minute, was.requests if was else None, now)
             tenant.tokens = _bucket(entry.tokens_per_minute, was.tokens if was else None, now)
             tenants.append(tenant)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "gthreadd"
 NAMESPACE = "greenthread-system"
 EVERYTHING = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
-              "--set", "grafanaDashboard.enabled=true", "--set", "huggingFaceToken.secretName=hf",
+              "--set", "grafanaDashboard.enabled=true", "--set", "huggingFaceToken.secretName=hf", "--set", "apiKeys.secretName=gthread-keys",
               "--set", "ingressClass=nginx", "--set", "image.tag=9.9.9", "--set", "hostTierSize=20Gi",
               "--set-json", 'models=[{"name": "chat", "namespace": "team-a", "spec": {"modelName": "Qwen/Qwen3-8B", '
                             '"gpuMemoryUtilization": "0.45"}}]']
@@ -52,6 +52,15 @@ def test_the_defaults_render_deploys_objects():
     for name, obj in deployed.items():
         assert without_labels(charted[name]) == without_labels(obj), name
         assert (obj["metadata"].get("labels") or {}).items() <= charted[name]["metadata"].get("labels", {}).items()
+
+
+def test_an_api_keys_secret_is_mounted_and_named_to_the_daemon():
+    (daemonset,) = [d for d in render("--set", "apiKeys.secretName=gthread-keys") if d["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    daemon = next(c for c in pod["containers"] if c["name"] == "gthreadd")
+    assert daemon["command"][-2:] == ["--api-keys-file", "/etc/gthread/keys/keys.yaml"]
+    assert {"name": "api-keys", "mountPath": "/etc/gthread/keys", "readOnly": True} in daemon["volumeMounts"]
+    assert {"name": "api-keys", "secret": {"secretName": "gthread-keys"}} in pod["volumes"]
 
 
 def test_every_object_it_renders_is_valid():
@@ -89,7 +98,7 @@ def test_it_installs_on_a_real_api_server(control_plane):
     control_plane.kubectl("create", "namespace", "team-a")
     installed = subprocess.run(
         [helm(), "install", "gthreadd", str(CHART), "-n", NAMESPACE, "--create-namespace", "--dry-run=server",
-         "--kubeconfig", str(control_plane.admin_config), "--set", "huggingFaceToken.secretName=hf",
+         "--kubeconfig", str(control_plane.admin_config), "--set", "huggingFaceToken.secretName=hf", "--set", "apiKeys.secretName=gthread-keys",
          "--set-json", 'models=[{"name": "chat", "namespace": "team-a", "spec": {"modelName": "Qwen/Qwen3-8B"}}]'],
         capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr

@@ -5,6 +5,7 @@ good keys. tests/e2e/test_tenants.py runs the same with real engines."""
 import asyncio
 import functools
 import logging
+import sys
 
 import aiohttp
 import pytest
@@ -159,3 +160,22 @@ async def test_tokens_vllm_reports_are_charged_to_the_requests_key():
     charges.finished("chatcmpl-someone-else", 1000)
     assert counted == [("a", 70), ("a", 40)]
     assert tenant.admit("m", asyncio.get_running_loop().time()).kind == "tokens_per_minute"
+
+
+async def test_the_keys_are_listed_by_name_with_their_last_minute_never_a_digest(keyed, tmp_path):
+    assert (await chat(keyed, "key-a"))[0] == 200
+    assert (await call(keyed, "GET", "/apis/greenthread.ai/v1alpha1/keys", "key-a"))[0] == 403
+    status, listing, _ = await call(keyed, "GET", "/apis/greenthread.ai/v1alpha1/keys", "key-ops")
+    assert status == 200 and digest("key-a") not in str(listing)
+    team_a = next(k for k in listing["items"] if k["name"] == "team-a")
+    assert team_a == {"name": "team-a", "models": ["a"], "admin": False, "inFlight": 0,
+                      "limits": {"requestsPerMinute": 5, "tokensPerMinute": None, "maxConcurrent": None},
+                      "lastMinute": {"requests": 1, "tokens": 0}}
+    cli = await asyncio.create_subprocess_exec(sys.executable, "-m", "gthreadd.cli.main", "--socket",
+                                               str(tmp_path / "ctl.sock"), "get", "keys",
+                                               stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await cli.communicate()
+    lines = out.decode().splitlines()
+    assert cli.returncode == 0 and lines[0].split() == ["NAME", "MODELS", "REQ/MIN", "TOKENS/MIN", "MAX-CONCURRENT",
+                                                         "IN-FLIGHT", "REQUESTS(1M)", "TOKENS(1M)", "ADMIN"], err
+    assert lines[1].split() == ["team-a", "a", "5", "<none>", "<none>", "0", "1", "0", "false"]
