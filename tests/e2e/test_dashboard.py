@@ -96,3 +96,33 @@ def test_the_dashboard_follows_a_real_model_to_sleep_and_back(watched, browser, 
 
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_the_dashboard_asks_for_a_key_and_shows_each_keys_use(tmp_path, checkpoint, browser):
+    """A keys file and no Models (no engine needed): the page asks for a key, an admin key opens it,
+    and the keys table shows each key by name, never a key."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from gthreadd.tenants.keyring import digest
+    from tests.e2e.daemon_process import DaemonProcess
+
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "keys.yaml").write_text(
+        f"- name: team-a\n  sha256: {digest('sk-a')}\n  models: [chat]\n  requestsPerMinute: 600\n"
+        f"- name: ops\n  sha256: {digest('sk-ops')}\n  admin: true\n")
+    d = DaemonProcess(tmp_path / "daemon", checkpoint, key="sk-ops",
+                      flags=("--api-keys-file", str(tmp_path / "keys" / "keys.yaml")))
+    d.start()
+    try:
+        browser.get(f"{d.url}/ui")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda _: browser.find_element(By.ID, "login").is_displayed())
+        browser.find_element(By.ID, "key").send_keys("sk-ops")
+        browser.find_element(By.CSS_SELECTOR, "#login button").click()
+        wait.until(lambda _: browser.find_element(By.ID, "keys-section").is_displayed())
+        rows = {r.get_attribute("data-key"): r.text for r in browser.find_elements(By.CSS_SELECTOR, "#keys tbody tr")}
+        assert set(rows) == {"team-a", "ops"} and "600 req/min" in rows["team-a"] and "chat" in rows["team-a"]
+        assert "sk-" not in browser.page_source and digest("sk-a") not in browser.page_source
+    finally:
+        d.kill()

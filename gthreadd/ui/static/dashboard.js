@@ -292,11 +292,34 @@ function renderDetail() {
   }
 }
 
+// -- API keys: each key's use in the last minute (admin keys only see this page's data) ----------
+function limits(k) {
+  const l = k.limits, parts = [];
+  if (l.requestsPerMinute !== null) parts.push(`${l.requestsPerMinute} req/min`);
+  if (l.tokensPerMinute !== null) parts.push(`${l.tokensPerMinute} tok/min`);
+  if (l.maxConcurrent !== null) parts.push(`${l.maxConcurrent} at once`);
+  return parts.join(" · ") || "–";
+}
+
+function refreshKeys() {
+  fetch(`${API}/keys`).then(r => r.ok ? r.json() : {items: []}).then(listing => {
+    document.getElementById("keys-section").hidden = !listing.items.length;
+    document.querySelector("#keys tbody").replaceChildren(...listing.items.map(k =>
+      el("tr", {"data-key": k.name},
+        el("td", {text: k.name + (k.admin ? " (admin)" : "")}), el("td", {text: k.models.join(", ")}),
+        el("td", {text: String(k.lastMinute.requests)}), el("td", {text: String(k.lastMinute.tokens)}),
+        el("td", {text: String(k.inFlight)}), el("td", {class: "muted", text: limits(k)}))));
+  }, () => {});
+}
+
 // -- the stream -----------------------------------------------------------------------------------
 function connect() {
   const dot = document.getElementById("connection");
   const source = new EventSource(`${API}/watch`);
-  source.addEventListener("open", () => { dot.className = "dot live"; dot.textContent = "live"; dot.title = "following the daemon"; });
+  source.addEventListener("open", () => {
+    dot.className = "dot live"; dot.textContent = "live"; dot.title = "following the daemon";
+    refreshKeys();
+  });
   source.addEventListener("snapshot", e => {
     snapshot = JSON.parse(e.data);
     record(Date.now() / 1000);
@@ -328,5 +351,5 @@ function askForKey() {
 
 document.getElementById("close").addEventListener("click", close);
 document.addEventListener("keydown", e => { if (e.key === "Escape") close(); });
-setInterval(() => { if (snapshot) { record(Date.now() / 1000); render(); } }, 5000);
+setInterval(() => { if (snapshot) { record(Date.now() / 1000); render(); refreshKeys(); } }, 5000);
 connect();
