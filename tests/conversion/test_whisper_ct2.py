@@ -2,11 +2,7 @@
 transformers' model comes from the checkpoint, the tokenizer has the tokens vLLM's decoder prompt
 names, and the model transcribes espeak-ng's speech."""
 
-import re
-import shutil
-import subprocess
 import wave
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -14,10 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from conversion.whisper_ct2 import build_whisper_checkpoint
+from tests.speech import speak, words_heard
 
 pytestmark = pytest.mark.timeout(300)
-
-SENTENCE = "the quick brown fox jumps over the lazy dog"
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +32,8 @@ def model(checkpoint):
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> np.ndarray:
-    """SENTENCE spoken by espeak-ng (22.05 kHz), resampled by sox to Whisper's 16 kHz mono."""
-    for tool in ("espeak-ng", "sox"):
-        assert shutil.which(tool), f"{tool} is Debian's {tool} package (make test installs it)"
-    d = tmp_path_factory.mktemp("speech")
-    subprocess.run(["espeak-ng", "-w", d / "espeak.wav", SENTENCE], check=True, timeout=60)
-    subprocess.run(["sox", d / "espeak.wav", "-r", "16000", "-c", "1", "-b", "16", d / "16k.wav"],
-                   check=True, timeout=60)
-    with wave.open(str(d / "16k.wav")) as f:
+    """The test sentence as Whisper's input: 16 kHz mono samples in [-1, 1)."""
+    with wave.open(str(speak(tmp_path_factory.mktemp("speech")))) as f:
         assert (f.getframerate(), f.getnchannels(), f.getsampwidth()) == (16000, 1, 2)
         return np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float32) / 32768
 
@@ -77,8 +66,7 @@ def test_it_transcribes_speech(checkpoint, model, speech):
     with torch.no_grad():
         ids = model.generate(features, language="en", task="transcribe")
     text = processor.batch_decode(ids, skip_special_tokens=True)[0]
-    heard = Counter(re.findall(r"[a-z]+", text.lower()))
-    assert sum((Counter(SENTENCE.split()) & heard).values()) >= 6, text
+    assert words_heard(text) >= 6, text
 
 
 def test_a_built_checkpoint_is_reused(checkpoint):

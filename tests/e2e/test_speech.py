@@ -6,10 +6,6 @@ Whisper engine, espeak-ng's speech, and the official openai client on both route
 espeak-ng's voice is robotic: whisper-base hears "the quick round fox jump over the lazy dog",
 7 of the 9 words; a transcript holding 6 of them is the bar."""
 
-import re
-import shutil
-import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,12 +13,12 @@ import yaml
 from openai import APIStatusError, OpenAI
 
 from tests.e2e.daemon_process import DaemonProcess
+from tests.speech import speak, words_heard
 
 pytestmark = pytest.mark.timeout(900)
 
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "002_multi.yaml"
 NAME = "whisper-turbo"
-SENTENCE = "the quick brown fox jumps over the lazy dog"
 
 
 def seed_model(checkpoint: Path, **spec) -> str:
@@ -34,14 +30,7 @@ def seed_model(checkpoint: Path, **spec) -> str:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
-    """SENTENCE spoken by espeak-ng, as a 16 kHz WAV (sox)."""
-    for tool in ("espeak-ng", "sox"):
-        assert shutil.which(tool), f"{tool} is Debian's {tool} package (make test installs it)"
-    d = tmp_path_factory.mktemp("speech")
-    subprocess.run(["espeak-ng", "-w", d / "espeak.wav", SENTENCE], check=True, timeout=60)
-    subprocess.run(["sox", d / "espeak.wav", "-r", "16000", "-c", "1", "-b", "16", d / "speech.wav"],
-                   check=True, timeout=60)
-    return d / "speech.wav"
+    return speak(tmp_path_factory.mktemp("speech"))
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +41,6 @@ def whisper(tmp_path_factory, checkpoint, whisper_checkpoint):
     d.wait_state(NAME, "serving")
     yield d
     d.kill()
-
-
-def words_heard(text: str) -> int:
-    heard = Counter(re.findall(r"[a-z]+", text.lower()))
-    return sum((Counter(SENTENCE.split()) & heard).values())
 
 
 def transcribe(d: DaemonProcess, speech: Path, route: str) -> str:
