@@ -9,6 +9,7 @@ Secret volume swaps a `..data` symlink, neither of which an inotify watch on the
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -39,39 +40,41 @@ class KeysInForce:
 
     def load(self, now: float) -> None:
         """Read the keys file (if one is set); raises KeysFileError naming what is wrong."""
-        if self.keys_file is not None and not self._read(now):
+        if self.keys_file is not None and self._read(now) == "refused":
             raise KeysFileError(self._errors)
 
-    def _read(self, now: float) -> bool:
-        """Take the file if it parses; False (the keys in force kept) if it does not."""
+    def _read(self, now: float) -> str:
+        """Take the file if it changed and parses: "taken", "unchanged", or "refused" (the keys in
+        force kept)."""
         try:
             text = self.keys_file.read_bytes()
         except OSError:
             text = None
         if text is not None and text == self._text:
-            return True
+            return "unchanged"
         parsed = load_keys(self.keys_file)
         if parsed.errors:
             self._errors = "; ".join(map(str, parsed.errors))
-            return False
+            return "refused"
         file_ring = Keyring.from_entries(parsed.entries, now, self.keyring)
         self.keyring = Keyring(file_ring.tenants + Keyring.full_access(self._plain).tenants)
         self._text = text
-        return True
+        return "taken"
 
     def reload(self, now: float) -> None:
         if self.keys_file is None:
             return
-        if self._read(now):
+        outcome = self._read(now)
+        if outcome == "taken":
             log.info("API keys from %s: %d key(s) in force", self.keys_file, len(self.keyring.tenants))
-        else:
+        elif outcome == "refused":
             log.error("API keys file refused, the last good keys stay in force: %s", self._errors)
 
     def request_reload(self) -> None:
         """SIGHUP's share: the file is read again by `watch`."""
         self._changes.request("SIGHUP")
 
-    async def watch(self, clock) -> None:
+    async def watch(self, clock: Callable[[], float]) -> None:
         """Reload on every change of the file's directory and on request, until cancelled."""
         if self.keys_file is None:
             return
