@@ -497,7 +497,9 @@ def parse_args() -> argparse.Namespace:
         p.add_argument("--max-wait", default="0s")
         p.add_argument("--keep-alive", type=float, default=300.0, help="the Ollama-style policy's keep-alive")
         p.add_argument("--other-seeds", type=int, default=9, help="also simulate this many further seeds")
-        p.add_argument("--plot", type=Path, default=Path(tempfile.gettempdir()) / "trace.png")
+        p.add_argument("--plot", type=lambda value: Path(value) if value else None,
+                       default=Path(tempfile.gettempdir()) / "trace.png",
+                       help="TTFT over time per policy (needs the bench extra's matplotlib); '' for none")
         p.add_argument("--json", type=Path, help="write parameters, costs and every outcome here")
     commands["run"].add_argument("--port-base", type=int, default=8620, help="gthreadd gets this port, vllm the next")
     commands["simulate"].add_argument("--costs", type=Path, help="a run's --json, for its measured costs")
