@@ -385,28 +385,27 @@ async def _serve(request: web.Request, route: InferenceRoute, model: ServedModel
     scheduling = request.app[SCHEDULING]
     arrived = scheduling.now
     tenant = request.get(TENANT)
-    if tenant is not None and (refusal := tenant.admit(model.name, arrived)) is not None:
+    if tenant is not None and (refusal := tenant.admit(arrived)) is not None:
         request.app[METRICS].key_refusals.labels(tenant.name, refusal.kind).inc()
         return error_response(refusal.status, refusal.reason, headers={"Retry-After": str(refusal.retry_after)},
                               api=api)
     if tenant is None:
-        return await _admitted(request, route, model, body, rewritten, arrived)
+        return await _admitted(request, route, model, body, rewritten, arrived, None)
     charges, request_id = request.app[CHARGES], request[REQUEST_ID_KEY]
     charges.expect(request_id, tenant)
     try:
-        return await _admitted(request, route, model, body, rewritten, arrived)
+        return await _admitted(request, route, model, body, rewritten, arrived, tenant)
     finally:
         tenant.release()
         charges.done(request_id)
 
 
 async def _admitted(request: web.Request, route: InferenceRoute, model: ServedModel, body: bytes | bytearray,
-                    rewritten: bool, arrived: float) -> web.StreamResponse:
+                    rewritten: bool, arrived: float, tenant: Optional[Tenant]) -> web.StreamResponse:
     """The request, within its key's limits, through the scheduler to the engine."""
     api = route.api
     scheduling = request.app[SCHEDULING]
     try:
-        tenant = request.get(TENANT)
         ticket = await scheduling.admit(model.name, tenant.name if tenant is not None else "")
         waited = scheduling.now - arrived
         request.app[METRICS].queue_wait.labels(model.name).observe(waited)

@@ -50,7 +50,7 @@ class Tenant:
         """Whether any of a Model's names (its name, its modelName) matches one of the key's models."""
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.entry.models for name in names)
 
-    def admit(self, model: str, now: float) -> Optional[Refusal]:
+    def admit(self, now: float) -> Optional[Refusal]:
         """Take one request of the rate and one concurrency slot, or say why not (nothing taken)."""
         e = self.entry
         if e.max_concurrent is not None and self.in_flight >= e.max_concurrent:

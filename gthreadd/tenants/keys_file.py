@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from gthreadd.spec.manifests import ManifestError, compose_documents, line_of, validation_errors
+from gthreadd.spec.manifests import ManifestError, compose_documents, line_of, validation_errors, yaml_error
 
 MAX_KEYS_FILE_BYTES = 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -89,10 +89,7 @@ def parse_keys(text: str, source: str) -> ParsedKeys:
     try:
         documents = list(compose_documents(text))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        return ParsedKeys(source, (), (ManifestError(source, f"invalid YAML: {problem}",
-                                                     line=mark.line + 1 if mark else None),))
+        return ParsedKeys(source, (), (yaml_error(exc, source),))
     documents = [(node, data) for node, data in documents if data is not None]
     if len(documents) != 1 or not isinstance(documents[0][1], list):
         line = documents[0][0].start_mark.line + 1 if documents else None

@@ -15,7 +15,7 @@ from typing import Optional
 
 from gthreadd.spec.watcher import RescanRequests, watch_files
 from gthreadd.tenants.keyring import Keyring
-from gthreadd.tenants.keys_file import load_keys
+from gthreadd.tenants.keys_file import KeyEntry, load_keys
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class KeysInForce:
         self.keys_file = keys_file
         self.keyring = Keyring.full_access(api_keys)
         self._plain = api_keys
-        self._text: Optional[bytes] = None
+        self._entries: Optional[tuple[KeyEntry, ...]] = None
         self._errors = ""
         self._changes = RescanRequests()
 
@@ -44,21 +44,17 @@ class KeysInForce:
             raise KeysFileError(self._errors)
 
     def _read(self, now: float) -> str:
-        """Take the file if it changed and parses: "taken", "unchanged", or "refused" (the keys in
-        force kept)."""
-        try:
-            text = self.keys_file.read_bytes()
-        except OSError:
-            text = None
-        if text is not None and text == self._text:
-            return "unchanged"
+        """Take the file if it parses and says something new: "taken", "unchanged", or "refused"
+        (the keys in force kept)."""
         parsed = load_keys(self.keys_file)
         if parsed.errors:
             self._errors = "; ".join(map(str, parsed.errors))
             return "refused"
+        if parsed.entries == self._entries:
+            return "unchanged"
         file_ring = Keyring.from_entries(parsed.entries, now, self.keyring)
         self.keyring = Keyring(file_ring.tenants + Keyring.full_access(self._plain).tenants)
-        self._text = text
+        self._entries = parsed.entries
         return "taken"
 
     def reload(self, now: float) -> None:

@@ -32,57 +32,57 @@ def test_models_are_names_or_globs_over_every_name_of_a_model():
 def test_the_sixth_request_in_a_minute_waits_for_the_refill():
     tenant = keyring(f"- name: a\n  sha256: {A}\n  requestsPerMinute: 5\n").identify("key-a")
     for i in range(5):
-        assert tenant.admit("m", now=i) is None
+        assert tenant.admit(now=i) is None
         tenant.release()
-    refused = tenant.admit("m", now=5)
+    refused = tenant.admit(now=5)
     assert refused.status == 429 and refused.kind == "requests_per_minute"
     assert refused.reason == "key a has sent its 5 requests per minute (requestsPerMinute)"
     assert refused.retry_after == 7, "one request refills in 12 s, 5 s of it gone"
-    assert tenant.admit("m", now=12) is None
+    assert tenant.admit(now=12) is None
 
 
 def test_tokens_are_charged_after_the_fact_and_refuse_until_the_debt_is_repaid():
     tenant = keyring(f"- name: a\n  sha256: {A}\n  tokensPerMinute: 600\n").identify("key-a")
-    assert tenant.admit("m", now=0) is None
+    assert tenant.admit(now=0) is None
     tenant.charge(900, now=1)  # a long answer: 300 over the budget
     tenant.release()
-    refused = tenant.admit("m", now=1)
+    refused = tenant.admit(now=1)
     assert refused.kind == "tokens_per_minute" and refused.retry_after == 31, "300 + 1 tokens at 10 a second"
-    assert tenant.admit("m", now=32) is None
+    assert tenant.admit(now=32) is None
 
 
 def test_max_concurrent_counts_requests_in_flight():
     tenant = keyring(f"- name: a\n  sha256: {A}\n  maxConcurrent: 2\n").identify("key-a")
-    assert tenant.admit("m", 0) is None and tenant.admit("m", 0) is None
-    refused = tenant.admit("m", 0)
+    assert tenant.admit(0) is None and tenant.admit(0) is None
+    refused = tenant.admit(0)
     assert refused.kind == "max_concurrent" and refused.retry_after == 1
     tenant.release()
-    assert tenant.admit("m", 0) is None
+    assert tenant.admit(0) is None
 
 
 def test_a_refusal_takes_nothing():
     tenant = keyring(f"- name: a\n  sha256: {A}\n  requestsPerMinute: 1\n  maxConcurrent: 1\n").identify("key-a")
-    assert tenant.admit("m", 0) is None
-    assert tenant.admit("m", 0).kind == "max_concurrent"
+    assert tenant.admit(0) is None
+    assert tenant.admit(0).kind == "max_concurrent"
     tenant.release()
-    assert tenant.admit("m", 0).kind == "requests_per_minute" and tenant.in_flight == 0
+    assert tenant.admit(0).kind == "requests_per_minute" and tenant.in_flight == 0
 
 
 def test_an_edited_file_keeps_what_each_key_has_used():
     first = keyring(f"- name: a\n  sha256: {A}\n  requestsPerMinute: 5\n")
     tenant = first.identify("key-a")
     for _ in range(4):
-        tenant.admit("m", 0)
+        tenant.admit(0)
     edited = keyring(f"- name: a\n  sha256: {A}\n  requestsPerMinute: 3\n- name: b\n  sha256: {B}\n", 0, first)
     again = edited.identify("key-a")
-    assert again.in_flight == 4 and again.admit("m", 0).kind == "requests_per_minute"
-    assert edited.identify("key-b").admit("m", 0) is None
+    assert again.in_flight == 4 and again.admit(0).kind == "requests_per_minute"
+    assert edited.identify("key-b").admit(0) is None
 
 
 def test_plain_api_keys_mean_full_access():
     ring = Keyring.full_access(("s3cret",))
     tenant = ring.identify("s3cret")
-    assert tenant.admin and tenant.may_use(("any",)) and tenant.admit("m", 0) is None
+    assert tenant.admin and tenant.may_use(("any",)) and tenant.admit(0) is None
     assert not Keyring.full_access(())
 
 

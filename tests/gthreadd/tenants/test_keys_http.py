@@ -159,7 +159,7 @@ async def test_tokens_vllm_reports_are_charged_to_the_requests_key():
     charges.finished("cmpl-rid-2-0", 40)
     charges.finished("chatcmpl-someone-else", 1000)
     assert counted == [("a", 70), ("a", 40)]
-    assert tenant.admit("m", asyncio.get_running_loop().time()).kind == "tokens_per_minute"
+    assert tenant.admit(asyncio.get_running_loop().time()).kind == "tokens_per_minute"
 
 
 async def test_the_keys_are_listed_by_name_with_their_last_minute_never_a_digest(keyed, tmp_path):
