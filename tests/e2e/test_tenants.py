@@ -58,9 +58,9 @@ def client(d: DaemonProcess, key: str) -> OpenAI:
     return OpenAI(base_url=f"{d.url}/v1", api_key=key, timeout=300, max_retries=0)
 
 
-def ask(d: DaemonProcess, key: str, max_tokens: int = 8) -> str:
+def ask(d: DaemonProcess, key: str, max_tokens: int = 8, ignore_eos: bool = False) -> str:
     response = client(d, key).chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=max_tokens,
-                                                      temperature=0)
+                                                      temperature=0, extra_body={"ignore_eos": ignore_eos})
     return response.choices[0].message.content
 
 
@@ -115,17 +115,18 @@ def test_an_edited_keys_file_takes_effect_and_a_broken_one_keeps_the_last(keyed)
 def test_a_quiet_keys_request_is_served_in_its_turn_not_behind_a_flood(keyed):
     """vLLM runs one request at a time here and said so (max_num_seqs): the daemon holds the rest,
     and lets keys in by turns. Flood sends 6 at once, quiet 1 just after: first come, first served
-    would answer quiet last."""
+    would answer quiet last. Each flood request runs 128 tokens past its answer, so that the queue
+    stays long enough to be seen (24 tokens were answered in 0.4 s each on CI, gone between two looks)."""
     finished: dict[str, float] = {}
 
-    def send(key: str, name: str) -> None:
-        ask(keyed, key, 24)
+    def send(key: str, name: str, max_tokens: int) -> None:
+        ask(keyed, key, max_tokens, ignore_eos=True)
         finished[name] = time.monotonic()
 
     with ThreadPoolExecutor(8) as pool:
-        floods = [pool.submit(send, "sk-flood", f"flood-{i}") for i in range(6)]
+        floods = [pool.submit(send, "sk-flood", f"flood-{i}", 128) for i in range(6)]
         keyed.wait_for(lambda: keyed.status("smollm2")["queue"]["queued"] >= 4, 60, "the flood to queue")
-        quiet = pool.submit(send, "sk-quiet", "quiet")
+        quiet = pool.submit(send, "sk-quiet", "quiet", 8)
         for future in floods + [quiet]:
             future.result()
     after_quiet = sum(1 for name, t in finished.items() if name.startswith("flood") and t > finished["quiet"])
