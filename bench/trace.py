@@ -147,12 +147,12 @@ def get_text(url: str) -> str:
         return response.read().decode()
 
 
-def level_costs(events: dict[str, list[dict]]) -> tuple[dict[str, float], int]:
+def level_costs(events: dict[str, list[dict]]) -> tuple[dict[str, float], dict[str, int]]:
     """From each Model's events: mean seconds of sleeps (to level 1), deepenings (level 1 to 2),
-    wakes from level 1 and from level 2; and how many models sleep at level 1 at the end."""
+    wakes from level 1 and from level 2; and the level each model sleeps at in the end."""
     seconds: dict[str, list[float]] = {"sleep": [], "deepen": [], "wake": [], "wake_deep": []}
-    at_level_1 = 0
-    for items in events.values():
+    final: dict[str, int] = {}
+    for model, items in events.items():
         level: Optional[int] = None  # the level the model sleeps at; None while awake or not yet known
         for event in items:
             slept = re.search(r"asleep at level (\d) .* in ([\d.]+)s", event["message"])
@@ -165,8 +165,9 @@ def level_costs(events: dict[str, list[dict]]) -> tuple[dict[str, float], int]:
                 if level is not None:
                     seconds["wake_deep" if level == 2 else "wake"] += [float(woke[1])] * event["count"]
                 level = None
-        at_level_1 += level == 1
-    return {k: statistics.fmean(v) for k, v in seconds.items() if v}, at_level_1
+        if level is not None:
+            final[model] = level
+    return {k: statistics.fmean(v) for k, v in seconds.items() if v}, final
 
 
 def operation_means(metrics_text: str) -> dict[str, float]:
@@ -203,18 +204,18 @@ def slowdowns(outcomes: list[Outcome], sent: dict[str, float], tokens: dict[str,
     return fit(prefill), fit(decode)
 
 
-def claimed_asleep(base_url: str, timeout_s: float = 180) -> float:
-    """The device's claimed bytes while every model sleeps (the same in two reads a second apart:
-    a pre-wake may come and go): what the level-1 sleepers hold, as the daemon measured them."""
+def held_asleep(base_url: str, timeout_s: float = 180) -> dict[str, float]:
+    """Each model's device bytes while every model sleeps (the same in two reads a second apart: a
+    pre-wake may come and go), as the daemon measured them after its last sleep."""
     deadline, last = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         text = get_text(f"{base_url}/metrics")
         busy = any(v and dict(k)["state"] != "sleeping" for k, v in samples(text, "gthread_model_state").items())
-        claimed = None if busy else sum(v for k, v in samples(text, "gthread_device_memory_bytes").items()
-                                        if dict(k)["kind"] == "claimed")
-        if claimed is not None and claimed == last:
-            return claimed
-        last = claimed
+        held = None if busy else {dict(k)["model"]: v for k, v in samples(text, "gthread_replica_memory_bytes").items()
+                                  if dict(k)["memory"] == "device0"}
+        if held is not None and held == last:
+            return held
+        last = held
         time.sleep(1)
     raise RuntimeError(f"the models were not all asleep within {timeout_s:.0f} s of the trace's end")
 
@@ -252,12 +253,15 @@ def run_gthreadd(args: argparse.Namespace, trace: list[Request], workdir: Path) 
     with running("gthreadd", argv, log, gthreadd_ready(base_url, log, ("m0",))):
         outcomes, probes = asyncio.run(session())
         operations = operation_means(get_text(f"{base_url}/metrics"))
-        claimed = claimed_asleep(base_url)
+        held_by_model = held_asleep(base_url)
         events = {m: json.loads(get_text(f"{base_url}/apis/greenthread.ai/v1alpha1/models/{m}/events"))["items"]
                   for m in models}
-        levels, at_level_1 = level_costs(events)
-        held = int(claimed / at_level_1) if at_level_1 else 0
-    return outcomes, {"probes": probes, "operations": operations, "levels": levels, "held_bytes": held}
+        levels, final = level_costs(events)
+        held = {level: [held_by_model[m] for m, at in final.items() if at == level and m in held_by_model]
+                for level in (1, 2)}
+    return outcomes, {"probes": probes, "operations": operations, "levels": levels,
+                      "held_bytes": int(statistics.fmean(held[1])) if held[1] else 0,
+                      "held_deep_bytes": int(statistics.fmean(held[2])) if held[2] else 0}
 
 
 def run_vllm(args: argparse.Namespace, trace: list[Request], workdir: Path) -> tuple[list[Outcome], float, float]:
@@ -295,7 +299,8 @@ def measured_costs(gthreadd: dict, dedicated: list[Outcome], trace: list[Request
     prefill_slowdown, batch_slowdown = slowdowns(dedicated, sent, tokens, awake_ttft, token_s)
     costs = Costs(boot_s=ops["boot"], wake_s=levels.get("wake", ops["wake"]),
                   wake_deep_s=levels.get("wake_deep", ops["wake"]), sleep_s=levels.get("sleep", ops["sleep"]),
-                  deepen_s=levels.get("deepen", ops["sleep"]), held_bytes=gthreadd["held_bytes"], stop_s=stop_s,
+                  deepen_s=levels.get("deepen", ops["sleep"]), held_bytes=gthreadd["held_bytes"],
+                  held_deep_bytes=gthreadd["held_deep_bytes"], stop_s=stop_s,
                   prefill_s=awake_ttft, token_s=token_s, batch_slowdown=batch_slowdown,
                   prefill_slowdown=prefill_slowdown)
     switch_ttft = statistics.median(ttft for ttft, _, _ in gthreadd["probes"]["switch"])
@@ -408,8 +413,8 @@ def report(args: argparse.Namespace, params: TraceParams, trace: list[Request], 
     print(f"# SLO: 3 x awake TTFT {measured.awake_ttft_s:.3f} s + one wake {measured.one_wake_s:.3f} s "
           f"(a request to a sleeping model, {measured.switch_ttft_s:.3f} s, less the awake TTFT) = {slo:.3f} s")
     print(f"# costs: gthreadd boot {c.boot_s:.2f} s, wake {c.wake_s:.2f} s (from level 2: {c.wake_deep_s:.2f} s), "
-          f"sleep {c.sleep_s:.2f} s (deepening to level 2: {c.deepen_s:.2f} s, a level-1 sleeper holds "
-          f"{c.held_bytes / 2**30:.2f} GiB); vllm serve "
+          f"sleep {c.sleep_s:.2f} s (deepening to level 2: {c.deepen_s:.2f} s, a sleeper holds "
+          f"{c.held_bytes / 2**30:.2f} GiB at level 1, {c.held_deep_bytes / 2**30:.2f} at level 2); vllm serve "
           f"start {measured.server_start_s:.2f} s, stop {c.stop_s:.2f} s; prefill {c.prefill_s:.3f} s, "
           f"token {c.token_s * 1000:.1f} ms; per extra stream, prefill slowdown {c.prefill_slowdown:.3f}, "
           f"decode slowdown {c.batch_slowdown:.3f}")

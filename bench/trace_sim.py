@@ -6,7 +6,7 @@ from the same Model files and device as the daemon's), not a re-implementation, 
 policies are small classes beside it. The simulator plays the daemon's effects layer
 (gthreadd/runtime/scheduling.py) on a virtual clock: Boot and Wake report EngineAwake after the
 boot and wake times (a wake from level 2 costs more than one from level 1), Sleep reports
-EngineAsleep after the sleep time, with the bytes a level-1 sleeper holds, Stop reports EngineStopped
+EngineAsleep after the sleep time, with the bytes a sleeper holds at its level, Stop reports EngineStopped
 after the stop time (operations on one unit run one after the other, as the daemon chains them),
 Admit starts the request on the unit's EngineTimeModel, which reports RequestFinished when it ends,
 AbortInFlight ends the unit's requests with a 503, and SetTimer fires TimerFired (a timer set
@@ -28,7 +28,8 @@ from gthreadd.spec.policy import policy_for
 from scheduler.fairness import Scheduler
 from scheduler.inventory import Device
 from scheduler.messages import (
-    AbortInFlight, Action, Admit, Boot, Drain, EngineAsleep, EngineAwake, Event, ModelUpserted, Reject,
+    AbortInFlight, Action, Admit, Boot, Drain, EngineAsleep, EngineAwake, EngineStopped, Event, ModelUpserted,
+    Reject,
     RequestArrived, RequestFinished, SetTimer, Sleep, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes
@@ -36,16 +37,8 @@ from scheduler.units import UnitId
 from trace_gen import Request
 
 
-@dataclass(frozen=True)
-class EngineStopped:
-    """A Stop finished: the engine is gone and holds nothing. The daemon has no such event (its
-    core stops engines only for good), but the peers' policies swap by stopping, so they need it."""
-
-    unit: UnitId
-
-
 class SchedulingPolicy(Protocol):
-    def decide(self, event: Event | EngineStopped, now: float) -> list[Action]: ...
+    def decide(self, event: Event, now: float) -> list[Action]: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +66,9 @@ class Costs:
     prefill_slowdown: float
     """The same for a stream's prefill, which costs more per extra stream: prefills are computed,
     decodes of a small model mostly wait on memory."""
+    held_deep_bytes: int = 0
+    """What a level-2 sleeper still holds on the CPU device: its processes without the weights
+    (runs before 2026-12-06 did not measure it: 0)."""
 
 
 class EngineTimeModel:
@@ -167,7 +163,7 @@ class LlamaSwapPolicy:
         self.up = False
         self.in_flight = 0
 
-    def decide(self, event: Event | EngineStopped, now: float) -> list[Action]:
+    def decide(self, event: Event, now: float) -> list[Action]:
         if (refused := _intake(self.models, self.queue, event)) is not None:
             return refused
         if isinstance(event, RequestFinished):
@@ -215,7 +211,7 @@ class OllamaPolicy:
         self.in_flight: dict[str, int] = {}
         self.last_used: dict[str, float] = {}
 
-    def decide(self, event: Event | EngineStopped, now: float) -> list[Action]:
+    def decide(self, event: Event, now: float) -> list[Action]:
         actions: list[Action] = []
         if (refused := _intake(self.models, self.queue, event)) is not None:
             return refused
@@ -373,7 +369,8 @@ class Simulation:
         elif isinstance(action, Sleep):
             deepening = action.unit in self._asleep_at
             self._asleep_at[action.unit] = action.level
-            held = ((0, self.costs.held_bytes),) if action.level == 1 else ()
+            kept = self.costs.held_bytes if action.level == 1 else self.costs.held_deep_bytes
+            held = ((0, kept),) if kept else ()
             self._operation(action.unit, self.costs.deepen_s if deepening else self.costs.sleep_s,
                             EngineAsleep(action.unit, held))
         elif isinstance(action, Stop):

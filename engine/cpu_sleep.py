@@ -32,6 +32,7 @@ class CpuSleepExtension:
             # the pages come back zero-filled when touched, as freshly allocated ones would.
             for address, size in _kv_cache_buffers(runner.kv_caches):
                 _discard_pages(address, size)
+            _release_free_heap()
         elif level >= 2 and self._gthread_level < 2:
             self._gthread_kv_cache_config = runner.kv_cache_config
             runner._cleanup_profiling_kv_cache()

@@ -17,6 +17,7 @@ from trace_sim import (  # noqa: E402
 
 from gthreadd.spec.resource import model_yaml  # noqa: E402
 from scheduler.inventory import CPU_PRODUCT, Device  # noqa: E402
+from scheduler.units import UnitState  # noqa: E402
 
 GIB = 1 << 30
 DEVICE = Device(0, "cpu-0", CPU_PRODUCT, 100 * GIB, 30 * GIB)
@@ -109,3 +110,16 @@ def test_a_level_1_sleeper_that_holds_too_much_is_deepened_and_wakes_from_level_
     core, upserts = gthreadd_core({m: FILES[m] for m in ("m0", "m1")}, DEVICE)
     ours = Simulation(core, heavy, upserts).run(trace, ["m1", "m0"], settle_s=5.0)[0]
     assert ours.ttft == pytest.approx(heavy.sleep_s + heavy.deepen_s + heavy.wake_deep_s + heavy.prefill_s)
+
+
+def test_a_level_2_sleepers_residue_counts_and_a_sleeper_it_does_not_leave_room_for_is_stopped():
+    """20 GiB awake, each sleeper 4 GiB at level 1 and 3 GiB at level 2, of 30: three sleepers do
+    not fit beside the awake model at either level, so the core stops one (the simulator carries
+    out its Stop), and the trace is still served."""
+    costs = dataclasses.replace(COSTS, held_bytes=4 * GIB, held_deep_bytes=3 * GIB)
+    trace = generate(TraceParams(models=4, duration_s=1, rate=0.01, periodic=(Periodic(3, 1.0, 1),), seed=0))
+    core, upserts = gthreadd_core(FILES, DEVICE)
+    assert [o.status for o in Simulation(core, costs, upserts).run(trace, WARMUP, settle_s=5.0)] == [200]
+    units = core.snapshot().units
+    assert [u.state for u in units].count(UnitState.cold) == 1
+    assert sum(u.claims.get(0, 0) for u in units) <= DEVICE.capacity_bytes
