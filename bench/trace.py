@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
+import math
 import re
 import shlex
 import signal
@@ -67,6 +68,16 @@ class Measured:
     costs: Costs
     server_start_s: float
     """A `vllm serve` process from start to ready: the peers' load (they start servers)."""
+    server_idle_cost_s: float = 0.0
+    server_idle_s: float = 1.0
+    """Costs.idle_cost's numbers for `vllm serve` (the dedicated run; `costs` has gthreadd's own:
+    on 12-06 a first request after quiet cost it half as much)."""
+
+    @property
+    def server_costs(self) -> Costs:
+        """What the peers' policies and the dedicated simulation pay: they start `vllm serve`."""
+        return dataclasses.replace(self.costs, boot_s=self.server_start_s, idle_cost_s=self.server_idle_cost_s,
+                                   idle_s=self.server_idle_s)
 
     @property
     def one_wake_s(self) -> float:
@@ -204,6 +215,27 @@ def slowdowns(outcomes: list[Outcome], sent: dict[str, float], tokens: dict[str,
     return fit(prefill), fit(decode)
 
 
+def idle_costs(outcomes: list[Outcome], sent: dict[str, float], prefill_s: float) -> tuple[float, float]:
+    """Costs.idle_cost's two numbers (most, seconds), fitted to a run: each request that found
+    nothing in flight, its time to its first token beyond `prefill_s` against the quiet before it;
+    least squares over time constants from 0.5 to ~150 s."""
+    points, busy_until = [], None
+    for o in sorted((o for o in outcomes if o.status == 200), key=lambda o: sent[o.id]):
+        start = sent[o.id]
+        if busy_until is not None and start > busy_until:
+            points.append((start - busy_until, o.ttft - prefill_s))
+        busy_until = max(busy_until or start, start + o.e2e)
+    best = (math.inf, 0.0, 1.0)
+    for tau in (0.5 * 1.1**k for k in range(60)):
+        shape = [-math.expm1(-quiet / tau) for quiet, _ in points]
+        den = sum(x * x for x in shape)
+        most = max(0.0, sum(x * excess for x, (_, excess) in zip(shape, points)) / den) if den else 0.0
+        error = sum((excess - most * x) ** 2 for x, (_, excess) in zip(shape, points))
+        if error < best[0]:
+            best = (error, most, tau)
+    return best[1], best[2]
+
+
 def held_asleep(base_url: str, timeout_s: float = 180) -> dict[str, float]:
     """Each model's device bytes while every model sleeps (the same in two reads a second apart: a
     pre-wake may come and go), as the daemon measured them after its last sleep."""
@@ -288,8 +320,8 @@ def run_vllm(args: argparse.Namespace, trace: list[Request], workdir: Path) -> t
     return outcomes, start_s, time.monotonic() - stopping
 
 
-def measured_costs(gthreadd: dict, dedicated: list[Outcome], trace: list[Request], server_start_s: float,
-                   stop_s: float) -> Measured:
+def measured_costs(gthreadd: dict, ours: list[Outcome], dedicated: list[Outcome], trace: list[Request],
+                   server_start_s: float, stop_s: float) -> Measured:
     awake = gthreadd["probes"]["awake"]
     awake_ttft = statistics.median(ttft for ttft, _, _ in awake)
     token_s = statistics.median((e2e - ttft) / (tokens - 1) for ttft, e2e, tokens in awake)
@@ -297,14 +329,15 @@ def measured_costs(gthreadd: dict, dedicated: list[Outcome], trace: list[Request
     sent = {r.id: r.at for r in trace}
     tokens = {r.id: r.max_tokens for r in trace}
     prefill_slowdown, batch_slowdown = slowdowns(dedicated, sent, tokens, awake_ttft, token_s)
+    idle_cost_s, idle_s = idle_costs(ours, sent, awake_ttft)
     costs = Costs(boot_s=ops["boot"], wake_s=levels.get("wake", ops["wake"]),
                   wake_deep_s=levels.get("wake_deep", ops["wake"]), sleep_s=levels.get("sleep", ops["sleep"]),
                   deepen_s=levels.get("deepen", ops["sleep"]), held_bytes=gthreadd["held_bytes"],
                   held_deep_bytes=gthreadd["held_deep_bytes"], stop_s=stop_s,
                   prefill_s=awake_ttft, token_s=token_s, batch_slowdown=batch_slowdown,
-                  prefill_slowdown=prefill_slowdown)
+                  prefill_slowdown=prefill_slowdown, idle_cost_s=idle_cost_s, idle_s=idle_s)
     switch_ttft = statistics.median(ttft for ttft, _, _ in gthreadd["probes"]["switch"])
-    return Measured(awake_ttft, switch_ttft, costs, server_start_s)
+    return Measured(awake_ttft, switch_ttft, costs, server_start_s, *idle_costs(dedicated, sent, awake_ttft))
 
 
 # -- the simulations -------------------------------------------------------------------------------
@@ -313,7 +346,7 @@ def simulate(args: argparse.Namespace, trace: list[Request], measured: Measured)
     device = cpu_device(args.share)
     models = list(files)
     warmup = warmup_sequence(models)
-    peers = dataclasses.replace(measured.costs, boot_s=measured.server_start_s)
+    peers = measured.server_costs
     core, upserts = gthreadd_core(files, device)
     results = {"gthreadd": Simulation(core, measured.costs, upserts).run(trace, warmup, SETTLE_S)}
     _, upserts = gthreadd_core(files, device)
@@ -417,7 +450,9 @@ def report(args: argparse.Namespace, params: TraceParams, trace: list[Request], 
           f"{c.held_bytes / 2**30:.2f} GiB at level 1, {c.held_deep_bytes / 2**30:.2f} at level 2); vllm serve "
           f"start {measured.server_start_s:.2f} s, stop {c.stop_s:.2f} s; prefill {c.prefill_s:.3f} s, "
           f"token {c.token_s * 1000:.1f} ms; per extra stream, prefill slowdown {c.prefill_slowdown:.3f}, "
-          f"decode slowdown {c.batch_slowdown:.3f}")
+          f"decode slowdown {c.batch_slowdown:.3f}; the first request after t s of quiet "
+          f"{c.idle_cost_s:.2f} s x (1 - exp(-t / {c.idle_s:.1f} s)) more (vllm serve: "
+          f"{measured.server_idle_cost_s:.2f} s, {measured.server_idle_s:.1f} s)")
     rows = []
     if real:
         rows += [("dedicated vllm serve", "real", real[DEDICATED]), ("gthreadd", "real", real["gthreadd"])]
@@ -497,8 +532,8 @@ def parse_args() -> argparse.Namespace:
                             "of three level-1 sleepers (0.3: one)")
         p.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
         p.add_argument("--idle-timeout", default="5s")
-        p.add_argument("--drain-timeout", default="30s")
-        p.add_argument("--min-runtime", default="2s")
+        p.add_argument("--drain-timeout", default="0s")
+        p.add_argument("--min-runtime", default="1s")
         p.add_argument("--max-wait", default="0s")
         p.add_argument("--keep-alive", type=float, default=300.0, help="the Ollama-style policy's keep-alive")
         p.add_argument("--other-seeds", type=int, default=9, help="also simulate this many further seeds")
@@ -527,7 +562,8 @@ def main() -> None:
     if args.command == "simulate":
         if args.costs:
             m = json.loads(args.costs.read_text())["measured"]
-            measured = Measured(m["awake_ttft_s"], m["switch_ttft_s"], Costs(**m["costs"]), m["server_start_s"])
+            measured = Measured(m["awake_ttft_s"], m["switch_ttft_s"], Costs(**m["costs"]), m["server_start_s"],
+                                m.get("server_idle_cost_s", 0.0), m.get("server_idle_s", 1.0))
         else:
             measured = Measured(DEFAULT_COSTS.prefill_s, DEFAULT_SWITCH_TTFT_S, DEFAULT_COSTS, SERVER_START_S)
         out = report(args, params, trace, measured, simulate(args, trace, measured), None)
@@ -539,7 +575,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="trace-") as tmp:
             ours, gthreadd = run_gthreadd(args, trace, Path(tmp))
             theirs, server_start_s, stop_s = run_vllm(args, trace, Path(tmp))
-        measured = measured_costs(gthreadd, theirs, trace, server_start_s, stop_s)
+        measured = measured_costs(gthreadd, ours, theirs, trace, server_start_s, stop_s)
         out = report(args, params, trace, measured, simulate(args, trace, measured),
                      {"gthreadd": ours, DEDICATED: theirs})
     if args.json:

@@ -18,6 +18,7 @@ by the real run (bench/trace.py). Deterministic: no clock and no randomness.
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ class Costs:
     held_deep_bytes: int = 0
     """What a level-2 sleeper still holds on the CPU device: its processes without the weights
     (runs before 2026-12-06 did not measure it: 0)."""
+    idle_cost_s: float = 0.0
+    idle_s: float = 1.0
+    """A request that finds nothing in flight on the machine for t seconds reaches its first token
+    `idle_cost_s x (1 - exp(-t / idle_s))` later than a warm one: on the 12-06 machine `vllm serve`
+    answered the first request after 30 s of quiet in 0.5 s and one inside a burst in 0.13 s. Fitted
+    to the dedicated run (bench/trace.py); runs before 2026-12-06 did not measure it: 0."""
+
+    def idle_cost(self, quiet_s: float) -> float:
+        return self.idle_cost_s * -math.expm1(-quiet_s / self.idle_s)
 
 
 class EngineTimeModel:
@@ -100,9 +110,10 @@ class EngineTimeModel:
                 left[0] -= (now - self.at) * prefill
         self.at = now
 
-    def add(self, request_id: str, tokens: int, now: float) -> None:
+    def add(self, request_id: str, tokens: int, now: float, cold_s: float = 0.0) -> None:
+        """`cold_s`: prefill work beyond a warm engine's (Costs.idle_cost)."""
         self.advance(now)
-        self.work[request_id] = [self.costs.prefill_s, (max(tokens, 1) - 1) * self.costs.token_s]
+        self.work[request_id] = [self.costs.prefill_s + cold_s, (max(tokens, 1) - 1) * self.costs.token_s]
 
     def remove(self, request_id: str, now: float) -> None:
         self.advance(now)
@@ -303,6 +314,12 @@ class Simulation:
     _trace: list[Request] = field(default_factory=list)
     _start: float = 0.0
     _settle_s: float = 0.0
+    _in_flight: int = 0
+    """Requests admitted on any engine and not yet ended."""
+    _paused: dict[UnitId, tuple[dict[str, list[float]], set[str]]] = field(default_factory=dict)
+    """A unit's requests paused by a Sleep(keep=True): their work left, and which were decoding."""
+    _quiet_since: float = 0.0
+    """When the last request in flight ended (Costs.idle_cost)."""
 
     def run(self, trace: list[Request], warmup: Sequence[str] = (), settle_s: float = 0.0) -> list[Outcome]:
         """Declare the models, answer one request to each of `warmup` in turn (as the real run
@@ -327,6 +344,8 @@ class Simulation:
                     self._feed(TimerFired(key))
             elif kind == "engine":
                 self._engine_milestone(*item)
+            elif kind == "resume":
+                self._resume(item)
         return [self.outcomes[r.id] for r in trace]
 
     def _at(self, when: float, kind: str, item) -> None:
@@ -353,36 +372,48 @@ class Simulation:
         for action in self.policy.decide(event, self.now):
             self._perform(action)
 
-    def _operation(self, unit: UnitId, seconds: float, outcome) -> None:
-        """Run an engine operation after the unit's previous one, then report `outcome`."""
+    def _operation(self, unit: UnitId, seconds: float, outcome) -> float:
+        """Run an engine operation after the unit's previous one, then report `outcome`; returns
+        when that is."""
         start = max(self.now, self._unit_free_at.get(unit, 0.0))
         self._unit_free_at[unit] = start + seconds
         self._at(start + seconds, "event", outcome)
+        return start + seconds
 
     def _perform(self, action: Action) -> None:
         if isinstance(action, Boot):
             self._operation(action.unit, self.costs.boot_s, EngineAwake(action.unit))
         elif isinstance(action, Wake):
             deep = self._asleep_at.pop(action.unit, 2) == 2
-            self._operation(action.unit, self.costs.wake_deep_s if deep else self.costs.wake_s,
-                            EngineAwake(action.unit))
+            awake = self._operation(action.unit, self.costs.wake_deep_s if deep else self.costs.wake_s,
+                                    EngineAwake(action.unit))
+            if action.unit in self._paused:
+                self._at(awake, "resume", action.unit)
         elif isinstance(action, Sleep):
+            if action.keep and (engine := self._engines.get(action.unit)) is not None:
+                engine.advance(self.now)
+                self._paused[action.unit] = (engine.work, engine.decoding)
+                engine.work, engine.decoding = {}, set()
+                self._schedule_engine(action.unit)
             deepening = action.unit in self._asleep_at
             self._asleep_at[action.unit] = action.level
             kept = self.costs.held_bytes if action.level == 1 else self.costs.held_deep_bytes
             held = ((0, kept),) if kept else ()
             self._operation(action.unit, self.costs.deepen_s if deepening else self.costs.sleep_s,
-                            EngineAsleep(action.unit, held))
+                            EngineAsleep(action.unit, held, action.level))
         elif isinstance(action, Stop):
             self._operation(action.unit, self.costs.stop_s, EngineStopped(action.unit))
         elif isinstance(action, Admit):
             engine = self._engines.setdefault(action.unit, EngineTimeModel(self.costs, self.now))
-            engine.add(action.request_id, self._tokens[action.request_id], self.now)
+            cold = self.costs.idle_cost(self.now - self._quiet_since) if not self._in_flight else 0.0
+            self._in_flight += 1
+            engine.add(action.request_id, self._tokens[action.request_id], self.now, cold)
             self._schedule_engine(action.unit)
         elif isinstance(action, AbortInFlight):
             engine = self._engines.get(action.unit)
             for rid in list(engine.work) if engine else []:
                 engine.remove(rid, self.now)
+                self._ended_in_flight()
                 self._end(rid, 503)
                 self._at(self.now, "event", RequestFinished(action.unit))
             self._schedule_engine(action.unit)
@@ -414,9 +445,26 @@ class Simulation:
                 outcome.ttft = self.now - self._arrived[rid]
         else:
             engine.remove(rid, self.now)
+            self._ended_in_flight()
             self._feed(RequestFinished(unit))
             self._end(rid, 200)
         self._schedule_engine(unit)
+
+    def _resume(self, unit: UnitId) -> None:
+        """A woken engine runs its paused requests again, their KV cache recomputed first: one
+        still in its prefill starts it over; one decoding has a prefill's time added to its decode."""
+        work, decoding = self._paused.pop(unit)
+        engine = self._engines[unit]
+        engine.advance(self.now)
+        for rid, (_, decode) in work.items():
+            engine.work[rid] = [self.costs.prefill_s, decode + (self.costs.prefill_s if rid in decoding else 0.0)]
+        engine.decoding |= decoding
+        self._schedule_engine(unit)
+
+    def _ended_in_flight(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._quiet_since = self.now
 
     def _end(self, rid: str, status: int) -> None:
         """Record how a request ended; a warm-up request's end sends the next one, as a client would."""

@@ -34,9 +34,10 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def sleep(self, level: int = 1) -> None:
-        """Free the engine's KV cache, and at level 2 its weights too; it must have no requests
-        running. Asleep at level 1, a call at level 2 frees the weights."""
+    async def sleep(self, level: int = 1, keep: bool = False) -> None:
+        """Free the engine's KV cache, and at level 2 its weights too. Requests still running are
+        paused with `keep` (they resume at the next wake, their KV cache recomputed); without it
+        there must be none. Asleep at level 1, a call at level 2 frees the weights."""
 
     async def wake(self) -> None: ...
 

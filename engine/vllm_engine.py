@@ -53,6 +53,8 @@ class VllmEngine:
         self._processes: set[multiprocessing.process.BaseProcess] = set()
         self.asleep_level = 0
         """On the CPU a level-2 call deepens a level-1 sleep (engine/interface.py)."""
+        self._paused = False
+        """Requests were paused at its sleep (`keep`): its wake resumes vLLM's scheduler."""
 
     @property
     def running(self) -> bool:
@@ -119,11 +121,17 @@ class VllmEngine:
             if self._metrics is not None:
                 self._metrics.forget(self.config.name)
 
-    async def sleep(self, level: int = 1) -> None:
+    async def sleep(self, level: int = 1, keep: bool = False) -> None:
+        """With `keep`, vLLM's own pause ("keep") freezes the running requests and preempts them
+        (their KV blocks freed, to be recomputed at the resume) before the KV cache goes."""
         llm = self._running()
         if current_platform.is_cpu():
             if not self.asleep_level:
-                await llm.reset_prefix_cache()  # the cached blocks are about to be freed
+                if keep:
+                    await llm.pause_generation(mode="keep", clear_cache=True)
+                    self._paused = True
+                else:
+                    await llm.reset_prefix_cache()  # the cached blocks are about to be freed
             await llm.collective_rpc("gthread_sleep", kwargs={"level": level})
             self.asleep_level = max(self.asleep_level, level)
             return
@@ -134,12 +142,13 @@ class VllmEngine:
         level = 2 if self.config.load_format == "gthread" else level
         if self._keeps_offloaded_kv:
             # vLLM's sleep would clear the KV connector's host copies too (engine/offload_sleep.py).
-            await llm.pause_generation(mode="abort", clear_cache=False)
+            await llm.pause_generation(mode="keep" if keep else "abort", clear_cache=False)
             await llm.reset_prefix_cache(reset_running_requests=True, reset_connector=False)
             await llm.collective_rpc("gthread_sleep_keeping_offload", kwargs={"level": level})
         else:
-            await llm.reset_prefix_cache()
-            await llm.sleep(level=level)
+            if not keep:  # a "keep" pause resets the caches itself, after the requests are frozen
+                await llm.reset_prefix_cache()
+            await llm.sleep(level=level, mode="keep" if keep else "abort")  # its wake_up resumes
         self.asleep_level = level
 
     async def wake(self) -> None:
@@ -155,6 +164,8 @@ class VllmEngine:
             # level 2 reloads through the model's loader; level 1 has nothing to rebuild
             name = "reload" if self.asleep_level >= 2 else "level 1"
             steps = [(name, lambda: llm.collective_rpc("gthread_wake"))]
+            if self._paused:
+                steps.append(("resume", llm.resume_generation))
         elif self.asleep_level == 2:
             steps = [
                 ("allocate weights", lambda: wake_up(tags=["weights"])),
@@ -170,7 +181,7 @@ class VllmEngine:
             started = time.perf_counter()
             await step()
             timings.append(f"{name} {time.perf_counter() - started:.3f}s")
-        self.asleep_level = 0
+        self.asleep_level, self._paused = 0, False
         log.info("%s woke: %s", self.config.name, ", ".join(timings))
 
     @property

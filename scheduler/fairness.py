@@ -15,7 +15,7 @@ Rules (seeds 000, Sleep and Fairness):
   until those have waited half the queue timeout, and capacity that is being freed for one is
   not given to another (no starvation); every queued request is admitted or times out;
 - a unit idle for idleTimeout sleeps; sleeping drains in-flight requests for up to drainTimeout,
-  then aborts the rest;
+  then aborts the rest, or, when it sleeps for another model, pauses them until its next wake;
 - an engine that died is restarted after a backoff (restarting), and one that died while serving
   is restored before anything starts on speculation (scheduler/restore.py has the order of claims
   on capacity); a crash loop, or a failure retrying cannot fix, is given up (failed).
@@ -37,6 +37,12 @@ from scheduler.placement import claim_bytes, fits, never_placeable, windows
 from scheduler.prewake import DEFAULT_WAKE_S, HISTORY, LIKELY, MIN_LEAD_S, forecast
 from scheduler.snapshot import HostView, SchedulerSnapshot, UnitView
 from scheduler.units import CLAIMING, TRANSITIONS, ModelQueue, Policy, Unit, UnitId, UnitState
+
+
+MIN_SLICE_S = 1.0
+"""The least a unit runs between its wake and a pause of its requests for another model: a wake and
+a sleep cost hundredths of a second on the CPU and tenths on a GPU, so a second keeps the
+turns' overhead small whatever minRuntime and drainTimeout say."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ class Scheduler:
         units = tuple(UnitView(u.id, u.state, u.devices, u.in_flight, u.booted, u.reason,
                                {i: claim_bytes(u.policy, self.devices[i]) for i in u.devices}
                                if u.state in CLAIMING else dict(u.held), u.host_bytes, u.level,
-                               u.retry_at if u.state == UnitState.restarting else 0.0)
+                               u.retry_at if u.state == UnitState.restarting else 0.0, u.kept)
                       for u in self.units.values())
         host = HostView(self.config.host_limit, self.host_other + sum(u.host_bytes for u in units),
                         self.host_other, self.config.max_sleeping,
@@ -197,7 +203,10 @@ class Scheduler:
         unit = self.units.get(e.unit)
         if unit is None:
             return []
-        unit.in_flight = max(0, unit.in_flight - 1)
+        if unit.in_flight:
+            unit.in_flight -= 1
+        elif unit.kept:  # a paused request ended (its client left)
+            self._release_kept(unit, unit.kept - 1)
         unit.last_used = now
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
@@ -221,7 +230,9 @@ class Scheduler:
             self.host_overhead = max(self.host_overhead, e.peak - self._cpu_claim(unit.policy))
         unit.to(UnitState.awake)
         unit.awake_since, unit.booted, unit.failures, unit.reason, unit.stopped = now, True, 0, "", ""
-        unit.capacity = e.capacity
+        unit.capacity, unit.yielding = e.capacity, False
+        unit.in_flight += unit.kept  # its paused requests run again
+        self._release_kept(unit, 0)
         actions = self._fill(unit.id.model, now)
         if not actions:
             actions.append(SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id)))
@@ -261,7 +272,8 @@ class Scheduler:
         if unit is None or UnitState.restarting not in TRANSITIONS[unit.state]:
             return []  # no engine to lose: already gone, or a late report about a replaced one
         serving = unit.state in (UnitState.awake, UnitState.draining)
-        unit.devices, unit.in_flight, unit.reason = (), 0, e.reason
+        unit.devices, unit.in_flight, unit.reason, unit.yielding = (), 0, e.reason, False
+        self._release_kept(unit, 0)  # its paused requests went with the engine
         unit.held, unit.deepening, unit.level, unit.host_bytes = {}, False, 0, 0
         unit.failures += 1
         unit.crashes = [t for t in unit.crashes if now - t < self.config.crash_window] + ([now] if e.crashed else [])
@@ -295,13 +307,17 @@ class Scheduler:
         elif kind == "idle":
             unit = self.units.get(e.key[1])
             if (unit is not None and unit.state == UnitState.awake and not unit.policy.popular
-                    and unit.in_flight == 0 and not self.queues[unit.id.model].waiting
+                    and unit.in_flight == 0 and not self.queues[unit.id.model].wants
                     and now - unit.last_used >= unit.policy.idle_timeout):
                 return self._drain(unit, f"idle for {unit.policy.idle_timeout:g}s", now)
         elif kind == "drain":
             unit = self.units.get(e.key[1])
             if unit is not None and unit.state == UnitState.draining:
                 unit.to(UnitState.sleeping)
+                if unit.yielding:  # for another model: what still runs is paused, to resume at its wake
+                    unit.kept, unit.in_flight = unit.in_flight, 0
+                    self.queues[unit.id.model].paused[unit.id] = now
+                    return [Sleep(unit.id, self._sleep_level(unit), keep=True)]
                 return [AbortInFlight(unit.id, f"model {unit.id.model} is going to sleep and its "
                                                f"drainTimeout ({unit.policy.drain_timeout:g}s) ran out"),
                         Sleep(unit.id, self._sleep_level(unit))]
@@ -339,7 +355,9 @@ class Scheduler:
         """Stop an engine that is no longer wanted (its Model deleted, edited into new engines, or
         scaled down): its requests in flight are answered first, with the reason, rather than
         meeting an engine that stops under them."""
-        return ([AbortInFlight(unit.id, why)] if unit.in_flight else []) + [Stop(unit.id)]
+        busy = unit.in_flight or unit.kept
+        self._release_kept(unit, 0)
+        return ([AbortInFlight(unit.id, why)] if busy else []) + [Stop(unit.id)]
 
     def _fill(self, model: str, now: float) -> list[Action]:
         """Admit the model's waiting requests, each in its key's turn, while an awake unit has room."""
@@ -351,17 +369,30 @@ class Scheduler:
             actions.append(self._admit(queue.next(), min(room, key=lambda u: u.in_flight), now))
         return actions
 
+    def _release_kept(self, unit: Unit, kept: int) -> None:
+        """`kept` of the unit's paused requests are left; at 0 the model no longer waits for it."""
+        unit.kept = kept
+        if not kept:
+            self.queues.get(unit.id.model, ModelQueue()).paused.pop(unit.id, None)
+
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:
         unit.in_flight += 1
         unit.last_used = now
         return Admit(request_id, unit.id)
 
-    def _drain(self, unit: Unit, reason: str, now: float) -> list[Action]:
+    def _drain(self, unit: Unit, reason: str, now: float, yielding: bool = False) -> list[Action]:
+        """`yielding`: for another model, so what runs past drainTimeout is paused, not aborted;
+        never before the unit has run MIN_SLICE_S since it woke, or two models could take turns
+        without either getting a token out."""
         unit.to(UnitState.draining)
+        unit.yielding = yielding
         if unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Drain(unit.id, reason), Sleep(unit.id, self._sleep_level(unit))]
-        return [Drain(unit.id, reason), SetTimer(now + unit.policy.drain_timeout, ("drain", unit.id))]
+        deadline = now + unit.policy.drain_timeout
+        if yielding:
+            deadline = max(deadline, unit.awake_since + MIN_SLICE_S)
+        return [Drain(unit.id, reason), SetTimer(deadline, ("drain", unit.id))]
 
     def _windows_for(self, unit: Unit, scan: "_Pass") -> list[tuple[int, ...]]:
         """Where the unit may start: a level-1 sleeper only where its weights are."""
@@ -407,7 +438,7 @@ class Scheduler:
         """An asleep unit a budget may stop: never one whose model has requests waiting (popular
         units are never asleep)."""
         return (unit.state == UnitState.asleep and not unit.deepening and not unit.policy.popular
-                and not self.queues[unit.id.model].waiting)
+                and not self.queues[unit.id.model].wants)
 
     def _host_freed(self, victim: Unit) -> int:
         """Host memory that making room with `victim` frees: an asleep one is stopped (all of it,
@@ -500,7 +531,7 @@ class Scheduler:
         """May `victim` be put to sleep to make room? Idle units always; busy ones only when the
         waiter may preempt (maxWaitTime reached, or a popular unit) and after their minRuntime.
         An asleep unit that still holds memory (level 1) may always be deepened."""
-        if victim.policy.popular or self.queues[victim.id.model].waiting:
+        if victim.policy.popular or self.queues[victim.id.model].wants:
             return False
         if victim.state == UnitState.asleep:
             return bool(victim.held) and not victim.deepening
@@ -584,7 +615,7 @@ class Scheduler:
         actions: list[Action] = []
         for victim in victims:
             if victim.state != UnitState.asleep:
-                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now)
+                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now, yielding=True)
             elif self._deepens(victim):
                 victim.deepening = True
                 actions.append(Sleep(victim.id, 2))
@@ -592,7 +623,7 @@ class Scheduler:
                 actions.append(self._stop(victim, f"device memory for {unit.id.model}, the least recently used", scan))
         actions += [self._stop(s, f"host memory for {unit.id.model}, the least recently used", scan) for s in stops]
         for awake in sleeps:
-            actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now)
+            actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now, yielding=True)
         for i in window:  # what is being freed here is this unit's: nobody backfills it
             scan.free[i] = min(scan.free[i], 0)
             scan.soon[i] = 0
@@ -617,9 +648,12 @@ class Scheduler:
                     scan.blocked()
 
         # 2. Waiting models, oldest request first; wakes before cold starts while those are young.
-        waiting = sorted((self._yields_to_wakes(m, q.oldest, now), q.oldest, m)
-                         for m, q in self.queues.items() if q.waiting)
-        for _, oldest, model in waiting:
+        # Room being made for a model stays its own: it goes before one that waits since the same
+        # moment (a model paused for it at the instant it asked).
+        waiting = sorted((self._yields_to_wakes(m, q.since, now), q.since,
+                          not any(u.making_room for u in self.units_of(m)), m)
+                         for m, q in self.queues.items() if q.wants)
+        for _, oldest, _, model in waiting:
             replicas = self._by_model.get(model)
             if not replicas:  # scaled to zero replicas: its queue times out
                 continue
@@ -631,8 +665,9 @@ class Scheduler:
             units = list(replicas.values())
             if any(u.state in (UnitState.booting, UnitState.waking) for u in units):
                 continue
+            paused = self.queues[model].paused  # paused requests resume only in their own engine
             startable = sorted((u for u in units if self._startable(u, now)),
-                               key=lambda u: (u.state != UnitState.asleep, u.id))
+                               key=lambda u: (u.id not in paused, u.state != UnitState.asleep, u.id))
             if not startable:
                 scan.recheck_at(*(u.retry_at for u in units if u.state == UnitState.restarting))
                 continue
@@ -648,7 +683,7 @@ class Scheduler:
         #    its turn at 2.
         due, holding = restore.claims(self.units.values(), now)
         for unit in due:
-            if self.queues[unit.id.model].waiting:
+            if self.queues[unit.id.model].wants:
                 continue
             placed, ok = self._place(unit, restore.REASON, scan, False, now)
             actions += placed

@@ -148,9 +148,12 @@ class Drain:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Put the unit's engine to sleep at `level`; an asleep unit at level 1 is deepened to 2."""
+    """Put the unit's engine to sleep at `level`; an asleep unit at level 1 is deepened to 2.
+    `keep`: its requests still running are paused in the engine, to resume at its next wake (their
+    KV cache is freed with the rest: vLLM recomputes it then)."""
     unit: UnitId
     level: int = 2
+    keep: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ class UnitView:
     """Its sleep level when asleep."""
     retry_at: float = 0.0
     """Restarting: when its backoff ends, on the scheduler's clock (the event loop's); 0 otherwise."""
+    paused: int = 0
+    """Requests paused in its engine until its next wake (it went to sleep for another model)."""
 
     @property
     def claiming(self) -> bool:

@@ -125,6 +125,12 @@ class Unit:
     """Why a budget stopped its engine, until it is up again: what its cold start says."""
     deepening: bool = False
     """Asleep, being put to sleep at level 2 to free what it holds for another model."""
+    yielding: bool = False
+    """Draining for another model (preempted, or for host memory): what is still running when its
+    drainTimeout runs out is paused, not aborted."""
+    kept: int = 0
+    """Requests paused in its engine when it went to sleep for another model: they resume at its
+    next wake (`ModelQueue.paused` says since when), and are not counted in flight meanwhile."""
     booted: bool = False
     """The engine has come up at least once (`bootReady`)."""
     generation: int = 0
@@ -148,10 +154,23 @@ class ModelQueue:
     longer in `waiting` when its turn comes."""
     _turns: deque[str] = field(default_factory=deque)
     """The keys with requests waiting, in the order their turns come."""
+    paused: dict[UnitId, float] = field(default_factory=dict)
+    """Units of the model whose engines hold paused requests (`Unit.kept`), and since when: those
+    wait for that unit's wake as queued requests wait for any unit's."""
 
     @property
     def oldest(self) -> Optional[float]:
         return next(iter(self.waiting.values()), None)
+
+    @property
+    def wants(self) -> bool:
+        """Requests of the model wait: queued, or paused in an engine that went to sleep."""
+        return bool(self.waiting or self.paused)
+
+    @property
+    def since(self) -> float:
+        """When the longest of them began to wait (only while `wants`)."""
+        return min(t for t in (self.oldest, min(self.paused.values(), default=None)) if t is not None)
 
     def add(self, request_id: str, key: str, now: float) -> None:
         self.waiting[request_id] = now

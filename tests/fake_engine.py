@@ -66,7 +66,7 @@ class FakeEngine:
         self.is_running = False
         self.stopped = True
 
-    async def sleep(self, level: int = 1) -> None:
+    async def sleep(self, level: int = 1, keep: bool = False) -> None:
         self.asleep, self.asleep_level = True, max(self.asleep_level, level)
 
     async def wake(self) -> None:

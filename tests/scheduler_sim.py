@@ -37,10 +37,15 @@ class SimulatedHost:
     admitted: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     in_flight: dict = field(default_factory=dict)
+    paused: dict = field(default_factory=dict)
+    """unit -> {request id: seconds it had left} for requests paused by a Sleep(keep=True)."""
+    finished: dict[str, float] = field(default_factory=dict)
+    """Request id -> when it ended (run to its end, or aborted)."""
     actions: list = field(default_factory=list)
     _queue: list = field(default_factory=list)
     _seq: itertools.count = field(default_factory=itertools.count)
     _timers: dict = field(default_factory=dict)
+    _ends: dict = field(default_factory=dict)
 
     def at(self, when: float, event: Event) -> None:
         heapq.heappush(self._queue, (when, next(self._seq), event))
@@ -58,7 +63,11 @@ class SimulatedHost:
         if isinstance(action, (Boot, Wake)):
             took = self.boot_s if isinstance(action, Boot) else self.wake_s
             self.at(self.now + took, EngineAwake(action.unit, self.host_awake, self.host_awake, self.capacity))
+            for rid, left in self.paused.pop(action.unit, {}).items():  # resumed once awake
+                self._run(action.unit, rid, self.now + took + left)
         elif isinstance(action, Sleep):
+            if action.keep:
+                self.paused[action.unit] = {rid: self._ends[rid] - self.now for rid in self.in_flight.pop(action.unit, ())}
             devices = self.scheduler.units[action.unit].devices
             held = self.level1_held if action.level == 1 else self.residue
             self.at(self.now + self.sleep_s, EngineAsleep(action.unit, tuple((i, held) for i in devices if held),
@@ -67,16 +76,20 @@ class SimulatedHost:
             self.at(self.now + self.stop_s, EngineStopped(action.unit))
         elif isinstance(action, Admit):
             self.admitted[action.request_id] = self.now
-            self.in_flight.setdefault(action.unit, set()).add(action.request_id)
-            self.at(self.now + self.request_s, ("finish", action.unit, action.request_id))
-        elif isinstance(action, AbortInFlight):
-            for rid in self.in_flight.pop(action.unit, set()):
-                self.at(self.now, ("finish", action.unit, rid))
+            self._run(action.unit, action.request_id, self.now + self.request_s)
+        elif isinstance(action, AbortInFlight):  # they end now, and say so
+            for rid in self.in_flight.get(action.unit, set()) | set(self.paused.pop(action.unit, {})):
+                self._run(action.unit, rid, self.now)
         elif isinstance(action, Reject):
             self.rejected[action.request_id] = action.status
         elif isinstance(action, SetTimer):
             self._timers[action.key] = action.at
             self.at(action.at, ("timer", action.key, action.at))
+
+    def _run(self, unit, rid: str, end: float) -> None:
+        self.in_flight.setdefault(unit, set()).add(rid)
+        self._ends[rid] = end
+        self.at(end, ("finish", unit, rid))
 
     def run_until(self, until: float, check=None) -> None:
         while self._queue and self._queue[0][0] <= until:
@@ -84,8 +97,9 @@ class SimulatedHost:
             self.now = max(self.now, when)
             if isinstance(item, tuple) and item[0] == "finish":
                 _, unit, rid = item
-                if rid in self.in_flight.get(unit, set()):
+                if rid in self.in_flight.get(unit, set()) and self._ends[rid] == when:
                     self.in_flight[unit].discard(rid)
+                    self.finished[rid] = self.now
                     self.feed(RequestFinished(unit), check)
             elif isinstance(item, tuple) and item[0] == "timer":
                 _, key, at = item

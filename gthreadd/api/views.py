@@ -102,6 +102,7 @@ def sidecar_status(model: ServedModel, scheduler: SchedulerSnapshot) -> dict:
         "queue": {
             "inFlight": sum(u.in_flight for u in units),
             "queued": scheduler.queued.get(model.name, 0),
+            "paused": sum(u.paused for u in units),
             "barriered": any(u.state in (UnitState.draining, UnitState.sleeping) for u in units),
         },
     }

@@ -150,13 +150,13 @@ class Fleet:
             return Footprint(private_memory(pids), peak_resident(pids) if boot else 0)
         return await asyncio.to_thread(measure)
 
-    async def sleep(self, unit: UnitId, level: int) -> Footprint:
+    async def sleep(self, unit: UnitId, level: int, keep: bool = False) -> Footprint:
         model = self._model(unit)
         engine = model.engines.get(unit.replica)
         kept = "KV cache freed, weights kept" if level == 1 else "KV cache and weights freed"
         done = f"replica {unit.replica}: asleep at level {level} ({kept})"
         async with self._operation(model, unit, "sleep", done):
-            await model.sleep(unit.replica, level)
+            await model.sleep(unit.replica, level, keep)
         if engine is None or not (pids := engine.processes()):
             return Footprint()
 

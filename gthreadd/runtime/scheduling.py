@@ -221,7 +221,10 @@ class SchedulerLoop:
         return event
 
     async def _sleep(self, action: Sleep) -> None:
-        footprint = await self.ops.sleep(action.unit, action.level) or Footprint()
+        if action.keep:
+            paused = len(self._tickets.get(action.unit, ()))
+            log.info("scheduler: pausing %d request(s) of %s until its next wake", paused, action.unit)
+        footprint = await self.ops.sleep(action.unit, action.level, action.keep) or Footprint()
         self.submit(EngineAsleep(action.unit, footprint.held, action.level, footprint.host))
 
     def _resolve(self, request_id: str, result=None, error: Optional[Exception] = None) -> None:

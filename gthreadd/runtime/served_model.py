@@ -383,8 +383,8 @@ class ServedModel:
         if self._adapter_file is not None:
             self._adapter_file.remove()
 
-    async def sleep(self, replica: int, level: int = 1) -> None:
-        await self.engines[replica].sleep(level)
+    async def sleep(self, replica: int, level: int = 1, keep: bool = False) -> None:
+        await self.engines[replica].sleep(level, keep)
 
     async def stop(self, replica: int) -> None:
         engine = self.engines.pop(replica, None)

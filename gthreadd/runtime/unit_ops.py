@@ -33,10 +33,11 @@ class UnitOps(Protocol):
 
     async def wake(self, unit: UnitId, reason: str) -> Optional[Footprint]: ...
 
-    async def sleep(self, unit: UnitId, level: int) -> Optional[Footprint]:
-        """Put the unit's engine to sleep at `level` (deeper, when it is asleep already). Returns
-        what it still holds, measured, since the ledgers count it: a CUDA context and allocator
-        pools on its GPU, on the CPU its whole process (the weights too, at level 1)."""
+    async def sleep(self, unit: UnitId, level: int, keep: bool = False) -> Optional[Footprint]:
+        """Put the unit's engine to sleep at `level` (deeper, when it is asleep already); `keep`:
+        pause what still runs, to resume at its next wake. Returns what it still holds, measured,
+        since the ledgers count it: a CUDA context and allocator pools on its GPU, on the CPU its
+        whole process (the weights too, at level 1)."""
 
     async def stop(self, unit: UnitId, reason: str = "") -> None:
         """Stop the unit's engine; `reason` when a budget stops it (its model stays)."""

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # last: bench/trace.py must not shadow the stdlib
 
-from trace_gen import Periodic, TraceParams, coefficient_of_variation, generate, popularity  # noqa: E402
+from trace_gen import Periodic, Request, TraceParams, coefficient_of_variation, generate, popularity  # noqa: E402
 from trace_sim import (  # noqa: E402
     Costs, EngineTimeModel, LlamaSwapPolicy, OllamaPolicy, Simulation, gthreadd_core, models_that_fit,
 )
@@ -123,3 +123,18 @@ def test_a_level_2_sleepers_residue_counts_and_a_sleeper_it_does_not_leave_room_
     units = core.snapshot().units
     assert [u.state for u in units].count(UnitState.cold) == 1
     assert sum(u.claims.get(0, 0) for u in units) <= DEVICE.capacity_bytes
+
+
+def test_a_model_preempted_with_drain_timeout_0_pauses_its_request_and_finishes_it_after_its_next_wake():
+    """m0 runs a long request (awake past its minRuntime); m1's request preempts it, and with
+    drainTimeout 0s m0's request is paused at once rather than waited for: m1's first token comes
+    a sleep and a wake later (not m0's request later), and m0's request ends after m1's."""
+    spec = SPEC.replace("sleep: {idleTimeout: 10s}", "sleep: {idleTimeout: 10s, drainTimeout: 0s}")
+    files = {m: model_yaml(m, "/models/demo", spec) for m in ("m0", "m1")}
+    trace = [Request("a", 0.0, "m0", 301, "q"), Request("b", 1.0, "m1", 11, "q")]
+    core, upserts = gthreadd_core(files, DEVICE)
+    long, short = Simulation(core, COSTS, upserts).run(trace, ["m1", "m0"], settle_s=5.0)
+    assert (long.status, short.status) == (200, 200)
+    assert short.ttft == pytest.approx(COSTS.sleep_s + COSTS.wake_s + COSTS.prefill_s)
+    alone = COSTS.prefill_s + 300 * COSTS.token_s
+    assert long.at + long.e2e > short.at + short.e2e and long.e2e > alone + COSTS.prefill_s

@@ -80,7 +80,7 @@ def test_demo_model_answers_plain_and_streamed_through_both_url_forms(daemon, de
     (replica,) = status.pop("replicas")
     host = status.pop("hostMemory")
     assert status == {"model": "smollm2", "state": "serving", "bootReady": True, "phase": "Ready",
-                      "queue": {"inFlight": 0, "queued": 0, "barriered": False}}
+                      "queue": {"inFlight": 0, "queued": 0, "paused": 0, "barriered": False}}
     assert (replica["rung"], replica["state"]) == ("awake", "awake") and replica["hostBytes"] > 2**30, replica
     assert 0 < host["usedBytes"] <= host["limitBytes"], "the engine's measured memory, within the budget"
     for client, model in clients(daemon, "smollm2"):

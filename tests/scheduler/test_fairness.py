@@ -6,7 +6,7 @@ from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Boot, DeviceMemoryRead, Drain, EngineFailed, GiveUp, ModelRemoved, ModelUpserted, RequestArrived,
-    RequestLeft, SleepRequested,
+    RequestFinished, RequestLeft, Sleep, SleepRequested, Wake,
 )
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
@@ -88,7 +88,7 @@ def test_busy_model_is_preempted_only_after_max_wait_and_min_runtime():
     assert drain.reason.startswith("preempted for b")
 
 
-def test_draining_waits_for_in_flight_then_aborts_at_drain_timeout():
+def test_a_preempted_model_drains_then_pauses_what_still_runs_and_resumes_it_at_its_next_wake():
     h = host(request_s=1000)
     add(h, "a", drain_timeout=30)
     add(h, "b")
@@ -99,10 +99,62 @@ def test_draining_waits_for_in_flight_then_aborts_at_drain_timeout():
     assert state(h, "a") == UnitState.draining
     h.feed(RequestArrived("a", "ra2"))
     assert "ra2" not in h.admitted, "the barrier holds new requests back"
-    h.run_until(42.1)
-    assert any(isinstance(a, AbortInFlight) for _, a in h.actions)
+    h.run_until(42.1)  # drainTimeout ran out: ra is paused in a's engine, not aborted
+    sleep = next(a for _, a in h.actions if isinstance(a, Sleep))
+    assert sleep.keep and not any(isinstance(a, AbortInFlight) for _, a in h.actions)
+    a = h.scheduler.units[UnitId("a", 0)]
+    assert (a.kept, a.in_flight) == (1, 0) and h.scheduler.queues["a"].paused == {a.id: 42}
     h.run_until(50)
     assert state(h, "b") == UnitState.awake and "rb" in h.admitted
+    # a waits again (ra2 queued, ra paused): b is preempted back after its minRuntime (awake at
+    # 44.5, so at 54.5), drains 30 s and pauses rb; a's wake resumes ra where it stopped
+    h.run_until(88)
+    assert state(h, "a") == UnitState.awake and (a.kept, a.in_flight) == (0, 2)
+    assert "ra" not in h.finished and h.scheduler.queues["a"].paused == {}
+    h.run_until(10_000)  # the two take turns until all is done: nothing is aborted, nothing lost
+    assert {"ra", "ra2", "rb"} <= set(h.finished) and not any(isinstance(a, AbortInFlight) for _, a in h.actions)
+
+
+def test_the_model_paused_for_another_does_not_take_back_the_room_made_for_it():
+    """drainTimeout 0s: a is paused the instant b asks, so both wait since the same moment; the
+    room a frees is b's."""
+    h = host(request_s=1000)
+    add(h, "a", drain_timeout=0, min_runtime=0, max_wait=0)
+    add(h, "b", max_wait=0)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(8)
+    starts = [str(a.unit) for t, a in h.actions if t >= 3 and isinstance(a, (Boot, Wake))]
+    assert starts[0] == "b/0" and state(h, "b") == UnitState.awake and h.admitted["rb"] == pytest.approx(5.5)
+
+
+def test_a_model_put_to_sleep_by_an_operator_aborts_what_runs_past_drain_timeout():
+    h = host(request_s=1000)
+    add(h, "a", drain_timeout=30)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.feed(SleepRequested("a"))
+    h.run_until(33)
+    assert any(isinstance(a, AbortInFlight) for _, a in h.actions) and h.finished["ra"] == pytest.approx(32)
+    assert not h.scheduler.queues["a"].wants and state(h, "a") == UnitState.asleep
+
+
+def test_a_paused_request_whose_client_left_no_longer_wakes_its_model():
+    h = host(request_s=1000)
+    add(h, "a", drain_timeout=0)
+    add(h, "b")
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(12.6)
+    a = h.scheduler.units[UnitId("a", 0)]
+    assert state(h, "a") == UnitState.asleep and a.kept == 1, "drainTimeout 0s: paused at once"
+    h.feed(RequestFinished(a.id))  # the daemon aborted it in the engine: its client went away
+    assert a.kept == 0 and not h.scheduler.queues["a"].wants
+    h.run_until(100)
+    assert state(h, "a") == UnitState.asleep and state(h, "b") == UnitState.awake
 
 
 def test_queued_requests_are_served_after_the_next_wake():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scheduler.fairness import Scheduler, SchedulerConfig
 from scheduler.inventory import Device
-from scheduler.messages import Drain, EngineFailed, ModelUpserted, RequestArrived
+from scheduler.messages import Drain, EngineFailed, ModelUpserted, RequestArrived, Sleep
 from scheduler.placement import fits, windows
 from scheduler.units import Policy, UnitId, UnitState
 from tests.scheduler_sim import SimulatedHost
@@ -75,7 +75,8 @@ def test_invariants_hold_and_nothing_starves(models, history, gpus, capacity):
     preempted = any(isinstance(a, Drain) and a.reason.startswith("preempted") for _, a in h.actions)
     event("some unit preempted" if preempted else "no preemption")
     event("some request rejected" if h.rejected else "all admitted")
-    assert not any(q.waiting for q in h.scheduler.queues.values())
+    event("some request paused" if any(isinstance(a, Sleep) and a.keep for _, a in h.actions) else "none paused")
+    assert not any(q.wants for q in h.scheduler.queues.values()), "requests still wait, queued or paused"
     free = h.scheduler.free()
     for unit in h.scheduler.units.values():  # quiet: only popular units hold memory
         if unit.state == UnitState.restarting:
@@ -111,6 +112,7 @@ def test_budgets_hold_and_nothing_starves(models, history, max_sleeping, residue
     h.run_until(h.now + 10_000, check_budgets)
     for rid in sent:
         assert rid in h.admitted or rid in h.rejected, f"{rid} starved"
+    assert set(h.admitted) <= set(h.finished), "an admitted request never ended (paused and forgotten?)"
     asleep = sum(u.state == UnitState.asleep for u in h.scheduler.units.values())
     assert not max_sleeping or asleep <= max_sleeping
     event("some engine stopped" if any(u.rung == "stopped" for u in h.scheduler.snapshot().units) else "none stopped")

@@ -52,7 +52,7 @@ def test_the_status_json_is_seed_002s_sidecar_shape(tmp_path):
     body = sidecar_status(ServedModel(desired(tmp_path), FakeEngine), host(UnitState.awake, UnitState.asleep))
     replicas, host_memory = body.pop("replicas"), body.pop("hostMemory")
     assert body == {"model": "m", "state": "serving", "bootReady": False, "phase": "Pending",
-                    "queue": {"inFlight": 0, "queued": 0, "barriered": False},
+                    "queue": {"inFlight": 0, "queued": 0, "paused": 0, "barriered": False},
                     "reason": "Pending", "message": "waiting for a device"}
     assert replicas == [
         {"replica": 0, "rung": "awake", "state": "awake", "hostBytes": 0, "deviceBytes": {"0": 20 * GIB}, "reason": ""},

@@ -43,7 +43,7 @@ class RecordingOps:
         if self.wake_gate is not None:
             await self.wake_gate.wait()
 
-    async def sleep(self, unit, level):
+    async def sleep(self, unit, level, keep=False):
         self.calls.append(("sleep", unit))
 
     async def stop(self, unit, reason=""):
