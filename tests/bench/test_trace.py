@@ -3,6 +3,7 @@ gives the same trace, and the simulator serves a small trace to the end under gt
 core and under the peers' policies. No engines: a few seconds."""
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -138,3 +139,14 @@ def test_a_model_preempted_with_drain_timeout_0_pauses_its_request_and_finishes_
     assert short.ttft == pytest.approx(COSTS.sleep_s + COSTS.wake_s + COSTS.prefill_s)
     alone = COSTS.prefill_s + 300 * COSTS.token_s
     assert long.at + long.e2e > short.at + short.e2e and long.e2e > alone + COSTS.prefill_s
+
+
+def test_the_first_request_after_quiet_pays_the_idle_cost_and_one_beside_it_does_not():
+    costs = dataclasses.replace(COSTS, idle_cost_s=0.5, idle_s=10.0)
+    trace = [Request("a", 25.0, "m0", 11, "q"), Request("b", 28.8, "m0", 11, "q")]  # b while a decodes
+    core, upserts = gthreadd_core({"m0": FILES["m0"]}, DEVICE)
+    first, beside = Simulation(core, costs, upserts).run(trace, ["m0"], settle_s=5.0)
+    # m0 idled to sleep; a wakes it, and is admitted 25 + 5 s of settle + the wake after the warm-up
+    cold = 0.5 * -math.expm1(-(30.0 + costs.wake_s) / 10.0)
+    assert first.ttft == pytest.approx(costs.wake_s + costs.prefill_s + cold)
+    assert beside.ttft <= costs.prefill_s * (1 + costs.prefill_slowdown) + 1e-9, "a was in flight: no idle cost"

@@ -150,11 +150,13 @@ def test_an_edit_storm_ends_in_the_last_version_without_a_restart(solo):
 
 
 def test_swapping_under_load_answers_every_request_truthfully(pair):
+    """Twelve long answers to two models that take turns: each answer outlasts drainTimeout, so a
+    model put to sleep for the other pauses what still runs, and every answer ends complete."""
     results: list[tuple[str, tuple]] = []
     lock = threading.Lock()
 
     def client(model: str) -> None:
-        outcome = chat(pair, model, max_tokens=256, ignore_eos=True)  # outlasts drainTimeout: some abort
+        outcome = chat(pair, model, max_tokens=256, ignore_eos=True)  # outlasts drainTimeout: paused
         with lock:
             results.append((model, outcome))
 
@@ -167,13 +169,9 @@ def test_swapping_under_load_answers_every_request_truthfully(pair):
     assert len(results) == 12, "every request got an answer"
     codes = sorted(status for _, (status, _, _) in results)
     for model, (status, headers, body) in results:
-        if status == 200:
-            assert "Paris" in body["choices"][0]["message"]["content"]
-        else:
-            assert status == 503, (model, status, body)
-            assert "Retry-After" in headers and model in body["error"]["message"], (status, headers, body)
-    assert codes.count(200) >= 2, codes
+        assert status == 200, (model, status, body)
+        assert "Paris" in body["choices"][0]["message"]["content"] and body["usage"]["completion_tokens"] == 256
     log = pair.log_path.read_text()
     assert "Client disconnected" not in log
-    assert codes.count(503) >= 1, f"no request outlasted drainTimeout, so nothing was tested: {codes}"
+    assert "request(s) of" in log and "until its next wake" in log, "no answer outlasted drainTimeout: nothing paused"
     print("swapping under load, status codes:", codes)
