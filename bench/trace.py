@@ -215,14 +215,16 @@ def slowdowns(outcomes: list[Outcome], sent: dict[str, float], tokens: dict[str,
     return fit(prefill), fit(decode)
 
 
-def idle_costs(outcomes: list[Outcome], sent: dict[str, float], prefill_s: float) -> tuple[float, float]:
+def idle_costs(outcomes: list[Outcome], sent: dict[str, float], prefill_s: float,
+               below: float = math.inf) -> tuple[float, float]:
     """Costs.idle_cost's two numbers (most, seconds), fitted to a run: each request that found
     nothing in flight, its time to its first token beyond `prefill_s` against the quiet before it;
-    least squares over time constants from 0.5 to ~150 s."""
+    least squares over time constants from 0.5 to ~150 s. A request `below` or more beyond waited
+    for a start (a boot), which the simulation has its own cost for: left out."""
     points, busy_until = [], None
     for o in sorted((o for o in outcomes if o.status == 200), key=lambda o: sent[o.id]):
         start = sent[o.id]
-        if busy_until is not None and start > busy_until:
+        if busy_until is not None and start > busy_until and o.ttft - prefill_s < below:
             points.append((start - busy_until, o.ttft - prefill_s))
         busy_until = max(busy_until or start, start + o.e2e)
     best = (math.inf, 0.0, 1.0)
@@ -329,7 +331,7 @@ def measured_costs(gthreadd: dict, ours: list[Outcome], dedicated: list[Outcome]
     sent = {r.id: r.at for r in trace}
     tokens = {r.id: r.max_tokens for r in trace}
     prefill_slowdown, batch_slowdown = slowdowns(dedicated, sent, tokens, awake_ttft, token_s)
-    idle_cost_s, idle_s = idle_costs(ours, sent, awake_ttft)
+    idle_cost_s, idle_s = idle_costs(ours, sent, awake_ttft, below=ops["boot"] / 2)
     costs = Costs(boot_s=ops["boot"], wake_s=levels.get("wake", ops["wake"]),
                   wake_deep_s=levels.get("wake_deep", ops["wake"]), sleep_s=levels.get("sleep", ops["sleep"]),
                   deepen_s=levels.get("deepen", ops["sleep"]), held_bytes=gthreadd["held_bytes"],
