@@ -78,16 +78,32 @@ async def test_a_gthread_model_with_kv_offloading_wakes_in_steps_then_resumes(on
     ]
 
 
+async def test_a_sleep_that_keeps_its_requests_is_vllms_pause_keep_and_its_wake_resumes_them(on_cuda):
+    """Scheduler rule 14 on a GPU: vLLM's sleep pauses ("keep") and resets the caches itself, and
+    its wake_up resumes the scheduler; with KV offloading, gthreadd's own pause keeps them too."""
+    engine, llm = recorded_engine("auto", 0)
+    await engine.sleep(1, keep=True)
+    await engine.wake()
+    assert llm.calls == [("sleep", ("level", 1), ("mode", "keep")), ("wake_up",)]
+    engine, llm = recorded_engine("auto", 2**30)
+    await engine.sleep(1, keep=True)
+    await engine.wake()
+    assert llm.calls[0] == ("pause_generation", ("clear_cache", False), ("mode", "keep"))
+    assert llm.calls[-1] == ("resume_generation",)
+
+
 async def test_without_kv_offloading_vllm_sleeps_as_it_does(on_cuda):
     engine, llm = recorded_engine("auto", 0)
     await engine.sleep(1)
     await engine.sleep(2)
     await engine.wake()
-    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 1)), ("wake_up",)], "a CUDA sleep is not deepened"
+    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 1), ("mode", "abort")), ("wake_up",)], \
+        "a CUDA sleep is not deepened"
     llm.calls.clear()
     await engine.sleep(2)
     await engine.wake()
-    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 2)), ("wake_up", ("tags", ["weights"])),
+    assert llm.calls == [("reset_prefix_cache",), ("sleep", ("level", 2), ("mode", "abort")),
+                         ("wake_up", ("tags", ["weights"])),
                          ("collective_rpc", "reload_weights"), ("wake_up", ("tags", ["kv_cache"]))]
 
 
