@@ -564,8 +564,8 @@ def main() -> None:
     if args.command == "simulate":
         if args.costs:
             m = json.loads(args.costs.read_text())["measured"]
-            measured = Measured(m["awake_ttft_s"], m["switch_ttft_s"], Costs(**m["costs"]), m["server_start_s"],
-                                m.get("server_idle_cost_s", 0.0), m.get("server_idle_s", 1.0))
+            known = {f.name for f in dataclasses.fields(Measured)}  # older runs lack the newer ones
+            measured = Measured(**{k: v for k, v in m.items() if k in known} | {"costs": Costs(**m["costs"])})
         else:
             measured = Measured(DEFAULT_COSTS.prefill_s, DEFAULT_SWITCH_TTFT_S, DEFAULT_COSTS, SERVER_START_S)
         out = report(args, params, trace, measured, simulate(args, trace, measured), None)

@@ -97,6 +97,8 @@ class EngineTimeModel:
         """request id -> [prefill work left, decode work left]"""
         self.decoding: set[str] = set()
         """Requests whose first token is out."""
+        self.quiet_since = now
+        """When its last request ended (Costs.idle_cost)."""
 
     def speeds(self) -> tuple[float, float]:
         """(prefill, decode) speed of each stream, with today's number of streams."""
@@ -121,6 +123,8 @@ class EngineTimeModel:
         self.advance(now)
         self.work.pop(request_id, None)
         self.decoding.discard(request_id)
+        if not self.work:
+            self.quiet_since = now
 
     def first_token(self, request_id: str) -> None:
         self.decoding.add(request_id)
@@ -316,12 +320,8 @@ class Simulation:
     _trace: list[Request] = field(default_factory=list)
     _start: float = 0.0
     _settle_s: float = 0.0
-    _in_flight: int = 0
-    """Requests admitted on any engine and not yet ended."""
     _paused: dict[UnitId, tuple[dict[str, list[float]], set[str]]] = field(default_factory=dict)
     """A unit's requests paused by a Sleep(keep=True): their work left, and which were decoding."""
-    _quiet_since: float = 0.0
-    """When the last request in flight ended (Costs.idle_cost)."""
 
     def run(self, trace: list[Request], warmup: Sequence[str] = (), settle_s: float = 0.0) -> list[Outcome]:
         """Declare the models, answer one request to each of `warmup` in turn (as the real run
@@ -406,16 +406,14 @@ class Simulation:
         elif isinstance(action, Stop):
             self._operation(action.unit, self.costs.stop_s, EngineStopped(action.unit))
         elif isinstance(action, Admit):
+            cold = self._idle_cost()
             engine = self._engines.setdefault(action.unit, EngineTimeModel(self.costs, self.now))
-            cold = self.costs.idle_cost(self.now - self._quiet_since) if not self._in_flight else 0.0
-            self._in_flight += 1
             engine.add(action.request_id, self._tokens[action.request_id], self.now, cold)
             self._schedule_engine(action.unit)
         elif isinstance(action, AbortInFlight):
             engine = self._engines.get(action.unit)
             for rid in list(engine.work) if engine else []:
                 engine.remove(rid, self.now)
-                self._ended_in_flight()
                 self._end(rid, 503)
                 self._at(self.now, "event", RequestFinished(action.unit))
             self._schedule_engine(action.unit)
@@ -447,7 +445,6 @@ class Simulation:
                 outcome.ttft = self.now - self._arrived[rid]
         else:
             engine.remove(rid, self.now)
-            self._ended_in_flight()
             self._feed(RequestFinished(unit))
             self._end(rid, 200)
         self._schedule_engine(unit)
@@ -463,10 +460,12 @@ class Simulation:
         engine.decoding |= decoding
         self._schedule_engine(unit)
 
-    def _ended_in_flight(self) -> None:
-        self._in_flight -= 1
-        if not self._in_flight:
-            self._quiet_since = self.now
+    def _idle_cost(self) -> float:
+        """What a request admitted now pays for the machine's quiet: nothing while any engine runs
+        or holds paused requests, else Costs.idle_cost since the last request ended."""
+        if self._paused or any(engine.work for engine in self._engines.values()):
+            return 0.0
+        return self.costs.idle_cost(self.now - max((e.quiet_since for e in self._engines.values()), default=0.0))
 
     def _end(self, rid: str, status: int) -> None:
         """Record how a request ended; a warm-up request's end sends the next one, as a client would."""

@@ -88,13 +88,19 @@ def test_busy_model_is_preempted_only_after_max_wait_and_min_runtime():
     assert drain.reason.startswith("preempted for b")
 
 
-def test_a_preempted_model_drains_then_pauses_what_still_runs_and_resumes_it_at_its_next_wake():
+def a_busy_when_b_asks(drain_timeout: float) -> SimulatedHost:
+    """a runs a long request from t=2 (awake since then) and b asks at the same moment."""
     h = host(request_s=1000)
-    add(h, "a", drain_timeout=30)
+    add(h, "a", drain_timeout=drain_timeout)
     add(h, "b")
     h.run_until(2)
     h.feed(RequestArrived("a", "ra"))
     h.feed(RequestArrived("b", "rb"))
+    return h
+
+
+def test_a_preempted_model_drains_then_pauses_what_still_runs_and_resumes_it_at_its_next_wake():
+    h = a_busy_when_b_asks(drain_timeout=30)
     h.run_until(12.5)
     assert state(h, "a") == UnitState.draining
     h.feed(RequestArrived("a", "ra2"))
@@ -142,12 +148,7 @@ def test_a_model_put_to_sleep_by_an_operator_aborts_what_runs_past_drain_timeout
 
 
 def test_a_paused_request_whose_client_left_no_longer_wakes_its_model():
-    h = host(request_s=1000)
-    add(h, "a", drain_timeout=0)
-    add(h, "b")
-    h.run_until(2)
-    h.feed(RequestArrived("a", "ra"))
-    h.feed(RequestArrived("b", "rb"))
+    h = a_busy_when_b_asks(drain_timeout=0)
     h.run_until(12.6)
     a = h.scheduler.units[UnitId("a", 0)]
     assert state(h, "a") == UnitState.asleep and a.kept == 1, "drainTimeout 0s: paused at once"
