@@ -54,7 +54,7 @@ $(TOOLS):
 	$(APT_INSTALL) chromium chromium-driver prometheus espeak-ng sox || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium chromium-driver prometheus espeak-ng sox; }
 
 test: $(STAMP) $(DEMO) $(TOOLS)
-	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra
+	HF_HUB_OFFLINE=1 GTHREAD_TEST_STATE=$(abspath $(STATE_DIR)) $(VENV)/bin/python -m pytest -ra --durations=25
 
 # A real kube-apiserver, kube-controller-manager, etcd and kubectl (tests/kube_env.py): built once per
 # machine from Debian's packages (about 15 minutes), then reused; prints the directory that holds them.
