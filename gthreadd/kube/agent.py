@@ -203,7 +203,8 @@ class NodeAgent:
                                 exc_info=not isinstance(exc, FAILURES))
                 self._failing = str(exc)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.timing.renew_s)
+                async with asyncio.timeout(self.config.timing.renew_s):  # not wait_for, which on 3.11 loses a stop
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -22,12 +22,15 @@ class Changes:
             self._moved = None
 
     async def wait(self, seen: int, timeout: float) -> int:
-        """The version once it has moved past `seen`, or after `timeout` seconds whatever it is."""
+        """The version once it has moved past `seen`, or after `timeout` seconds whatever it is.
+        asyncio.timeout rather than wait_for: on Python 3.11, wait_for returns the result when it is
+        cancelled in the same turn of the loop as the wait ends, and the cancel is lost."""
         if self.version == seen:
             if self._moved is None:
                 self._moved = asyncio.Event()
             try:
-                await asyncio.wait_for(self._moved.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._moved.wait()
             except TimeoutError:
                 pass
         return self.version

@@ -38,8 +38,9 @@ async def fetch_adapter(source: str, cache_dir: str, timeout_s: float) -> Path:
 
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
-        path = await asyncio.wait_for(asyncio.to_thread(
-            snapshot_download, source, cache_dir=cache_dir or None, local_files_only=offline), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            path = await asyncio.to_thread(snapshot_download, source, cache_dir=cache_dir or None,
+                                           local_files_only=offline)
     except TimeoutError:
         raise AdapterError(504, f"fetching LoRA adapter {source} took longer than spec.lora.downloadTimeout "
                                 f"({timeout_s:g}s)") from None

@@ -39,14 +39,15 @@ class KubeNode:
         await self.daemon.shutdown()
 
 
-async def start_node(api: ApiServerEmulator, tmp_path, name: str, labels: dict | None = None) -> KubeNode:
+async def start_node(api: ApiServerEmulator, tmp_path, name: str, labels: dict | None = None,
+                     timing: LeaseTiming = TIMING) -> KubeNode:
     api.put("v1", "nodes", {"apiVersion": "v1", "kind": "Node",
                             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}}})
     (tmp_path / name).mkdir()
     daemon = await start_daemon(tmp_path / name)
     client = DaemonClient(str(daemon.settings.socket_path))
     kube = AsyncClient(config=kube_config(api.url))
-    agent = NodeAgent(AgentConfig(name, "greenthread-system", "10.0.0." + name[-1], daemon.settings.port, TIMING,
+    agent = NodeAgent(AgentConfig(name, "greenthread-system", "10.0.0." + name[-1], daemon.settings.port, timing,
                                   ingress_class="nginx"), kube, client)
     await client.start()
     await agent.start()
@@ -264,3 +265,29 @@ def test_a_replica_waiting_out_a_restart_is_leased_as_restarting_not_failed():
     assert _replica_states({"status": status}, 2) == ["serving", "restarting"]
     assert _replica_states({"status": {**status, "phase": "Failed", "servingReplicas": 0,
                                        "replicaStatus": [{"state": "failed"}]}}, 1) == ["failed"]
+
+
+async def test_an_agent_stopped_as_a_watch_event_wakes_it_stops(api, tmp_path):
+    """The sync loop waits for a wake or its renew interval. A stop in the same turn of the event
+    loop as a wake was lost under Python 3.11's asyncio.wait_for, and the loop went on renewing the
+    node's Leases, so no other node took them over (a CI failure of the test above). The renew
+    interval is long here, so that the loop is in that wait when the stop comes."""
+    node = await start_node(api, tmp_path, "n1", timing=LeaseTiming(duration_s=120.0, renew_s=60.0))
+    try:
+        passes = 0
+        sync = node.agent.sync
+
+        async def counted() -> None:
+            nonlocal passes
+            await sync()
+            passes += 1
+
+        node.agent.sync = counted
+        await eventually(lambda: node.agent._wake.set() or passes, "a pass of the sync loop")
+        await asyncio.sleep(0.2)
+        loop = next(t for t in node.agent._tasks if t.get_name() == "kube-sync")
+        node.agent._wake.set()
+        await node.agent.stop(timeout_s=2)
+        assert loop.done(), "the sync loop is still running"
+    finally:
+        await node.stop()
