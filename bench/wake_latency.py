@@ -37,7 +37,7 @@ from serving_vs_vllm import model_file
 SLEEPY = "  sleep: {idleTimeout: 3s}\n  fairness: {minRuntime: 0s, maxWaitTime: 0s}\n"
 TIERED = "  loadFormat: gthread\n  staging: {pinned: true}\n"
 WEIGHT_LINES = {"warm": r"Loading weights took ([\d.]+) seconds", "tiered": r"filled the model with \d+ bytes in ([\d.]+)"}
-WOKE_LINE = r"(\w+) woke: (.*)"
+WOKE_LINE = r"(\w+) woke: (.*?)(?: \[model=[^\]]*\])?$"  # the log tags a line with its model
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -53,7 +53,7 @@ async def answer(base_url: str, model: str) -> str:
 def wake_steps(log_text: str) -> dict[str, dict[str, list[float]]]:
     """model -> step -> seconds, from the engine's "NAME woke: step 0.123s, ..." lines."""
     steps: dict[str, dict[str, list[float]]] = {}
-    for model, parts in re.findall(WOKE_LINE, log_text):
+    for model, parts in re.findall(WOKE_LINE, log_text, re.MULTILINE):
         for part in parts.split(", "):
             name, seconds = part.rsplit(" ", 1)
             steps.setdefault(model, {}).setdefault(name, []).append(float(seconds.rstrip("s")))
