@@ -113,10 +113,8 @@ def main() -> None:
             result = asyncio.run(measure(a_url, b_url, args.quiet, args.rounds))
         woken = through_gthreadd(args, Path(tmp))
     print_stamp("cold_engine")
-    for title, values_by_name in ((f"B's TTFT (vllm serve), median of {args.rounds} (each), after {args.quiet:g} s:",
-                                   result),
-                                  (f"through gthreadd, median of {args.rounds} (each), after {args.quiet:g} s:", woken)):
-        print(title)
+    for title, values_by_name in (("B's TTFT (vllm serve)", result), ("through gthreadd", woken)):
+        print(f"{title}, median of {args.rounds} (each), after {args.quiet:g} s:")
         for name, values in values_by_name.items():
             print(f"  {name:<28}{statistics.median(values):7.3f} s   ({', '.join(f'{v:.3f}' for v in values)})")
 

@@ -393,6 +393,45 @@ def table(rows: list[tuple[str, str, list[Outcome]]], slo_s: float) -> list[str]
     return lines
 
 
+SOON_S = 2.0
+"""A request that came less than this after the one before it came inside a busy period."""
+
+
+def situations(trace: list[Request]) -> dict[str, str]:
+    """Each request's place in the trace, the same under every policy: whether the request before
+    it was for another model (under gthreadd, a switch) or for its own, and whether it came within
+    SOON_S (inside a busy period) or after a quiet. Where gthreadd loses to the dedicated engine is
+    read off this, by situation."""
+    place, before = {}, None
+    for request in sorted(trace, key=lambda r: r.at):
+        if before is None:
+            place[request.id] = "the first"
+        else:
+            whose = "another model" if before.model != request.model else "its own model"
+            when = f"< {SOON_S:g} s" if request.at - before.at < SOON_S else f">= {SOON_S:g} s"
+            place[request.id] = f"after {whose} {when}"
+        before = request
+    return place
+
+
+def by_situation(rows: list[tuple[str, str, list[Outcome]]], trace: list[Request], slo_s: float) -> list[str]:
+    """Median TTFT and misses of the SLO per situation (`situations`), for gthreadd and dedicated."""
+    rows = [row for row in rows if row[0] in ("gthreadd", "dedicated", "dedicated vllm serve")]
+    place = situations(trace)
+    lines = ["by situation (the request before it: whose, how long before), median TTFT / requests over the SLO:",
+             f"  {'situation':<30}{'n':>4}" + "".join(f"{name.split()[0] + ' ' + kind:>20}" for name, kind, _ in rows)]
+    for situation in sorted(set(place.values())):
+        cells = []
+        for _, _, outcomes in rows:
+            mine = [o for o in outcomes if place.get(o.id) == situation]
+            ttfts = [o.ttft for o in mine if o.ttft is not None]
+            median = statistics.median(ttfts) if ttfts else float("nan")
+            cells.append(f"{median:.2f} s / {len(mine) - good(mine, slo_s)}")
+        n = sum(1 for p in place.values() if p == situation)
+        lines.append(f"  {situation:<30}{n:>4}" + "".join(f"{cell:>20}" for cell in cells))
+    return lines
+
+
 def per_model(ours: list[Outcome], theirs: list[Outcome], slo_s: float) -> str:
     models = sorted({o.model for o in ours}, key=lambda m: int(m[1:]))
     parts = []
@@ -460,6 +499,7 @@ def report(args: argparse.Namespace, params: TraceParams, trace: list[Request], 
         rows += [("dedicated vllm serve", "real", real[DEDICATED]), ("gthreadd", "real", real["gthreadd"])]
     rows += [(name if name != DEDICATED else "dedicated", "sim", outs) for name, outs in sims.items()]
     print("\n".join(table(rows, slo)))
+    print("\n".join(by_situation(rows, trace, slo)))
     g_sim = good(sims["gthreadd"], slo)
     out = {"date": date, "command": shlex.join(sys.argv), "params": dataclasses.asdict(params),
            "measured": {**dataclasses.asdict(measured), "slo_s": slo},

@@ -3,6 +3,7 @@ gives the same trace, and the simulator serves a small trace to the end under gt
 core and under the peers' policies. No engines: a few seconds."""
 
 import dataclasses
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -150,3 +151,16 @@ def test_the_first_request_after_quiet_pays_the_idle_cost_and_one_beside_it_does
     cold = 0.5 * -math.expm1(-(30.0 + costs.wake_s) / 10.0)
     assert first.ttft == pytest.approx(costs.wake_s + costs.prefill_s + cold)
     assert beside.ttft <= costs.prefill_s * (1 + costs.prefill_slowdown) + 1e-9, "a was in flight: no idle cost"
+
+
+def test_each_request_is_placed_by_the_one_before_it_in_the_trace():
+    """bench/trace.py's situations (loaded from its path: `import trace` is the standard library's)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "trace.py"
+    spec = importlib.util.spec_from_file_location("bench_trace", path)
+    bench_trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_trace)
+    trace = [Request("c", 2.5, "m1", 8, "q"), Request("a", 0.0, "m0", 8, "q"), Request("b", 1.0, "m0", 8, "q"),
+             Request("d", 9.0, "m1", 8, "q"), Request("e", 12.5, "m0", 8, "q")]
+    assert bench_trace.situations(trace) == {
+        "a": "the first", "b": "after its own model < 2 s", "c": "after another model < 2 s",
+        "d": "after its own model >= 2 s", "e": "after another model >= 2 s"}
