@@ -90,8 +90,7 @@ def through_gthreadd(args: argparse.Namespace, tmp: Path) -> dict[str, list[floa
     log = tmp / "gthreadd.log"
     with running("gthreadd", argv, log, gthreadd_ready(url, log, ("a", "b", "c"), ("serving", "sleeping"))):
         result = asyncio.run(measure_gthreadd(url, args.quiet, args.rounds))
-    result["c's wake alone"] = next((steps for model, steps in wake_steps(log.read_text()).items() if model == "c"),
-                                    {}).get("level 1", [])
+    result["c's wake alone"] = wake_steps(log.read_text()).get("c", {}).get("level 1", [])
     return result
 
 
