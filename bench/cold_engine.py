@@ -80,13 +80,14 @@ async def measure_gthreadd(url: str, quiet_s: float, rounds: int) -> dict[str, l
 
 
 def through_gthreadd(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:
-    url = f"http://{HOST}:{args.port_base + 2}"
+    listen = f"{HOST}:{args.port_base + 2}"
+    url = f"http://{listen}"
     models = tmp / "models.d"
     models.mkdir()
     for name, spec in (("a", AWAKE), ("b", AWAKE), ("c", SLEEPY)):
         (models / f"{name}.yaml").write_text(model_file(name, args.checkpoint, args.utilization, spec))
     argv = [str(BIN / "gthreadd"), "--models-dir", str(models), "--state-dir", str(tmp / "state"),
-            "--listen", f"{HOST}:{args.port_base + 2}"]
+            "--listen", listen]
     log = tmp / "gthreadd.log"
     with running("gthreadd", argv, log, gthreadd_ready(url, log, ("a", "b", "c"), ("serving", "sleeping"))):
         result = asyncio.run(measure_gthreadd(url, args.quiet, args.rounds))

@@ -282,9 +282,8 @@ async def test_an_agent_stopped_as_a_watch_event_wakes_it_stops(api, tmp_path):
             await sync()
             passes += 1
 
-        node.agent.sync = counted
-        await eventually(lambda: node.agent._wake.set() or passes, "a pass of the sync loop")
-        await asyncio.sleep(0.2)
+        node.agent.sync = counted  # before the first pass: start() only created the tasks
+        await eventually(lambda: passes and not node.agent._wake.is_set(), "a pass of the sync loop, then its wait")
         loop = next(t for t in node.agent._tasks if t.get_name() == "kube-sync")
         node.agent._wake.set()
         await node.agent.stop(timeout_s=2)
