@@ -98,7 +98,7 @@ def steady_stream(scheduler: Scheduler, first: list, models: list[str], events: 
                 pending.append((now + 0.001, seq, EngineStopped(action.unit)))
             elif isinstance(action, Admit):
                 in_flight[action.request_id] = action.unit
-                pending.append((now + rng.uniform(0.05, 2.0), seq, RequestFinished(action.unit)))
+                pending.append((now + rng.uniform(0.05, 2.0), seq, RequestFinished(action.unit, action.request_id)))
             elif isinstance(action, SetTimer):
                 timers[action.key] = action.at
 

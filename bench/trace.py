@@ -575,7 +575,7 @@ def parse_args() -> argparse.Namespace:
         p.add_argument("--utilization", default="0.20", help="each Model's gpuMemoryUtilization")
         p.add_argument("--idle-timeout", default="5s")
         p.add_argument("--drain-timeout", default="0s")
-        p.add_argument("--min-runtime", default="1s")
+        p.add_argument("--min-runtime", default="0s")
         p.add_argument("--max-wait", default="0s")
         p.add_argument("--keep-alive", type=float, default=300.0, help="the Ollama-style policy's keep-alive")
         p.add_argument("--other-seeds", type=int, default=9, help="also simulate this many further seeds")

@@ -8,9 +8,9 @@ policies are small classes beside it. The simulator plays the daemon's effects l
 boot and wake times (a wake from level 2 costs more than one from level 1), Sleep reports
 EngineAsleep after the sleep time, with the bytes a sleeper holds at its level, Stop reports EngineStopped
 after the stop time (operations on one unit run one after the other, as the daemon chains them),
-Admit starts the request on the unit's EngineTimeModel, which reports RequestFinished when it ends,
-AbortInFlight ends the unit's requests with a 503, and SetTimer fires TimerFired (a timer set
-again replaces the earlier one).
+Admit starts the request on the unit's EngineTimeModel, which reports FirstToken at its first token
+(and again at its first after a resume) and RequestFinished when it ends, AbortInFlight ends the
+unit's requests with a 503, and SetTimer fires TimerFired (a timer set again replaces the earlier one).
 
 Engines are a model of time, not vLLM: see EngineTimeModel. All costs come in a `Costs`, measured
 by the real run (bench/trace.py). Deterministic: no clock and no randomness.
@@ -29,9 +29,8 @@ from gthreadd.spec.policy import policy_for
 from scheduler.fairness import Scheduler
 from scheduler.inventory import Device
 from scheduler.messages import (
-    AbortInFlight, Action, Admit, Boot, Drain, EngineAsleep, EngineAwake, EngineStopped, Event, ModelUpserted,
-    Reject,
-    RequestArrived, RequestFinished, SetTimer, Sleep, Stop, TimerFired, Wake,
+    AbortInFlight, Action, Admit, Boot, Drain, EngineAsleep, EngineAwake, EngineStopped, Event, FirstToken,
+    ModelUpserted, Reject, RequestArrived, RequestFinished, SetTimer, Sleep, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes
 from scheduler.units import UnitId
@@ -320,8 +319,8 @@ class Simulation:
     _trace: list[Request] = field(default_factory=list)
     _start: float = 0.0
     _settle_s: float = 0.0
-    _paused: dict[UnitId, tuple[dict[str, list[float]], set[str]]] = field(default_factory=dict)
-    """A unit's requests paused by a Sleep(keep=True): their work left, and which were decoding."""
+    _paused: dict[UnitId, dict[str, list[float]]] = field(default_factory=dict)
+    """A unit's requests paused by a Sleep(keep=True), and their work left."""
 
     def run(self, trace: list[Request], warmup: Sequence[str] = (), settle_s: float = 0.0) -> list[Outcome]:
         """Declare the models, answer one request to each of `warmup` in turn (as the real run
@@ -394,7 +393,7 @@ class Simulation:
         elif isinstance(action, Sleep):
             if action.keep and (engine := self._engines.get(action.unit)) is not None:
                 engine.advance(self.now)
-                self._paused[action.unit] = (engine.work, engine.decoding)
+                self._paused[action.unit] = engine.work
                 engine.work, engine.decoding = {}, set()
                 self._schedule_engine(action.unit)
             deepening = action.unit in self._asleep_at
@@ -415,7 +414,7 @@ class Simulation:
             for rid in list(engine.work) if engine else []:
                 engine.remove(rid, self.now)
                 self._end(rid, 503)
-                self._at(self.now, "event", RequestFinished(action.unit))
+                self._at(self.now, "event", RequestFinished(action.unit, rid))
             self._schedule_engine(action.unit)
         elif isinstance(action, Reject):
             self._end(action.request_id, action.status)
@@ -441,23 +440,23 @@ class Simulation:
         if kind == "first":
             engine.first_token(rid)
             outcome = self.outcomes.get(rid)
-            if outcome is not None:
+            if outcome is not None and outcome.ttft is None:
                 outcome.ttft = self.now - self._arrived[rid]
+            self._feed(FirstToken(unit, rid))
         else:
             engine.remove(rid, self.now)
-            self._feed(RequestFinished(unit))
+            self._feed(RequestFinished(unit, rid))
             self._end(rid, 200)
         self._schedule_engine(unit)
 
     def _resume(self, unit: UnitId) -> None:
-        """A woken engine runs its paused requests again, their KV cache recomputed first: one
-        still in its prefill starts it over; one decoding has a prefill's time added to its decode."""
-        work, decoding = self._paused.pop(unit)
+        """A woken engine runs its paused requests again, their KV cache recomputed first: a prefill,
+        which yields each one's next token (FirstToken again: the core counts it as progress)."""
+        work = self._paused.pop(unit)
         engine = self._engines[unit]
         engine.advance(self.now)
         for rid, (_, decode) in work.items():
-            engine.work[rid] = [self.costs.prefill_s, decode + (self.costs.prefill_s if rid in decoding else 0.0)]
-        engine.decoding |= decoding
+            engine.work[rid] = [self.costs.prefill_s, max(decode - self.costs.token_s, 0.0)]
         self._schedule_engine(unit)
 
     def _idle_cost(self) -> float:

@@ -15,7 +15,8 @@ Rules (seeds 000, Sleep and Fairness):
   until those have waited half the queue timeout, and capacity that is being freed for one is
   not given to another (no starvation); every queued request is admitted or times out;
 - a unit idle for idleTimeout sleeps; sleeping drains in-flight requests for up to drainTimeout,
-  then aborts the rest, or, when it sleeps for another model, pauses them until its next wake;
+  then aborts the rest, or, when it sleeps for another model, pauses them until its next wake,
+  once each has had a token since its wake (or it has run a least slice);
 - an engine that died is restarted after a backoff (restarting), and one that died while serving
   is restored before anything starts on speculation (scheduler/restore.py has the order of claims
   on capacity); a crash loop, or a failure retrying cannot fix, is given up (failed).
@@ -30,7 +31,7 @@ from scheduler import restore
 from scheduler.inventory import Device
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
-    EngineStopped, Event, GiveUp, HostMemoryRead, ModelRemoved, ModelUpserted, Reject, RequestArrived,
+    EngineStopped, Event, FirstToken, GiveUp, HostMemoryRead, ModelRemoved, ModelUpserted, Reject, RequestArrived,
     RequestFinished, RequestLeft, SetTimer, Sleep, SleepRequested, Stop, TimerFired, Wake,
 )
 from scheduler.placement import claim_bytes, fits, never_placeable, windows
@@ -40,9 +41,11 @@ from scheduler.units import CLAIMING, TRANSITIONS, ModelQueue, Policy, Unit, Uni
 
 
 MIN_SLICE_S = 1.0
-"""The least a unit runs between its wake and a pause of its requests for another model: a wake and
-a sleep cost hundredths of a second on the CPU and tenths on a GPU, so a second keeps the
-turns' overhead small whatever minRuntime and drainTimeout say."""
+"""The least a unit runs between its wake and a pause of its requests for another model, unless
+every request it runs has had a token since its wake (rule 14); also how long paused requests
+leave the engine to the model they paused for before they may take it back. A wake and a sleep cost
+hundredths of a second on the CPU and tenths on a GPU, so a second keeps the turns' overhead small
+whatever minRuntime and drainTimeout say."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class Scheduler:
         queues as they were and makes no unit a victim it was not already (it is just used), so no
         placement became possible: the pass is skipped. Time-made possibilities are the recheck
         timer's. This keeps the steady state (requests to awake models) O(1) per event."""
-        if isinstance(event, RequestFinished):
+        if isinstance(event, (RequestFinished, FirstToken)):
             return True
         if isinstance(event, RequestArrived):
             queue = self.queues.get(event.model)
@@ -193,7 +196,11 @@ class Scheduler:
             return [Reject(e.request_id, 429, f"model {e.model} has {len(queue.waiting)} requests waiting "
                                               f"(queue limit {self.config.queue_limit})", retry_after=5.0)]
         queue.add(e.request_id, e.key, now)
-        return [SetTimer(now + self.config.queue_timeout, ("queue", e.model, e.request_id))] + self._fill(e.model, now)
+        actions = [SetTimer(now + self.config.queue_timeout, ("queue", e.model, e.request_id))]
+        for unit in self.units.values():  # a unit yielding to paused answers yields early for new ones
+            if unit.yields_to == e.model and unit.state == UnitState.draining:
+                actions += self._pause_when_due(unit, now)
+        return actions + self._fill(e.model, now)
 
     def _on_RequestLeft(self, e: RequestLeft, now: float) -> list[Action]:
         self.queues.get(e.model, ModelQueue()).waiting.pop(e.request_id, None)
@@ -203,6 +210,8 @@ class Scheduler:
         unit = self.units.get(e.unit)
         if unit is None:
             return []
+        last = self._begun(unit, e.request_id)
+        unit.begun.discard(e.request_id)
         if unit.in_flight:
             unit.in_flight -= 1
         elif unit.kept:  # a paused request ended (its client left)
@@ -211,12 +220,21 @@ class Scheduler:
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Sleep(unit.id, self._sleep_level(unit))]
+        if last and unit.state == UnitState.draining:
+            return self._pause_when_due(unit, now)
         if unit.state == UnitState.awake:
             if admitted := self._fill(unit.id.model, now):
                 return admitted
             if unit.in_flight == 0:
                 return [SetTimer(now + unit.policy.idle_timeout, ("idle", unit.id))]
         return []
+
+    def _on_FirstToken(self, e: FirstToken, now: float) -> list[Action]:
+        unit = self.units.get(e.unit)
+        if unit is None:
+            return []
+        last = self._begun(unit, e.request_id)
+        return self._pause_when_due(unit, now) if last else []
 
     def _on_EngineAwake(self, e: EngineAwake, now: float) -> list[Action]:
         unit = self.units.get(e.unit)
@@ -230,8 +248,10 @@ class Scheduler:
             self.host_overhead = max(self.host_overhead, e.peak - self._cpu_claim(unit.policy))
         unit.to(UnitState.awake)
         unit.awake_since, unit.booted, unit.failures, unit.reason, unit.stopped = now, True, 0, "", ""
-        unit.capacity, unit.yielding = e.capacity, False
-        unit.in_flight += unit.kept  # its paused requests run again
+        unit.capacity, unit.yields_to = e.capacity, ""
+        unit.in_flight += unit.kept  # its paused requests run again, and owe a token again
+        unit.unanswered |= unit.begun
+        unit.begun.clear()
         self._release_kept(unit, 0)
         actions = self._fill(unit.id.model, now)
         if not actions:
@@ -272,7 +292,9 @@ class Scheduler:
         if unit is None or UnitState.restarting not in TRANSITIONS[unit.state]:
             return []  # no engine to lose: already gone, or a late report about a replaced one
         serving = unit.state in (UnitState.awake, UnitState.draining)
-        unit.devices, unit.in_flight, unit.reason, unit.yielding = (), 0, e.reason, False
+        unit.devices, unit.in_flight, unit.reason, unit.yields_to = (), 0, e.reason, ""
+        unit.unanswered.clear()
+        unit.begun.clear()
         self._release_kept(unit, 0)  # its paused requests went with the engine
         unit.held, unit.deepening, unit.level, unit.host_bytes = {}, False, 0, 0
         unit.failures += 1
@@ -310,17 +332,17 @@ class Scheduler:
                     and unit.in_flight == 0 and not self.queues[unit.id.model].wants
                     and now - unit.last_used >= unit.policy.idle_timeout):
                 return self._drain(unit, f"idle for {unit.policy.idle_timeout:g}s", now)
+        elif kind == "paused":  # paused as long as a request may wait: answered, as a queued one is
+            unit = self.units.get(e.key[1])
+            since = self.queues[unit.id.model].paused.get(unit.id) if unit is not None else None
+            if since is not None and now - since >= self.config.queue_timeout and unit.state == UnitState.asleep:
+                self._release_kept(unit, 0)
+                return [AbortInFlight(unit.id, f"its answer was paused for {self.config.queue_timeout:g}s for other "
+                                               f"models, and model {unit.id.model} could not resume it")]
         elif kind == "drain":
             unit = self.units.get(e.key[1])
-            if unit is not None and unit.state == UnitState.draining:
-                unit.to(UnitState.sleeping)
-                if unit.yielding:  # for another model: what still runs is paused, to resume at its wake
-                    unit.kept, unit.in_flight = unit.in_flight, 0
-                    self.queues[unit.id.model].paused[unit.id] = now
-                    return [Sleep(unit.id, self._sleep_level(unit), keep=True)]
-                return [AbortInFlight(unit.id, f"model {unit.id.model} is going to sleep and its "
-                                               f"drainTimeout ({unit.policy.drain_timeout:g}s) ran out"),
-                        Sleep(unit.id, self._sleep_level(unit))]
+            if unit is not None and unit.state == UnitState.draining and now >= self._pause_at(unit):
+                return self._pause(unit, now)
         return []  # "retry" and "recheck" only need the scheduling pass that follows every event
 
     def _on_DeviceMemoryRead(self, e: DeviceMemoryRead, now: float) -> list[Action]:
@@ -378,21 +400,61 @@ class Scheduler:
     def _admit(self, request_id: str, unit: Unit, now: float) -> Admit:
         unit.in_flight += 1
         unit.last_used = now
+        unit.unanswered.add(request_id)
         return Admit(request_id, unit.id)
 
-    def _drain(self, unit: Unit, reason: str, now: float, yielding: bool = False) -> list[Action]:
-        """`yielding`: for another model, so what runs past drainTimeout is paused, not aborted;
-        never before the unit has run MIN_SLICE_S since it woke, or two models could take turns
-        without either getting a token out."""
+    def _drain(self, unit: Unit, reason: str, now: float, yields_to: str = "") -> list[Action]:
+        """`yields_to`: the model it sleeps for, if any: what runs past drainTimeout is then paused,
+        not aborted."""
         unit.to(UnitState.draining)
-        unit.yielding = yielding
+        unit.yields_to = yields_to
         if unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Drain(unit.id, reason), Sleep(unit.id, self._sleep_level(unit))]
-        deadline = now + unit.policy.drain_timeout
-        if yielding:
-            deadline = max(deadline, unit.awake_since + MIN_SLICE_S)
-        return [Drain(unit.id, reason), SetTimer(deadline, ("drain", unit.id))]
+        unit.drain_until = now + unit.policy.drain_timeout
+        return [Drain(unit.id, reason), SetTimer(self._pause_at(unit), ("drain", unit.id))]
+
+    def _pause_at(self, unit: Unit) -> float:
+        """When a draining unit stops waiting for its requests to end: at its drainTimeout; when
+        yielding, also not before MIN_SLICE_S since its wake, or two models could take turns
+        without a token out; but for new requests, as soon as each request it runs has had a token
+        since its wake. A unit taken back just after its wake then yields once its answers have
+        begun (or gone on); paused answers taking the engine back leave it its least slice, or
+        two models with long answers would take turns a token (and a wake) at a time."""
+        early = unit.yields_to in self.queues and self.queues[unit.yields_to].waiting
+        if not unit.yields_to or (early and not unit.unanswered):
+            return unit.drain_until
+        return max(unit.drain_until, unit.awake_since + MIN_SLICE_S)
+
+    @staticmethod
+    def _begun(unit: Unit, request_id: str) -> bool:
+        """The request has had a token since the unit's wake: True when it was the last that had not."""
+        if request_id not in unit.unanswered:
+            return False
+        unit.unanswered.discard(request_id)
+        unit.begun.add(request_id)
+        return not unit.unanswered
+
+    def _pause_when_due(self, unit: Unit, now: float) -> list[Action]:
+        """A unit yielding to another model may pause earlier once its last answer has begun: now,
+        or at its drainTimeout."""
+        if unit.state != UnitState.draining or not unit.yields_to:
+            return []
+        at = self._pause_at(unit)
+        return self._pause(unit, now) if now >= at else [SetTimer(at, ("drain", unit.id))]
+
+    def _pause(self, unit: Unit, now: float) -> list[Action]:
+        """The drain is over: a yielding unit pauses what still runs, to resume at its next wake;
+        any other aborts it."""
+        unit.to(UnitState.sleeping)
+        if unit.yields_to:
+            unit.kept, unit.in_flight = unit.in_flight, 0
+            self.queues[unit.id.model].paused[unit.id] = now
+            return [Sleep(unit.id, self._sleep_level(unit), keep=True),
+                    SetTimer(now + self.config.queue_timeout, ("paused", unit.id))]
+        return [AbortInFlight(unit.id, f"model {unit.id.model} is going to sleep and its "
+                                       f"drainTimeout ({unit.policy.drain_timeout:g}s) ran out"),
+                Sleep(unit.id, self._sleep_level(unit))]
 
     def _windows_for(self, unit: Unit, scan: "_Pass") -> list[tuple[int, ...]]:
         """Where the unit may start: a level-1 sleeper only where its weights are."""
@@ -615,7 +677,7 @@ class Scheduler:
         actions: list[Action] = []
         for victim in victims:
             if victim.state != UnitState.asleep:
-                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now, yielding=True)
+                actions += self._drain(victim, f"preempted for {unit.id.model} ({reason})", now, unit.id.model)
             elif self._deepens(victim):
                 victim.deepening = True
                 actions.append(Sleep(victim.id, 2))
@@ -623,7 +685,7 @@ class Scheduler:
                 actions.append(self._stop(victim, f"device memory for {unit.id.model}, the least recently used", scan))
         actions += [self._stop(s, f"host memory for {unit.id.model}, the least recently used", scan) for s in stops]
         for awake in sleeps:
-            actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now, yielding=True)
+            actions += self._drain(awake, f"host memory for {unit.id.model} ({reason})", now, unit.id.model)
         for i in window:  # what is being freed here is this unit's: nobody backfills it
             scan.free[i] = min(scan.free[i], 0)
             scan.soon[i] = 0
@@ -648,11 +710,10 @@ class Scheduler:
                     scan.blocked()
 
         # 2. Waiting models, oldest request first; wakes before cold starts while those are young.
-        # Room being made for a model stays its own: it goes before one that waits since the same
-        # moment (a model paused for it at the instant it asked).
-        waiting = sorted((self._yields_to_wakes(m, q.since, now), q.since,
+        # Room being made for a model stays its own: it goes before one that waits since the same moment.
+        waiting = sorted((self._yields_to_wakes(m, since, now), since,
                           not any(u.making_room for u in self.units_of(m)), m)
-                         for m, q in self.queues.items() if q.wants)
+                         for m, q in self.queues.items() if q.wants for since in (_waits_since(q),))
         for _, oldest, _, model in waiting:
             replicas = self._by_model.get(model)
             if not replicas:  # scaled to zero replicas: its queue times out
@@ -672,7 +733,9 @@ class Scheduler:
                 scan.recheck_at(*(u.retry_at for u in units if u.state == UnitState.restarting))
                 continue
             unit = startable[0]
-            placed, ok = self._place(unit, f"a request has waited {now - oldest:g}s", scan, may_preempt, now)
+            why = (f"a request has waited {now - oldest:g}s" if self.queues[model].waiting
+                   else "its paused requests resume")
+            placed, ok = self._place(unit, why, scan, may_preempt, now)
             actions += placed
             if not ok:
                 scan.blocked(oldest + unit.policy.max_wait)
@@ -915,6 +978,7 @@ _HANDLERS = {
     RequestArrived: Scheduler._on_RequestArrived,
     RequestLeft: Scheduler._on_RequestLeft,
     RequestFinished: Scheduler._on_RequestFinished,
+    FirstToken: Scheduler._on_FirstToken,
     EngineAwake: Scheduler._on_EngineAwake,
     EngineAsleep: Scheduler._on_EngineAsleep,
     EngineStopped: Scheduler._on_EngineStopped,
@@ -925,6 +989,15 @@ _HANDLERS = {
     SleepRequested: Scheduler._on_SleepRequested,
 }
 """Event type -> its rule: every event of scheduler/messages.py, and nothing found by name."""
+
+
+def _waits_since(queue: ModelQueue) -> float:
+    """When a model with requests waiting began to wait, for its place among the waiting and for
+    maxWaitTime: its oldest queued request's arrival, or MIN_SLICE_S after its first pause. Paused
+    answers have begun, so they are in no hurry: the model they paused for keeps the engine for
+    its next requests' first tokens for that long, and new requests of others go first."""
+    paused = min(queue.paused.values(), default=float("inf")) + MIN_SLICE_S
+    return min(paused, queue.oldest if queue.oldest is not None else float("inf"))
 
 
 def _has_room(unit: Unit) -> bool:

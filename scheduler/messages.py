@@ -40,6 +40,16 @@ class RequestLeft:
 @dataclass(frozen=True)
 class RequestFinished:
     unit: UnitId
+    request_id: str
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    """An admitted request's answer has begun (its first streamed chunk): what lets a unit that
+    woke for it yield early (rule 14). Answers that are not streamed begin when they finish."""
+
+    unit: UnitId
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ class SleepRequested:
     model: str
 
 
-Event = Union[ModelUpserted, ModelRemoved, RequestArrived, RequestLeft, RequestFinished, EngineAwake,
+Event = Union[ModelUpserted, ModelRemoved, RequestArrived, RequestLeft, RequestFinished, FirstToken, EngineAwake,
               EngineAsleep, EngineStopped, EngineFailed, TimerFired, DeviceMemoryRead, HostMemoryRead,
               SleepRequested]
 

@@ -125,12 +125,22 @@ class Unit:
     """Why a budget stopped its engine, until it is up again: what its cold start says."""
     deepening: bool = False
     """Asleep, being put to sleep at level 2 to free what it holds for another model."""
-    yielding: bool = False
-    """Draining for another model (preempted, or for host memory): what is still running when its
-    drainTimeout runs out is paused, not aborted."""
+    yields_to: str = ""
+    """Draining for this model (preempted, or for host memory): what is still running when its
+    drainTimeout runs out is paused, not aborted, and while that model has new requests waiting
+    (not only paused ones) it pauses as soon as each request it runs has had a token since its
+    wake (rule 14). Empty: not yielding."""
     kept: int = 0
     """Requests paused in its engine when it went to sleep for another model: they resume at its
     next wake (`ModelQueue.paused` says since when), and are not counted in flight meanwhile."""
+    unanswered: set[str] = field(default_factory=set)
+    """Requests it runs that have had no token since its wake (a new one's first, a resumed one's
+    first after the resume): while one has not, a yielding unit runs its least slice (rule 14)."""
+    begun: set[str] = field(default_factory=set)
+    """Requests it runs or holds paused that have had a token since its wake: at its next wake they
+    are unanswered again."""
+    drain_until: float = 0.0
+    """Draining: when its drainTimeout runs out."""
     booted: bool = False
     """The engine has come up at least once (`bootReady`)."""
     generation: int = 0
@@ -166,11 +176,6 @@ class ModelQueue:
     def wants(self) -> bool:
         """Requests of the model wait: queued, or paused in an engine that went to sleep."""
         return bool(self.waiting or self.paused)
-
-    @property
-    def since(self) -> float:
-        """When the longest of them began to wait (only while `wants`)."""
-        return min(t for t in (self.oldest, min(self.paused.values(), default=None)) if t is not None)
 
     def add(self, request_id: str, key: str, now: float) -> None:
         self.waiting[request_id] = now

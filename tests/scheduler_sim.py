@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
-    AbortInFlight, Admit, Boot, EngineAsleep, EngineAwake, EngineStopped, Event, Reject, RequestFinished, SetTimer,
-    Sleep, Stop, TimerFired, Wake,
+    AbortInFlight, Admit, Boot, EngineAsleep, EngineAwake, EngineStopped, Event, FirstToken, Reject, RequestFinished,
+    SetTimer, Sleep, Stop, TimerFired, Wake,
 )
 
 
@@ -31,6 +31,9 @@ class SimulatedHost:
     """Host memory an awake engine is measured to hold (and its boot's peak)."""
     capacity: int = 0
     """Requests an engine reports it runs at once (vLLM's max_num_seqs); 0: no limit."""
+    first_token_s: float | None = None
+    """A request has a token (FirstToken) this long after it starts running, and again this long
+    after each resume; None: answers are not streamed, so only their finish is reported."""
     host_asleep: dict = field(default_factory=dict)
     """Sleep level -> host memory an engine asleep at that level is measured to hold."""
     now: float = 0.0
@@ -46,6 +49,8 @@ class SimulatedHost:
     _seq: itertools.count = field(default_factory=itertools.count)
     _timers: dict = field(default_factory=dict)
     _ends: dict = field(default_factory=dict)
+    _unbegun: set = field(default_factory=set)
+    """Requests running or paused whose next FirstToken is still to come."""
 
     def at(self, when: float, event: Event) -> None:
         heapq.heappush(self._queue, (when, next(self._seq), event))
@@ -63,8 +68,9 @@ class SimulatedHost:
         if isinstance(action, (Boot, Wake)):
             took = self.boot_s if isinstance(action, Boot) else self.wake_s
             self.at(self.now + took, EngineAwake(action.unit, self.host_awake, self.host_awake, self.capacity))
-            for rid, left in self.paused.pop(action.unit, {}).items():  # resumed once awake
-                self._run(action.unit, rid, self.now + took + left)
+            for rid, left in self.paused.pop(action.unit, {}).items():  # resumed once awake: a token is due again
+                self._unbegun.add(rid)
+                self._run(action.unit, rid, self.now + took + left, begins=self.now + took)
         elif isinstance(action, Sleep):
             if action.keep:
                 self.paused[action.unit] = {rid: self._ends[rid] - self.now for rid in self.in_flight.pop(action.unit, ())}
@@ -76,20 +82,23 @@ class SimulatedHost:
             self.at(self.now + self.stop_s, EngineStopped(action.unit))
         elif isinstance(action, Admit):
             self.admitted[action.request_id] = self.now
-            self._run(action.unit, action.request_id, self.now + self.request_s)
+            self._unbegun.add(action.request_id)
+            self._run(action.unit, action.request_id, self.now + self.request_s, begins=self.now)
         elif isinstance(action, AbortInFlight):  # they end now, and say so
             for rid in self.in_flight.get(action.unit, set()) | set(self.paused.pop(action.unit, {})):
-                self._run(action.unit, rid, self.now)
+                self._run(action.unit, rid, self.now, begins=self.now)
         elif isinstance(action, Reject):
             self.rejected[action.request_id] = action.status
         elif isinstance(action, SetTimer):
             self._timers[action.key] = action.at
             self.at(action.at, ("timer", action.key, action.at))
 
-    def _run(self, unit, rid: str, end: float) -> None:
+    def _run(self, unit, rid: str, end: float, begins: float) -> None:
         self.in_flight.setdefault(unit, set()).add(rid)
         self._ends[rid] = end
         self.at(end, ("finish", unit, rid))
+        if self.first_token_s is not None and rid in self._unbegun and begins + self.first_token_s < end:
+            self.at(begins + self.first_token_s, ("first", unit, rid, end))
 
     def run_until(self, until: float, check=None) -> None:
         while self._queue and self._queue[0][0] <= until:
@@ -99,8 +108,14 @@ class SimulatedHost:
                 _, unit, rid = item
                 if rid in self.in_flight.get(unit, set()) and self._ends[rid] == when:
                     self.in_flight[unit].discard(rid)
+                    self._unbegun.discard(rid)
                     self.finished[rid] = self.now
-                    self.feed(RequestFinished(unit), check)
+                    self.feed(RequestFinished(unit, rid), check)
+            elif isinstance(item, tuple) and item[0] == "first":
+                _, unit, rid, end = item
+                if rid in self._unbegun and rid in self.in_flight.get(unit, set()) and self._ends[rid] == end:
+                    self._unbegun.discard(rid)
+                    self.feed(FirstToken(unit, rid), check)
             elif isinstance(item, tuple) and item[0] == "timer":
                 _, key, at = item
                 if self._timers.get(key) == at:  # re-armed timers replace earlier ones

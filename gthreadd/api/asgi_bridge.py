@@ -45,11 +45,13 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 class AsgiCall:
     """One call. `accept(status)` is asked before anything is sent: False keeps the app's answer
     from the client (the daemon answers instead, e.g. a 503 for a dead engine); `on_first_body` is
-    told when the first chunk of the body has been written (a stream's time to first token)."""
+    told when the first chunk of the body has been written (a stream's time to first token), and
+    `on_chunk` when any has (a stream's progress)."""
 
     def __init__(self, app: ASGIApp, request: web.Request, path: str, body: bytes | bytearray,
                  headers: list[tuple[bytes, bytes]], accept: Callable[[int], bool] = lambda status: True,
-                 on_first_body: Callable[[web.StreamResponse], None] = lambda response: None):
+                 on_first_body: Callable[[web.StreamResponse], None] = lambda response: None,
+                 on_chunk: Callable[[], None] = lambda: None):
         self.app = app
         self.request = request
         self.path = path
@@ -57,6 +59,7 @@ class AsgiCall:
         self.headers = headers
         self.accept = accept
         self.on_first_body = on_first_body
+        self.on_chunk = on_chunk
         self.status: Optional[int] = None
         """The app's status, whether or not it was accepted."""
         self.response: Optional[web.StreamResponse] = None
@@ -155,6 +158,7 @@ class AsgiCall:
                         if not self._written:
                             self._written = True
                             self.on_first_body(self.response)
+                        self.on_chunk()
                     if not message.get("more_body", False):
                         await self.response.write_eof()
                         self._complete.set_result(None)

@@ -430,7 +430,8 @@ async def _admitted(request: web.Request, route: InferenceRoute, model: ServedMo
 
         call = AsgiCall(engine.api.asgi, request, route.vllm_target(dict(request.match_info)), body,
                         _forwarded(request, body, rewritten),
-                        accept=lambda status: status < 500 or engine.running, on_first_body=first_chunk)
+                        accept=lambda status: status < 500 or engine.running, on_first_body=first_chunk,
+                        on_chunk=lambda: scheduling.token(ticket))
         response = await call.run()
         if response is None:  # vLLM answered 5xx for an engine that has died
             cause = engine.exit_cause or "the engine stopped"

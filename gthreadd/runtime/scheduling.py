@@ -20,8 +20,8 @@ from gthreadd.observe.changes import Changes
 from scheduler.fairness import Scheduler
 from scheduler.messages import (
     AbortInFlight, Action, Admit, Boot, DeviceMemoryRead, Drain, EngineAsleep, EngineAwake, EngineFailed,
-    EngineStopped, Event, GiveUp, HostMemoryRead, Reject, RequestArrived, RequestFinished, RequestLeft, SetTimer, Sleep,
-    Stop, TimerFired, Wake,
+    EngineStopped, Event, FirstToken, GiveUp, HostMemoryRead, Reject, RequestArrived, RequestFinished, RequestLeft,
+    SetTimer, Sleep, Stop, TimerFired, Wake,
 )
 from gthreadd.runtime.unit_ops import Footprint, PermanentFailure, UnitOps
 from scheduler.snapshot import SchedulerSnapshot
@@ -46,6 +46,9 @@ class Ticket:
     unit: UnitId
     task: Optional[asyncio.Task]
     aborted: str = ""
+    owes_token: bool = True
+    """No chunk of its answer has been written since it was admitted, or since its unit's wake
+    resumed it: the next one is reported (FirstToken)."""
 
 
 @dataclass
@@ -147,7 +150,7 @@ class SchedulerLoop:
             unit = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.submit(RequestFinished(waiter.result()))  # admitted just as the client left
+                self.submit(RequestFinished(waiter.result(), request_id))  # admitted just as the client left
             else:
                 self.submit(RequestLeft(model, request_id))
             raise
@@ -157,9 +160,16 @@ class SchedulerLoop:
         self._tickets.setdefault(unit, set()).add(ticket)
         return ticket
 
+    def token(self, ticket: Ticket) -> None:
+        """A chunk of the request's answer was written: the first since its admission or its resume
+        tells the core that the answer has begun or gone on, so its unit may yield early."""
+        if ticket.owes_token:
+            ticket.owes_token = False
+            self._request_event(FirstToken(ticket.unit, ticket.request_id))
+
     def finished(self, ticket: Ticket) -> None:
         self._tickets.get(ticket.unit, set()).discard(ticket)
-        self._request_event(RequestFinished(ticket.unit))
+        self._request_event(RequestFinished(ticket.unit, ticket.request_id))
 
     # -- actions ---------------------------------------------------------------------------------
     def _perform(self, action: Action) -> None:
@@ -216,6 +226,8 @@ class SchedulerLoop:
         how many requests it runs at once."""
         def event(footprint: Optional[Footprint]) -> EngineAwake:
             footprint = footprint or Footprint()
+            for ticket in self._tickets.get(unit, ()):  # requests it resumed: each owes a token again
+                ticket.owes_token = True
             engine = self.ops.engine(unit)
             return EngineAwake(unit, footprint.host, footprint.peak, engine.max_concurrency if engine else 0)
         return event
@@ -231,7 +243,7 @@ class SchedulerLoop:
         waiter = self._waiters.get(request_id)
         if waiter is None or waiter.done():
             if error is None and result is not None:  # admitted, but nobody waits: give it back
-                self.submit(RequestFinished(result))
+                self.submit(RequestFinished(result, request_id))
             return
         if error is not None:
             waiter.set_exception(error)

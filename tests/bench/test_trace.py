@@ -142,6 +142,24 @@ def test_a_model_preempted_with_drain_timeout_0_pauses_its_request_and_finishes_
     assert long.at + long.e2e > short.at + short.e2e and long.e2e > alone + COSTS.prefill_s
 
 
+def test_a_model_taken_back_just_after_its_wake_yields_at_its_first_token_in_the_simulator():
+    """The simulator reports first tokens to the core (FirstToken): m1, woken at 4.5 s for its
+    request (m0 paused for it at 1 s), is taken back by m0's next request at 4.6 s and yields at its
+    first token (4.7 s), not a least slice after its wake (5.5 s). m0's new request shares its
+    prefill with the recompute of m0's resumed answer."""
+    spec = SPEC.replace("sleep: {idleTimeout: 10s}", "sleep: {idleTimeout: 10s, drainTimeout: 0s}").replace(
+        "minRuntime: 2s", "minRuntime: 0s")
+    files = {m: model_yaml(m, "/models/demo", spec) for m in ("m0", "m1")}
+    trace = [Request("a", 0.0, "m0", 301, "q"), Request("b", 1.0, "m1", 301, "q"), Request("c", 4.6, "m0", 11, "q")]
+    core, upserts = gthreadd_core(files, DEVICE)
+    long, other, back = Simulation(core, COSTS, upserts).run(trace, ["m1", "m0"], settle_s=5.0)
+    assert other.ttft == pytest.approx(COSTS.sleep_s + COSTS.wake_s + COSTS.prefill_s)
+    yielded = other.at + other.ttft
+    assert back.ttft == pytest.approx(yielded - back.at + COSTS.sleep_s + COSTS.wake_s
+                                      + COSTS.prefill_s * (1 + COSTS.prefill_slowdown))
+    assert all(o.status == 200 for o in (long, other, back))
+
+
 def test_the_first_request_after_quiet_pays_the_idle_cost_and_one_beside_it_does_not():
     costs = dataclasses.replace(COSTS, idle_cost_s=0.5, idle_s=10.0)
     trace = [Request("a", 25.0, "m0", 11, "q"), Request("b", 28.8, "m0", 11, "q")]  # b while a decodes

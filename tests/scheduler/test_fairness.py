@@ -121,6 +121,69 @@ def test_a_preempted_model_drains_then_pauses_what_still_runs_and_resumes_it_at_
     assert {"ra", "ra2", "rb"} <= set(h.finished) and not any(isinstance(a, AbortInFlight) for _, a in h.actions)
 
 
+def two_taking_turns(first_token_s, *names) -> SimulatedHost:
+    """Models that fit one at a time, minRuntime, maxWaitTime and drainTimeout 0: a runs a long
+    request from t=2, and its answer begins `first_token_s` later (None: answers not streamed)."""
+    h = host(request_s=1000)
+    h.first_token_s, h.boot_s, h.wake_s, h.sleep_s = first_token_s, 0.2, 0.05, 0.05
+    for name in names or ("a", "b"):
+        add(h, name, min_runtime=0, max_wait=0, drain_timeout=0)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    return h
+
+
+def pauses(h, model) -> list[float]:
+    return [round(t, 3) for t, a in h.actions if isinstance(a, Sleep) and a.keep and a.unit.model == model]
+
+
+@pytest.mark.parametrize("first_token_s, paused_at", [(0.1, 3.35), (None, 4.25)])
+def test_a_model_taken_back_just_after_its_wake_yields_once_its_answers_have_begun(first_token_s, paused_at):
+    """b woke at 3.25 for rb; a's next request at 3.3 takes the engine back as soon as rb's answer
+    has begun (3.35), not a least slice later (4.25), which only answers that are not streamed,
+    and so tell nothing before they end, still wait for."""
+    h = two_taking_turns(first_token_s)
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(3)
+    assert pauses(h, "a") == [3.0], "a has run more than MIN_SLICE_S: paused at once"
+    h.run_until(3.3)
+    assert state(h, "b") == UnitState.awake and h.admitted["rb"] == pytest.approx(3.25)
+    h.feed(RequestArrived("a", "ra2"))
+    h.run_until(5)
+    assert pauses(h, "b") == [paused_at]
+    assert h.admitted["ra2"] == pytest.approx(paused_at + 0.1), "b's sleep and a's wake, 0.05 s each"
+
+
+def test_paused_answers_leave_the_engine_to_the_model_they_paused_for_then_take_turns():
+    """a's answer, paused for b at 3, waits MIN_SLICE_S before it takes the engine back (b keeps it
+    for its own next requests' first tokens); from then on the two take turns, each running its
+    least slice (paused answers are not new requests: no early yield), until both end."""
+    h = two_taking_turns(0.1)
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(3.6)
+    h.feed(RequestArrived("b", "rb2"))
+    assert h.admitted["rb2"] == pytest.approx(3.6), "b still has the engine"
+    h.run_until(7.6)  # b awake at 3.25, 5.45; a at 4.35, 6.55; each paused a second after its wake
+    assert pauses(h, "b") == [4.25, 6.45] and pauses(h, "a") == [3.0, 5.35, 7.55]
+    h.run_until(10_000)
+    assert {"ra", "rb", "rb2"} <= set(h.finished) and not any(isinstance(a, AbortInFlight) for _, a in h.actions)
+    assert not any(q.wants for q in h.scheduler.queues.values())
+
+
+def test_a_new_request_of_another_model_goes_before_answers_paused_less_than_a_slice_ago():
+    """a is paused for b at 3; c asks at 3.4, before a's paused answer may ask (4.0): c goes first."""
+    h = two_taking_turns(0.1, "a", "b", "c")
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(3.4)
+    h.feed(RequestArrived("c", "rc"))
+    h.run_until(6)
+    starts = [a.unit.model for t, a in h.actions if t > 3 and isinstance(a, (Boot, Wake))]
+    assert starts[:3] == ["b", "c", "a"] and h.admitted["rc"] == pytest.approx(3.4 + 0.05 + 0.2)
+
+
 def test_the_model_paused_for_another_does_not_take_back_the_room_made_for_it():
     """drainTimeout 0s: a is paused the instant b asks, so both wait since the same moment; the
     room a frees is b's."""
@@ -152,7 +215,7 @@ def test_a_paused_request_whose_client_left_no_longer_wakes_its_model():
     h.run_until(12.6)
     a = h.scheduler.units[UnitId("a", 0)]
     assert state(h, "a") == UnitState.asleep and a.kept == 1, "drainTimeout 0s: paused at once"
-    h.feed(RequestFinished(a.id))  # the daemon aborted it in the engine: its client went away
+    h.feed(RequestFinished(a.id, "ra"))  # the daemon aborted it in the engine: its client went away
     assert a.kept == 0 and not h.scheduler.queues["a"].wants
     h.run_until(100)
     assert state(h, "a") == UnitState.asleep and state(h, "b") == UnitState.awake

@@ -2,7 +2,8 @@
 capacity is never exceeded (a device's memory, an engine's requests at once), popular units are
 never preempted, nothing busy is preempted before its minRuntime, and no request starves: each is
 admitted or rejected once the host goes quiet (engines dying on the way, restores included,
-requests of several keys taking turns behind engines that run a few at once)."""
+requests of several keys taking turns behind engines that run a few at once, answers streamed or
+not: a unit whose answers have all had a token yields early)."""
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -53,10 +54,11 @@ def check_invariants(h: SimulatedHost, before, actions) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models=st.lists(st.tuples(policies, st.integers(1, 2)), min_size=1, max_size=4), history=events,
-       gpus=st.integers(1, 3), capacity=st.sampled_from([0, 0, 1, 2]))
-def test_invariants_hold_and_nothing_starves(models, history, gpus, capacity):
+       gpus=st.integers(1, 3), capacity=st.sampled_from([0, 0, 1, 2]), first_token_s=st.sampled_from([None, 0.1, 0.7]))
+def test_invariants_hold_and_nothing_starves(models, history, gpus, capacity, first_token_s):
     devices = [Device(i, f"GPU-{i}", "NVIDIA-H100", 80 * GIB, 80 * GIB) for i in range(gpus)]
-    h = SimulatedHost(Scheduler(devices, SchedulerConfig(queue_limit=8, queue_timeout=120)), capacity=capacity)
+    h = SimulatedHost(Scheduler(devices, SchedulerConfig(queue_limit=8, queue_timeout=120)), capacity=capacity,
+                      first_token_s=first_token_s)
     for index, (policy, replicas) in enumerate(models):
         h.feed(ModelUpserted(f"m{index}", policy, replicas), check_invariants)
     sent = []
