@@ -184,6 +184,25 @@ def test_a_new_request_of_another_model_goes_before_answers_paused_less_than_a_s
     assert starts[:3] == ["b", "c", "a"] and h.admitted["rc"] == pytest.approx(3.4 + 0.05 + 0.2)
 
 
+def test_an_answer_paused_for_as_long_as_a_request_may_wait_is_answered():
+    """A popular model takes a's room for good: a's paused answer cannot resume, and is aborted
+    (a 503 in the daemon) once it has been paused for the queue timeout, as a queued one would be."""
+    h = host(request_s=1000, queue_timeout=60)
+    h.first_token_s = 0.1
+    add(h, "a", min_runtime=0, max_wait=0, drain_timeout=0)
+    h.run_until(2)
+    h.feed(RequestArrived("a", "ra"))
+    h.run_until(3)
+    h.feed(ModelUpserted("p", policy(popular=True, memory_fraction=0.9), 1))
+    h.run_until(62.9)
+    assert "ra" not in h.finished and h.scheduler.queues["a"].wants
+    h.run_until(63.1)
+    abort = next(a for _, a in h.actions if isinstance(a, AbortInFlight))
+    assert abort.unit.model == "a" and "paused for 60s" in abort.reason
+    assert h.finished["ra"] == pytest.approx(63) and not h.scheduler.queues["a"].wants
+    assert state(h, "a") == UnitState.asleep and state(h, "p") == UnitState.awake
+
+
 def test_the_model_paused_for_another_does_not_take_back_the_room_made_for_it():
     """drainTimeout 0s: a is paused the instant b asks, so both wait since the same moment; the
     room a frees is b's."""
