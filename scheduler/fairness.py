@@ -197,9 +197,10 @@ class Scheduler:
                                               f"(queue limit {self.config.queue_limit})", retry_after=5.0)]
         queue.add(e.request_id, e.key, now)
         actions = [SetTimer(now + self.config.queue_timeout, ("queue", e.model, e.request_id))]
-        for unit in self.units.values():  # a unit yielding to paused answers yields early for new ones
-            if unit.yields_to == e.model and unit.state == UnitState.draining:
-                actions += self._pause_when_due(unit, now)
+        if len(queue.waiting) == 1:  # its first new request: units yielding to it may yield early now
+            for unit in self.units.values():
+                if unit.yields_to == e.model:
+                    actions += self._pause_when_due(unit, now)
         return actions + self._fill(e.model, now)
 
     def _on_RequestLeft(self, e: RequestLeft, now: float) -> list[Action]:
@@ -210,8 +211,7 @@ class Scheduler:
         unit = self.units.get(e.unit)
         if unit is None:
             return []
-        last = self._begun(unit, e.request_id)
-        unit.begun.discard(e.request_id)
+        last = unit.ended(e.request_id)
         if unit.in_flight:
             unit.in_flight -= 1
         elif unit.kept:  # a paused request ended (its client left)
@@ -220,8 +220,8 @@ class Scheduler:
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Sleep(unit.id, self._sleep_level(unit))]
-        if last and unit.state == UnitState.draining:
-            return self._pause_when_due(unit, now)
+        if last and (due := self._pause_when_due(unit, now)):
+            return due
         if unit.state == UnitState.awake:
             if admitted := self._fill(unit.id.model, now):
                 return admitted
@@ -233,8 +233,7 @@ class Scheduler:
         unit = self.units.get(e.unit)
         if unit is None:
             return []
-        last = self._begun(unit, e.request_id)
-        return self._pause_when_due(unit, now) if last else []
+        return self._pause_when_due(unit, now) if unit.had_token(e.request_id) else []
 
     def _on_EngineAwake(self, e: EngineAwake, now: float) -> list[Action]:
         unit = self.units.get(e.unit)
@@ -425,15 +424,6 @@ class Scheduler:
         if not unit.yields_to or (early and not unit.unanswered):
             return unit.drain_until
         return max(unit.drain_until, unit.awake_since + MIN_SLICE_S)
-
-    @staticmethod
-    def _begun(unit: Unit, request_id: str) -> bool:
-        """The request has had a token since the unit's wake: True when it was the last that had not."""
-        if request_id not in unit.unanswered:
-            return False
-        unit.unanswered.discard(request_id)
-        unit.begun.add(request_id)
-        return not unit.unanswered
 
     def _pause_when_due(self, unit: Unit, now: float) -> list[Action]:
         """A unit yielding to another model may pause earlier once its last answer has begun: now,
@@ -711,9 +701,9 @@ class Scheduler:
 
         # 2. Waiting models, oldest request first; wakes before cold starts while those are young.
         # Room being made for a model stays its own: it goes before one that waits since the same moment.
-        waiting = sorted((self._yields_to_wakes(m, since, now), since,
-                          not any(u.making_room for u in self.units_of(m)), m)
-                         for m, q in self.queues.items() if q.wants for since in (_waits_since(q),))
+        since = {m: _waits_since(q) for m, q in self.queues.items() if q.wants}
+        waiting = sorted((self._yields_to_wakes(m, t, now), t, not any(u.making_room for u in self.units_of(m)), m)
+                         for m, t in since.items())
         for _, oldest, _, model in waiting:
             replicas = self._by_model.get(model)
             if not replicas:  # scaled to zero replicas: its queue times out

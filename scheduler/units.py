@@ -145,6 +145,22 @@ class Unit:
     """The engine has come up at least once (`bootReady`)."""
     generation: int = 0
 
+    def had_token(self, request_id: str) -> bool:
+        """The request has had a token since the wake: True when it was the last that had not."""
+        if request_id not in self.unanswered:
+            return False
+        self.unanswered.remove(request_id)
+        self.begun.add(request_id)
+        return not self.unanswered
+
+    def ended(self, request_id: str) -> bool:
+        """The request is over: True when it was the last that had had no token since the wake."""
+        self.begun.discard(request_id)
+        if request_id not in self.unanswered:
+            return False
+        self.unanswered.remove(request_id)
+        return not self.unanswered
+
     def to(self, state: UnitState) -> None:
         if state not in TRANSITIONS[self.state]:
             raise ValueError(f"unit {self.id}: {self.state.value} -> {state.value} is not allowed")

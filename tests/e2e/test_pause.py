@@ -102,3 +102,35 @@ def test_a_model_taken_back_just_after_its_wake_yields_as_soon_as_its_answer_has
     assert times[before] > short_chunks[0][0], "long was paused until short's answer had begun"
     assert before < MIN_SLICE_S / 2 / pace, \
         f"long streamed {before} chunks before yielding; half a slice at its pace ({pace * 1000:.0f} ms each) is fewer"
+
+
+def test_an_answer_paused_for_a_popular_model_for_good_is_answered_at_the_queue_timeout(tmp_path, checkpoint):
+    """A popular Model added while long streams takes the only room for good: long's answer is
+    paused (its engine asleep) and, once paused for the queue timeout, ends with the daemon's error
+    naming why, as a request queued that long would; nothing stays paused."""
+    d = DaemonProcess(tmp_path, checkpoint, flags=("--cpu-memory-share", "0.3", "--queue-timeout", "15s"))
+    d.write_model("long.yaml", "long", more=SPEC)
+    d.start()
+    try:
+        assert "Paris" in d.ask("long")
+        chunks: list[tuple[float, str]] = []
+        began = threading.Event()
+        failure: list[Exception] = []
+
+        def stream() -> None:
+            try:
+                streamer(d, "long", 2000, chunks, {}, began=began).run()
+            except Exception as exc:  # the error event the daemon ends the stream with
+                failure.append(exc)
+
+        streaming = threading.Thread(target=stream)
+        streaming.start()
+        assert began.wait(120), "long's answer began"
+        d.write_model("pop.yaml", "pop", more="  fairness: {popular: true}\n")
+        streaming.join(300)
+        assert not streaming.is_alive()
+        assert failure and "paused for 15s" in str(failure[0]), failure
+        d.wait_state("pop", "serving")
+        d.wait_for(lambda: not d.status("long").get("queue", {}).get("paused"), 30, "long to hold no paused answer")
+    finally:
+        d.kill()
