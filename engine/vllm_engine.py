@@ -28,6 +28,7 @@ from engine.compat import (
     forget_stopped_engines,
 )
 from engine import root_cause, vllm_settings
+from engine.cpu_executor import run_model_in_engine_core
 from engine.process_tree import descendants, kill_tree, process_tree, shared_memory_of, unlink_shared_memory
 from engine.config import EngineConfig
 from engine.interface import EngineStartError
@@ -237,7 +238,11 @@ def _build(engine_args: AsyncEngineArgs, devices: tuple[int, ...], stat_loggers:
     if devices:
         environment["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
     with vllm_settings.read_afresh(), _environment(environment):
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
+        vllm_config = engine_args.create_engine_config()
+        run_model_in_engine_core(vllm_config, asked=engine_args.distributed_executor_backend)
+        return AsyncLLM.from_vllm_config(vllm_config, stat_loggers=stat_loggers,
+                                         enable_log_requests=engine_args.enable_log_requests,
+                                         disable_log_stats=engine_args.disable_log_stats)
 
 
 @contextlib.contextmanager

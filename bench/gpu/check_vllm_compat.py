@@ -37,7 +37,12 @@ CPU_RUNNER = ("vllm.v1.worker.cpu_model_runner",)
 CHECKS = [
     # engine/vllm_engine.py
     ("AsyncEngineArgs.from_cli_args", None, {"calls": [(1,)]}),
-    ("AsyncLLM.from_engine_args", None, {"kind": "def", "calls": [(1, "stat_loggers")]}),
+    ("AsyncEngineArgs.create_engine_config", None, {"kind": "def", "calls": [()]}),
+    ("AsyncLLM.from_vllm_config", None,
+     {"kind": "def", "calls": [(1, "stat_loggers", "enable_log_requests", "disable_log_stats")]}),
+    # engine/cpu_executor.py
+    ("ParallelConfig.distributed_executor_backend", ("vllm.config",), {}),
+    ("ParallelConfig.world_size", ("vllm.config",), {}),
     ("AsyncLLM.get_supported_tasks", None, {"kind": "async", "calls": [()]}),
     ("AsyncLLM.reset_prefix_cache", None, {"kind": "async", "calls": [(), ("reset_running_requests", "reset_connector")]}),
     # a kvCache engine's sleep that keeps its offloaded blocks (engine/offload_sleep.py)

@@ -1,9 +1,10 @@
 """Two real CPU engines that both sleep at level 1, on a capacity that fits one awake claim beside a
 level-2 sleeper but not beside a level-1 one: the sleeper in the way is deepened to level 2.
 
-Each model claims 0.20 of the CPU device and models may claim 0.25 in all (the 0.05 left is about
-1.2 GiB on a 24 GiB node). Measured: a level-1 CPU sleeper keeps about 1.4 GiB (its weights and
-runtime), a level-2 one about 0.9 GiB, both counted on the device.
+Each model claims 0.20 of the CPU device and models may claim 0.2425 in all (the 0.0425 left is
+about 1.0 GiB on a 24 GiB node). The checkpoint is loaded as float32, so that its weights (0.5 GiB)
+set the two levels well apart: measured, a level-1 sleeper keeps about 1.2 GiB (its weights and
+runtime), a level-2 one about 0.7 GiB, both counted on the device.
 """
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 POLICY = """\
+  dtype: float32
   fairness: {minRuntime: 1s, maxWaitTime: 1s}
   sleep: {idleTimeout: 5m, drainTimeout: 30s, level: 1}
 """
@@ -20,7 +22,7 @@ POLICY = """\
 def tight(tmp_path_factory, checkpoint):
     from tests.e2e.daemon_process import DaemonProcess
 
-    d = DaemonProcess(tmp_path_factory.mktemp("tight"), checkpoint, flags=("--cpu-memory-share", "0.25"))
+    d = DaemonProcess(tmp_path_factory.mktemp("tight"), checkpoint, flags=("--cpu-memory-share", "0.2425"))
     d.write_model("alpha.yaml", "alpha", more=POLICY)
     d.write_model("beta.yaml", "beta", more=POLICY)
     d.start()

@@ -82,7 +82,7 @@ def test_interleaved_requests_are_all_answered(shared):
 
 
 def engine_resident(daemon, name: str) -> int:
-    """Resident bytes of the model's engine processes (EngineCore and its worker)."""
+    """Resident bytes of the model's engine processes."""
     (replica,) = daemon.status(name)["replicas"]
     core = psutil.Process(replica["pid"])
     return sum(p.memory_info().rss for p in (core, *core.children(recursive=True)))
@@ -99,6 +99,17 @@ def test_a_sleeping_engine_gives_its_memory_back(shared, checkpoint):
     asleep = engine_resident(shared, "beta")
     weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
     assert awake - asleep > weights / 2, (awake, asleep, weights)
+
+
+def test_a_cpu_engine_is_one_process(shared):
+    """The model runs in its EngineCore (engine/cpu_executor.py): no worker process beside it, whose
+    imported runtime a sleeping engine would keep too."""
+    both_booted(shared)
+    for name in ("alpha", "beta"):
+        (replica,) = shared.status(name)["replicas"]
+        core = psutil.Process(replica["pid"])
+        assert core.name().startswith("VLLM::EngineCor"), core.name()
+        assert not core.children(recursive=True), [child.name() for child in core.children(recursive=True)]
 
 
 def test_idle_timeout_puts_the_awake_model_to_sleep(shared):
