@@ -46,6 +46,11 @@ every request it runs has had a token since its wake (rule 14); also how long pa
 leave the engine to the model they paused for before they may take it back. A wake and a sleep cost
 hundredths of a second on the CPU and tenths on a GPU, so a second keeps the turns' overhead small
 whatever minRuntime and drainTimeout say."""
+MAX_SHORT_SLICES = 3
+"""A unit's least slice doubles after each wake that ended paused with a request still owing its
+token, up to 2**3 slices (8 s): enough for a batch of resumed answers to recompute, and bounded
+for answers that report no token until they end (not streamed), which the doubling cannot tell
+from answers that made none."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,8 @@ class Scheduler:
         elif unit.kept:  # a paused request ended (its client left)
             self._release_kept(unit, unit.kept - 1)
         unit.last_used = now
+        if unit.in_flight == unit.kept == 0:
+            unit.short_slices = 0
         if unit.state == UnitState.draining and unit.in_flight == 0:
             unit.to(UnitState.sleeping)
             return [Sleep(unit.id, self._sleep_level(unit))]
@@ -419,11 +426,12 @@ class Scheduler:
         without a token out; but for new requests, as soon as each request it runs has had a token
         since its wake. A unit taken back just after its wake then yields once its answers have
         begun (or gone on); paused answers taking the engine back leave it its least slice, or
-        two models with long answers would take turns a token (and a wake) at a time."""
+        two models with long answers would take turns a token (and a wake) at a time. The slice
+        doubles after each wake that ended with a token owed (`Unit.short_slices`)."""
         early = unit.yields_to in self.queues and self.queues[unit.yields_to].waiting
         if not unit.yields_to or (early and not unit.unanswered):
             return unit.drain_until
-        return max(unit.drain_until, unit.awake_since + MIN_SLICE_S)
+        return max(unit.drain_until, unit.awake_since + MIN_SLICE_S * 2 ** unit.short_slices)
 
     def _pause_when_due(self, unit: Unit, now: float) -> list[Action]:
         """A unit yielding to another model may pause earlier once its last answer has begun: now,
@@ -438,6 +446,8 @@ class Scheduler:
         any other aborts it."""
         unit.to(UnitState.sleeping)
         if unit.yields_to:
+            if unit.unanswered:
+                unit.short_slices = min(unit.short_slices + 1, MAX_SHORT_SLICES)
             unit.kept, unit.in_flight = unit.in_flight, 0
             self.queues[unit.id.model].paused[unit.id] = now
             return [Sleep(unit.id, self._sleep_level(unit), keep=True),
@@ -916,7 +926,7 @@ class _Pass:
         self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)
         """What the smallest claim of a policy is a fraction of: a quick bound on what may fit."""
         self.awake.sort(key=lambda u: u.last_used)
-        victims.sort(key=lambda u: u.last_used)
+        victims.sort(key=lambda u: (u.state == UnitState.asleep and u.level != 1, u.last_used))
         self._victims = victims
         self._victims_on: dict[int, list[Unit]] = {}
         for unit in victims:
@@ -929,8 +939,9 @@ class _Pass:
         self._windows: dict[tuple, list[tuple[int, ...]]] = {}
 
     def victims_on(self, window: tuple[int, ...]) -> list[Unit]:
-        """The possible victims on any device of `window`, least recently used first: awake units,
-        and asleep ones still holding memory there."""
+        """The possible victims on any device of `window`, cheapest first and least recently used
+        first among those: awake units and level-1 sleepers (a sleep or a deepening: the next wake
+        reads weights again), then the asleep ones that would be stopped (the next request boots)."""
         if len(window) == 1:
             return self._victims_on.get(window[0], [])
         return [u for u in self._victims if any(i in window for i in u.devices)]

@@ -136,6 +136,11 @@ class Unit:
     unanswered: set[str] = field(default_factory=set)
     """Requests it runs that have had no token since its wake (a new one's first, a resumed one's
     first after the resume): while one has not, a yielding unit runs its least slice (rule 14)."""
+    short_slices: int = 0
+    """Wakes that ended paused while a request it ran still owed its token, since it last had
+    nothing to run: each doubles its least slice (rule 14). Pausing an answer before its token
+    throws its prefill away, so a batch of resumed answers whose recompute outlasts one slice
+    would otherwise never get one (found by the simulator at --share 0.3)."""
     begun: set[str] = field(default_factory=set)
     """Requests it runs or holds paused that have had a token since its wake: at its next wake they
     are unanswered again."""

@@ -115,10 +115,10 @@ def test_a_level_1_sleeper_that_holds_too_much_is_deepened_and_wakes_from_level_
 
 
 def test_a_level_2_sleepers_residue_counts_and_a_sleeper_it_does_not_leave_room_for_is_stopped():
-    """20 GiB awake, each sleeper 4 GiB at level 1 and 3 GiB at level 2, of 30: three sleepers do
-    not fit beside the awake model at either level, so the core stops one (the simulator carries
-    out its Stop), and the trace is still served."""
-    costs = dataclasses.replace(COSTS, held_bytes=4 * GIB, held_deep_bytes=3 * GIB)
+    """20 GiB awake, each sleeper 4 GiB at level 1 and 3.5 GiB at level 2, of 30: three sleepers do
+    not fit beside the awake model at either level (20 + 3 x 3.5), so the core stops one (the
+    simulator carries out its Stop), and the trace is still served."""
+    costs = dataclasses.replace(COSTS, held_bytes=4 * GIB, held_deep_bytes=int(3.5 * GIB))
     trace = generate(TraceParams(models=4, duration_s=1, rate=0.01, periodic=(Periodic(3, 1.0, 1),), seed=0))
     core, upserts = gthreadd_core(FILES, DEVICE)
     assert [o.status for o in Simulation(core, costs, upserts).run(trace, WARMUP, settle_s=5.0)] == [200]

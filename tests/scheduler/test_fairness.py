@@ -172,6 +172,21 @@ def test_paused_answers_leave_the_engine_to_the_model_they_paused_for_then_take_
     assert not any(q.wants for q in h.scheduler.queues.values())
 
 
+def test_answers_whose_token_takes_longer_than_a_slice_double_the_slice_until_it_comes():
+    """Each answer's token comes 1.5 s after its admission or resume, more than MIN_SLICE_S: paused
+    at a slice, an answer loses its prefill and starts again at the next wake. a and b take turns;
+    each wake that ends with a token still owed doubles the unit's next slices, so from the second
+    (2 s) on they see the tokens, and both answers end (with a fixed slice neither ever did)."""
+    h = two_taking_turns(1.5)
+    h.run_until(3)
+    h.feed(RequestArrived("b", "rb"))
+    h.run_until(10_000)
+    assert {"ra", "rb"} <= set(h.finished) and not any(isinstance(a, AbortInFlight) for _, a in h.actions)
+    gaps = [round(p - w, 2) for w, p in zip(
+        [t for t, x in h.actions if isinstance(x, (Boot, Wake)) and x.unit.model == "b"], pauses(h, "b"))]
+    assert gaps[:4] == [1.2, 2.05, 2.05, 2.05], "b's boot (0.2 s) then its wakes (0.05 s) and its slices"
+
+
 def test_a_new_request_of_another_model_goes_before_answers_paused_less_than_a_slice_ago():
     """a is paused for b at 3; c asks at 3.4, before a's paused answer may ask (4.0): c goes first."""
     h = two_taking_turns(0.1, "a", "b", "c")
@@ -522,6 +537,29 @@ def test_a_model_short_of_memory_has_a_level_1_sleeper_deepened_first():
     assert h.scheduler.units[UnitId("a", 0)].held == {} and state(h, "a") == UnitState.asleep
     assert state(h, "c") == UnitState.awake and "r1" in h.admitted
     assert h.scheduler.units[UnitId("b", 0)].held == {0: 30 * GIB}, "only as much as c needed"
+
+
+def test_a_level_1_sleeper_is_deepened_before_an_older_level_2_one_is_stopped():
+    """Either makes room; a deepened sleeper's next wake reads its weights again, a stopped one's
+    next request boots it (seconds against tens of seconds): the cheaper victim goes first, least
+    recently used or not. Found by the trace at --share 0.3, where the level-2 sleeper was stopped."""
+    h = host(gpus(1, total=100 * GIB))
+    h.level1_held, h.residue = 30 * GIB, 8 * GIB
+    add(h, "old", memory_fraction=0.5, idle_timeout=10, sleep_level=2)
+    h.run_until(5)
+    h.run_until(30)  # old: asleep at level 2, its 8 GiB residue held
+    add(h, "a", memory_fraction=0.4, idle_timeout=10)
+    h.run_until(35)
+    h.run_until(60)  # a: asleep at level 1, 30 GiB held; used after old
+    add(h, "c", memory_fraction=0.65)  # 62 GiB free: 3 short
+    h.run_until(61)
+    h.feed(RequestArrived("c", "r1"))
+    h.run_until(h.now + 5)
+    assert "r1" in h.admitted
+    assert not [a for _, a in h.actions if type(a).__name__ == "Stop"], "old was not stopped"
+    assert [(str(x.unit), x.level) for t, x in h.actions if t >= 61 and type(x).__name__ == "Sleep"] \
+        == [("a/0", 2)], "a was deepened instead"
+    assert state(h, "old") == UnitState.asleep
 
 
 def test_a_sleeper_is_not_deepened_when_the_awake_victim_alone_makes_room():
