@@ -926,7 +926,7 @@ class _Pass:
         self.smallest_device = min((d.total_bytes for d in devices.values()), default=0)
         """What the smallest claim of a policy is a fraction of: a quick bound on what may fit."""
         self.awake.sort(key=lambda u: u.last_used)
-        victims.sort(key=lambda u: (u.state == UnitState.asleep and u.level != 1, u.last_used))
+        victims.sort(key=lambda u: u.last_used)
         self._victims = victims
         self._victims_on: dict[int, list[Unit]] = {}
         for unit in victims:
@@ -939,9 +939,8 @@ class _Pass:
         self._windows: dict[tuple, list[tuple[int, ...]]] = {}
 
     def victims_on(self, window: tuple[int, ...]) -> list[Unit]:
-        """The possible victims on any device of `window`, cheapest first and least recently used
-        first among those: awake units and level-1 sleepers (a sleep or a deepening: the next wake
-        reads weights again), then the asleep ones that would be stopped (the next request boots)."""
+        """The possible victims on any device of `window`, least recently used first: awake units,
+        and asleep ones still holding memory there."""
         if len(window) == 1:
             return self._victims_on.get(window[0], [])
         return [u for u in self._victims if any(i in window for i in u.devices)]

@@ -539,29 +539,6 @@ def test_a_model_short_of_memory_has_a_level_1_sleeper_deepened_first():
     assert h.scheduler.units[UnitId("b", 0)].held == {0: 30 * GIB}, "only as much as c needed"
 
 
-def test_a_level_1_sleeper_is_deepened_before_an_older_level_2_one_is_stopped():
-    """Either makes room; a deepened sleeper's next wake reads its weights again, a stopped one's
-    next request boots it (seconds against tens of seconds): the cheaper victim goes first, least
-    recently used or not. Found by the trace at --share 0.3, where the level-2 sleeper was stopped."""
-    h = host(gpus(1, total=100 * GIB))
-    h.level1_held, h.residue = 30 * GIB, 8 * GIB
-    add(h, "old", memory_fraction=0.5, idle_timeout=10, sleep_level=2)
-    h.run_until(5)
-    h.run_until(30)  # old: asleep at level 2, its 8 GiB residue held
-    add(h, "a", memory_fraction=0.4, idle_timeout=10)
-    h.run_until(35)
-    h.run_until(60)  # a: asleep at level 1, 30 GiB held; used after old
-    add(h, "c", memory_fraction=0.65)  # 62 GiB free: 3 short
-    h.run_until(61)
-    h.feed(RequestArrived("c", "r1"))
-    h.run_until(h.now + 5)
-    assert "r1" in h.admitted
-    assert not [a for _, a in h.actions if type(a).__name__ == "Stop"], "old was not stopped"
-    assert [(str(x.unit), x.level) for t, x in h.actions if t >= 61 and type(x).__name__ == "Sleep"] \
-        == [("a/0", 2)], "a was deepened instead"
-    assert state(h, "old") == UnitState.asleep
-
-
 def test_a_sleeper_is_not_deepened_when_the_awake_victim_alone_makes_room():
     h = host(gpus(1, total=100 * GIB))
     h.level1_held = 10 * GIB
