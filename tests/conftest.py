@@ -7,6 +7,15 @@ import pytest
 
 
 @pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The demo checkpoint `make` built (GTHREAD_TEST_STATE), or one built here, offline."""
+    from conversion.demo import build_demo
+
+    state = os.environ.get("GTHREAD_TEST_STATE")
+    return build_demo(Path(state) if state else tmp_path_factory.mktemp("demo-state")).resolve()
+
+
+@pytest.fixture(scope="session")
 def vllm_args_cache_home(tmp_path_factory) -> Path:
     """An XDG_CACHE_HOME holding the installed vLLM's argument table (engine/arg_table.py), read
     once per session by `python -m engine.arg_table`, so that no vLLM is imported here."""

@@ -4,15 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from conversion.demo import build_demo, build_whisper
+from conversion.demo import build_whisper
 from tests.e2e.daemon_process import HUB_ID, DaemonProcess
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    """The demo checkpoint `make` built (GTHREAD_TEST_STATE), or one built here, offline."""
-    state = os.environ.get("GTHREAD_TEST_STATE")
-    return build_demo(Path(state) if state else tmp_path_factory.mktemp("demo-state")).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,11 @@
 """Where a CPU engine's model runs, decided on the installed vLLM's own config for the demo checkpoint."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from engine.compat import AsyncEngineArgs, current_platform
 from engine.cpu_executor import run_model_in_engine_core
 
 pytestmark = pytest.mark.skipif(not current_platform.is_cpu(), reason="the rule is the CPU platform's")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> str:
-    from conversion.demo import build_demo
-
-    state = os.environ.get("GTHREAD_TEST_STATE")
-    return str(build_demo(Path(state) if state else tmp_path_factory.mktemp("state")))
 
 
 def executor_of(args: AsyncEngineArgs):
@@ -27,12 +16,12 @@ def executor_of(args: AsyncEngineArgs):
     return Executor.get_class(config).__name__
 
 
-def test_vllm_would_spawn_a_worker_and_the_model_runs_in_the_engine_core_instead(demo):
-    args = AsyncEngineArgs(model=demo, max_model_len=512)
+def test_vllm_would_spawn_a_worker_and_the_model_runs_in_the_engine_core_instead(checkpoint):
+    args = AsyncEngineArgs(model=str(checkpoint), max_model_len=512)
     assert args.create_engine_config().parallel_config.distributed_executor_backend == "mp", "vLLM's CPU rule"
     assert executor_of(args) == "UniProcExecutor"
 
 
-def test_an_executor_the_model_asks_for_is_kept(demo):
-    assert executor_of(AsyncEngineArgs(model=demo, max_model_len=512, distributed_executor_backend="mp")) \
+def test_an_executor_the_model_asks_for_is_kept(checkpoint):
+    assert executor_of(AsyncEngineArgs(model=str(checkpoint), max_model_len=512, distributed_executor_backend="mp")) \
         == "MultiprocExecutor"

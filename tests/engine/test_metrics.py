@@ -2,8 +2,6 @@
 daemon's registry under vLLM's names and the model's labels. The stats are test doubles shaped like
 vLLM's SchedulerStats, IterationStats and FinishedRequestStats (the fields metrics.py reads)."""
 
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
@@ -62,16 +60,13 @@ def test_a_stopped_models_series_are_forgotten_and_anothers_are_kept():
     assert registry.get_sample_value("vllm:generation_tokens_total", {"model_name": "other", "engine": "0"}) == 2
 
 
-def test_vllm_adds_no_prometheus_logger_of_its_own_beside_the_engines(tmp_path):
+def test_vllm_adds_no_prometheus_logger_of_its_own_beside_the_engines(checkpoint):
     """Through the installed vLLM's StatLoggerManager, as AsyncLLM builds it: only the daemon's
     logger records (vLLM's own would record every step again into its global registry)."""
     from vllm.v1.metrics.loggers import PrometheusStatLogger, StatLoggerManager
 
-    from conversion.demo import build_demo
     from engine.compat import AsyncEngineArgs
 
-    state = os.environ.get("GTHREAD_TEST_STATE")
-    checkpoint = build_demo(Path(state) if state else tmp_path)
     config = AsyncEngineArgs(model=str(checkpoint), max_model_len=512).create_engine_config()
     registry = CollectorRegistry()
     ours = EngineMetrics(registry).logger_factory("m")
