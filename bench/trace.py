@@ -72,12 +72,16 @@ class Measured:
     server_idle_s: float = 1.0
     """Costs.idle_cost's numbers for `vllm serve` (the dedicated run; `costs` has gthreadd's own,
     fitted apart: on 12-06 either was the larger, run to run)."""
+    server_stop_s: Optional[float] = None
+    """A `vllm serve` process's stop, what the peers pay to unload (runs before 2026-12-07 had one
+    stop for all: `costs.stop_s`)."""
 
     @property
     def server_costs(self) -> Costs:
-        """What the peers' policies and the dedicated simulation pay: they start `vllm serve`."""
-        return dataclasses.replace(self.costs, boot_s=self.server_start_s, idle_cost_s=self.server_idle_cost_s,
-                                   idle_s=self.server_idle_s)
+        """What the peers' policies and the dedicated simulation pay: they start and stop `vllm serve`."""
+        stop_s = self.costs.stop_s if self.server_stop_s is None else self.server_stop_s
+        return dataclasses.replace(self.costs, boot_s=self.server_start_s, stop_s=stop_s,
+                                   idle_cost_s=self.server_idle_cost_s, idle_s=self.server_idle_s)
 
     @property
     def one_wake_s(self) -> float:
@@ -215,17 +219,19 @@ def slowdowns(outcomes: list[Outcome], sent: dict[str, float], tokens: dict[str,
     return fit(prefill), fit(decode)
 
 
-def idle_costs(outcomes: list[Outcome], sent: dict[str, float], prefill_s: float,
-               below: float = math.inf) -> tuple[float, float]:
+def idle_costs(outcomes: list[Outcome], sent: dict[str, float], expected: dict[str, Optional[float]],
+               below: float) -> tuple[float, float]:
     """Costs.idle_cost's two numbers (most, seconds), fitted to a run: each request that found
-    nothing in flight, its time to its first token beyond `prefill_s` against the quiet before it;
-    least squares over time constants from 0.5 to ~150 s. A request `below` or more beyond waited
-    for a start (a boot), which the simulation has its own cost for: left out."""
+    nothing in flight, what its time to its first token exceeds `expected` (its simulated one, with
+    no idle cost: the wake, switch or batch the simulation already charges is not charged twice)
+    against the quiet before it; least squares over time constants from 0.5 to ~150 s. A request
+    whose simulated time is `below` or more away from the measured one (a boot on one side only)
+    says nothing about quiet: left out."""
     points, busy_until = [], None
     for o in sorted((o for o in outcomes if o.status == 200), key=lambda o: sent[o.id]):
-        start = sent[o.id]
-        if busy_until is not None and start > busy_until and o.ttft - prefill_s < below:
-            points.append((start - busy_until, o.ttft - prefill_s))
+        start, sim = sent[o.id], expected.get(o.id)
+        if busy_until is not None and start > busy_until and sim is not None and abs(o.ttft - sim) < below:
+            points.append((start - busy_until, o.ttft - sim))
         busy_until = max(busy_until or start, start + o.e2e)
     best = (math.inf, 0.0, 1.0)
     for tau in (0.5 * 1.1**k for k in range(60)):
@@ -322,8 +328,9 @@ def run_vllm(args: argparse.Namespace, trace: list[Request], workdir: Path) -> t
     return outcomes, start_s, time.monotonic() - stopping
 
 
-def measured_costs(gthreadd: dict, ours: list[Outcome], dedicated: list[Outcome], trace: list[Request],
-                   server_start_s: float, stop_s: float) -> Measured:
+def measured_costs(gthreadd: dict, dedicated: list[Outcome], trace: list[Request], server_start_s: float,
+                   server_stop_s: float) -> Measured:
+    """Everything but the idle costs (fit_idle_costs: they are fitted against the simulation)."""
     awake = gthreadd["probes"]["awake"]
     awake_ttft = statistics.median(ttft for ttft, _, _ in awake)
     token_s = statistics.median((e2e - ttft) / (tokens - 1) for ttft, e2e, tokens in awake)
@@ -331,15 +338,30 @@ def measured_costs(gthreadd: dict, ours: list[Outcome], dedicated: list[Outcome]
     sent = {r.id: r.at for r in trace}
     tokens = {r.id: r.max_tokens for r in trace}
     prefill_slowdown, batch_slowdown = slowdowns(dedicated, sent, tokens, awake_ttft, token_s)
-    idle_cost_s, idle_s = idle_costs(ours, sent, awake_ttft, below=ops["boot"] / 2)
     costs = Costs(boot_s=ops["boot"], wake_s=levels.get("wake", ops["wake"]),
                   wake_deep_s=levels.get("wake_deep", ops["wake"]), sleep_s=levels.get("sleep", ops["sleep"]),
                   deepen_s=levels.get("deepen", ops["sleep"]), held_bytes=gthreadd["held_bytes"],
-                  held_deep_bytes=gthreadd["held_deep_bytes"], stop_s=stop_s,
+                  held_deep_bytes=gthreadd["held_deep_bytes"], stop_s=ops.get("stop", server_stop_s),
                   prefill_s=awake_ttft, token_s=token_s, batch_slowdown=batch_slowdown,
-                  prefill_slowdown=prefill_slowdown, idle_cost_s=idle_cost_s, idle_s=idle_s)
+                  prefill_slowdown=prefill_slowdown)
     switch_ttft = statistics.median(ttft for ttft, _, _ in gthreadd["probes"]["switch"])
-    return Measured(awake_ttft, switch_ttft, costs, server_start_s, *idle_costs(dedicated, sent, awake_ttft))
+    return Measured(awake_ttft, switch_ttft, costs, server_start_s, server_stop_s=server_stop_s)
+
+
+def fit_idle_costs(args: argparse.Namespace, trace: list[Request], measured: Measured,
+                   real: dict[str, list[Outcome]]) -> Measured:
+    """`measured` with each side's idle cost fitted to what its simulation without one misses on the
+    requests that found the machine quiet."""
+    quiet = dataclasses.replace(measured, costs=dataclasses.replace(measured.costs, idle_cost_s=0.0),
+                                server_idle_cost_s=0.0)
+    sims = simulate(args, trace, quiet)
+    sent = {r.id: r.at for r in trace}
+
+    def fitted(name: str) -> tuple[float, float]:
+        return idle_costs(real[name], sent, {o.id: o.ttft for o in sims[name]}, below=measured.costs.boot_s / 2)
+    (most, tau), (server_most, server_tau) = fitted("gthreadd"), fitted(DEDICATED)
+    return dataclasses.replace(measured, costs=dataclasses.replace(measured.costs, idle_cost_s=most, idle_s=tau),
+                               server_idle_cost_s=server_most, server_idle_s=server_tau)
 
 
 # -- the simulations -------------------------------------------------------------------------------
@@ -584,7 +606,8 @@ def parse_args() -> argparse.Namespace:
                        help="TTFT over time per policy (needs the bench extra's matplotlib); '' for none")
         p.add_argument("--json", type=Path, help="write parameters, costs and every outcome here")
     commands["run"].add_argument("--port-base", type=int, default=8620, help="gthreadd gets this port, vllm the next")
-    commands["simulate"].add_argument("--costs", type=Path, help="a run's --json, for its measured costs")
+    commands["simulate"].add_argument("--costs", type=Path, help="a run's --json, for its measured costs (and, where "
+                                      "it holds the run's outcomes, its idle costs fitted again and the gap to them)")
     args = parser.parse_args()
     if args.command != "generate":
         args.checkpoint = args.checkpoint.resolve()
@@ -602,13 +625,21 @@ def main() -> None:
             print(f"{r.at:9.3f}  {r.id}  {r.model}  {r.max_tokens:3d}  {r.prompt}")
         return
     if args.command == "simulate":
+        real = None
         if args.costs:
-            m = json.loads(args.costs.read_text())["measured"]
+            run = json.loads(args.costs.read_text())
+            m = run["measured"]
             known = {f.name for f in dataclasses.fields(Measured)}  # older runs lack the newer ones
             measured = Measured(**{k: v for k, v in m.items() if k in known} | {"costs": Costs(**m["costs"])})
+            if "gthreadd real" in run.get("outcomes", {}):
+                if run["params"] != json.loads(json.dumps(dataclasses.asdict(params))):
+                    sys.exit(f"{args.costs}: the run replayed another trace ({run['params']}): pass its options")
+                real = {name: [Outcome(**o) for o in run["outcomes"][key]]
+                        for name, key in (("gthreadd", "gthreadd real"), (DEDICATED, "dedicated vllm serve real"))}
+                measured = fit_idle_costs(args, trace, measured, real)
         else:
             measured = Measured(DEFAULT_COSTS.prefill_s, DEFAULT_SWITCH_TTFT_S, DEFAULT_COSTS, SERVER_START_S)
-        out = report(args, params, trace, measured, simulate(args, trace, measured), None)
+        out = report(args, params, trace, measured, simulate(args, trace, measured), real)
     else:
         for port in (args.port_base, args.port_base + 1):
             ensure_port_free(port)
@@ -617,9 +648,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="trace-") as tmp:
             ours, gthreadd = run_gthreadd(args, trace, Path(tmp))
             theirs, server_start_s, stop_s = run_vllm(args, trace, Path(tmp))
-        measured = measured_costs(gthreadd, ours, theirs, trace, server_start_s, stop_s)
-        out = report(args, params, trace, measured, simulate(args, trace, measured),
-                     {"gthreadd": ours, DEDICATED: theirs})
+        real = {"gthreadd": ours, DEDICATED: theirs}
+        measured = fit_idle_costs(args, trace, measured_costs(gthreadd, theirs, trace, server_start_s, stop_s), real)
+        out = report(args, params, trace, measured, simulate(args, trace, measured), real)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 

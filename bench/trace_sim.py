@@ -75,8 +75,8 @@ class Costs:
     `idle_cost_s x (1 - exp(-t / idle_s))` later than a warm one: on the 12-06 machine `vllm serve`
     answered the first request after 30 s of quiet in 0.5 s and one inside a burst in 0.13 s. It is
     the machine's quiet more than the engine's (bench/cold_engine.py: 0.26 s after 30 s of quiet,
-    0.13 s after 30 s in which another engine served, 0.08 s warm). Fitted to each run (bench/trace.py);
-    runs before 2026-12-06 did not measure it: 0."""
+    0.13 s after 30 s in which another engine served, 0.08 s warm). Fitted to each run (bench/trace.py)
+    on what the simulation without it misses; runs before 2026-12-06 did not measure it: 0."""
 
     def idle_cost(self, quiet_s: float) -> float:
         return self.idle_cost_s * -math.expm1(-quiet_s / self.idle_s)

@@ -171,14 +171,38 @@ def test_the_first_request_after_quiet_pays_the_idle_cost_and_one_beside_it_does
     assert beside.ttft <= costs.prefill_s * (1 + costs.prefill_slowdown) + 1e-9, "a was in flight: no idle cost"
 
 
-def test_each_request_is_placed_by_the_one_before_it_in_the_trace():
-    """bench/trace.py's situations (loaded from its path: `import trace` is the standard library's)."""
+def bench_trace():
+    """bench/trace.py, loaded from its path: `import trace` is the standard library's."""
     path = Path(__file__).resolve().parents[2] / "bench" / "trace.py"
     spec = importlib.util.spec_from_file_location("bench_trace", path)
-    bench_trace = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_trace)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_idle_cost_is_fitted_to_what_the_simulation_misses_not_to_the_wakes_it_charges():
+    """Requests that each wake a sleeping model after long quiet: measured exactly as simulated
+    (their wake included), the idle cost is 0; measured 0.3 s later, it is 0.3 s. Fitted against
+    the awake prefill instead, it took the wake in and the simulation charged it twice."""
+    trace = [Request(f"r{i}", 40.0 * i, "m0", 4, "q") for i in range(1, 5)]
+    core, upserts = gthreadd_core({"m0": FILES["m0"]}, DEVICE)
+    simulated = Simulation(core, COSTS, upserts).run(trace, ["m0"], settle_s=5.0)
+    expected = {o.id: o.ttft for o in simulated}
+    sent = {r.id: r.at for r in trace}
+    assert all(o.ttft >= COSTS.wake_s for o in simulated), "each request woke m0"
+    fit = bench_trace().idle_costs
+    assert fit(simulated, sent, expected, below=COSTS.boot_s / 2)[0] == 0.0
+    later = [dataclasses.replace(o, ttft=o.ttft + 0.3, e2e=o.e2e + 0.3) for o in simulated]
+    assert fit(later, sent, expected, below=COSTS.boot_s / 2)[0] == pytest.approx(0.3, rel=0.01)
+    booted = [dataclasses.replace(o, ttft=o.ttft + COSTS.boot_s, e2e=o.e2e + COSTS.boot_s) if o.id == "r2" else o
+              for o in later]
+    assert fit(booted, sent, expected, below=COSTS.boot_s / 2)[0] == pytest.approx(0.3, rel=0.01), \
+        "a boot on one side only is left out"
+
+
+def test_each_request_is_placed_by_the_one_before_it_in_the_trace():
     trace = [Request("c", 2.5, "m1", 8, "q"), Request("a", 0.0, "m0", 8, "q"), Request("b", 1.0, "m0", 8, "q"),
              Request("d", 9.0, "m1", 8, "q"), Request("e", 12.5, "m0", 8, "q")]
-    assert bench_trace.situations(trace) == {
+    assert bench_trace().situations(trace) == {
         "a": "the first", "b": "after its own model < 2 s", "c": "after another model < 2 s",
         "d": "after its own model >= 2 s", "e": "after another model >= 2 s"}
