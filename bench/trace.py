@@ -171,8 +171,10 @@ def level_costs(events: dict[str, list[dict]]) -> tuple[dict[str, float], dict[s
         level: Optional[int] = None  # the level the model sleeps at; None while awake or not yet known
         for event in items:
             slept = re.search(r"asleep at level (\d) .* in ([\d.]+)s", event["message"])
-            woke = re.search(r"awake in ([\d.]+)s", event["message"])
-            if event["reason"] == "Slept" and slept:
+            woke = re.search(r": awake\b.* in ([\d.]+)s$", event["message"])  # ", its weights read again", a reason
+            if event["reason"] == "Stopped":
+                level = None
+            elif event["reason"] == "Slept" and slept:
                 kind = "deepen" if level == 1 and slept[1] == "2" else "sleep"
                 seconds[kind] += [float(slept[2])] * event["count"]
                 level = int(slept[1])

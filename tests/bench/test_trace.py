@@ -200,6 +200,29 @@ def test_the_idle_cost_is_fitted_to_what_the_simulation_misses_not_to_the_wakes_
         "a boot on one side only is left out"
 
 
+def test_the_level_costs_are_read_from_the_daemons_events_whatever_a_wake_says_besides():
+    """The messages as gthreadd/runtime/fleet.py writes them: a wake from level 2 says its weights
+    were read again, a pre-wake gives its reason; a stopped model sleeps at no level."""
+    def event(reason: str, message: str, count: int = 1) -> dict:
+        return {"reason": reason, "message": message, "count": count}
+    events = {
+        "m0": [event("Slept", "replica 0: asleep at level 1 (KV cache freed, weights kept) in 0.05s", 2),
+               event("Woke", "replica 0: awake in 0.07s", 2),
+               event("Slept", "replica 0: asleep at level 1 (KV cache freed, weights kept) in 0.05s"),
+               event("Slept", "replica 0: asleep at level 2 (KV cache and weights freed) in 0.03s"),
+               event("Woke", "replica 0: awake, its weights read again in 1.20s"),
+               event("Slept", "replica 0: asleep at level 1 (KV cache freed, weights kept) in 0.05s"),
+               event("Woke", "replica 0: awake (pre-wake: due in 2s) in 0.09s")],
+        "m1": [event("Slept", "replica 0: asleep at level 2 (KV cache and weights freed) in 0.03s"),
+               event("Stopped", "replica 0: engine stopped for device memory in 0.20s")],
+        "m2": [event("Slept", "replica 0: asleep at level 1 (KV cache freed, weights kept) in 0.05s")]}
+    seconds, final = bench_trace().level_costs(events)
+    assert seconds["wake"] == pytest.approx((0.07 * 2 + 0.09) / 3)
+    assert seconds["wake_deep"] == pytest.approx(1.20)
+    assert seconds["deepen"] == pytest.approx(0.03)
+    assert final == {"m2": 1}
+
+
 def test_each_request_is_placed_by_the_one_before_it_in_the_trace():
     trace = [Request("c", 2.5, "m1", 8, "q"), Request("a", 0.0, "m0", 8, "q"), Request("b", 1.0, "m0", 8, "q"),
              Request("d", 9.0, "m1", 8, "q"), Request("e", 12.5, "m0", 8, "q")]
