@@ -46,6 +46,8 @@ from gthreadd.spec.duration import parse_duration
 
 DEDICATED = "dedicated"
 """The one model name of the `vllm serve` baseline; every request of the trace goes to it."""
+REAL_RUNS = {DEDICATED: "dedicated vllm serve", "gthreadd": "gthreadd"}
+"""Each real run's name in the report, its plot and its --json's outcomes ("<name> real")."""
 DEFAULT_COSTS = Costs(boot_s=24.5, wake_s=0.003, wake_deep_s=3.57, sleep_s=0.88, deepen_s=1.34,
                       held_bytes=1265 << 20, stop_s=0.47, prefill_s=0.076, token_s=0.032, batch_slowdown=0.035,
                       prefill_slowdown=0.40)
@@ -520,7 +522,7 @@ def report(args: argparse.Namespace, params: TraceParams, trace: list[Request], 
           f"{measured.server_idle_cost_s:.2f} s, {measured.server_idle_s:.1f} s)")
     rows = []
     if real:
-        rows += [("dedicated vllm serve", "real", real[DEDICATED]), ("gthreadd", "real", real["gthreadd"])]
+        rows += [(name, "real", real[run]) for run, name in REAL_RUNS.items()]
     rows += [(name if name != DEDICATED else "dedicated", "sim", outs) for name, outs in sims.items()]
     print("\n".join(table(rows, slo)))
     print("\n".join(by_situation(rows, trace, slo)))
@@ -559,8 +561,7 @@ def report(args: argparse.Namespace, params: TraceParams, trace: list[Request], 
               f"{ratio(sum(ours), sum(spread['llama-swap-style']))}, / ollama-style "
               f"{ratio(sum(ours), sum(spread['ollama-style']))}")
     if args.plot:
-        panels = ([("dedicated vllm serve (real)", real[DEDICATED]), ("gthreadd (real)", real["gthreadd"])]
-                  if real else [])
+        panels = [(f"{name} (real)", real[run]) for run, name in REAL_RUNS.items()] if real else []
         panels += [(f"{name} (sim)", outs) for name, outs in sims.items() if name != DEDICATED]
         plot(args.plot, panels, slo, f"seed {params.seed}: {summary(trace)}")
         print(f"plot: {args.plot}")
@@ -633,11 +634,10 @@ def main() -> None:
             m = run["measured"]
             known = {f.name for f in dataclasses.fields(Measured)}  # older runs lack the newer ones
             measured = Measured(**{k: v for k, v in m.items() if k in known} | {"costs": Costs(**m["costs"])})
-            if "gthreadd real" in run.get("outcomes", {}):
+            if all(f"{name} real" in run.get("outcomes", {}) for name in REAL_RUNS.values()):
                 if run["params"] != json.loads(json.dumps(dataclasses.asdict(params))):
                     sys.exit(f"{args.costs}: the run replayed another trace ({run['params']}): pass its options")
-                real = {name: [Outcome(**o) for o in run["outcomes"][key]]
-                        for name, key in (("gthreadd", "gthreadd real"), (DEDICATED, "dedicated vllm serve real"))}
+                real = {key: [Outcome(**o) for o in run["outcomes"][f"{name} real"]] for key, name in REAL_RUNS.items()}
                 measured = fit_idle_costs(args, trace, measured, real)
         else:
             measured = Measured(DEFAULT_COSTS.prefill_s, DEFAULT_SWITCH_TTFT_S, DEFAULT_COSTS, SERVER_START_S)
